@@ -1,0 +1,44 @@
+# harmono: `make demo` and `make test` work on a fresh machine with only Python
+# and the package registries. torch is installed first and pinned (CPU build);
+# constraints.txt keeps every later install on it.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+TORCH := torch==2.13.0
+PIP_INSTALL := $(PIP) install --constraint constraints.txt
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch-installed: | $(BIN)/python
+	$(PIP) install $(TORCH)
+	touch $@
+
+$(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed
+	$(PIP_INSTALL) -e ".[demo]"
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml constraints.txt $(VENV)/.demo-installed
+	$(PIP_INSTALL) -e ".[demo,dev]"
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	$(BIN)/harmono demo
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.demo-installed
+	@for script in benchmarks/*.py; do \
+		echo "== $$script"; $(BIN)/python $$script || exit 1; \
+	done
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

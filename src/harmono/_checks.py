@@ -1,0 +1,106 @@
+"""Input checks shared by the public functions.
+
+Every check raises ``ValueError`` with a message that says what was expected
+and what came, so a user can fix the call without reading the source. Checks
+that only look at shapes and dtypes are free and always on; checks that read
+the data (NaN/inf, label range) synchronise with the device and can be
+switched off by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+
+def require_tensor(name: str, value: object) -> torch.Tensor:
+    """Return ``value`` if it is a tensor, else raise a ``ValueError``."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def require_floating(name: str, tensor: torch.Tensor) -> None:
+    """Raise unless ``tensor`` has a floating-point dtype."""
+    if not tensor.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
+
+
+def require_ndim(name: str, tensor: torch.Tensor, ndim: int, shape_doc: str) -> None:
+    """Raise unless ``tensor`` has exactly ``ndim`` dimensions."""
+    if tensor.ndim != ndim:
+        raise ValueError(
+            f"{name} must have shape {shape_doc} ({ndim}-D), got shape {tuple(tensor.shape)}"
+        )
+
+
+def require_non_empty(name: str, tensor: torch.Tensor, shape_doc: str) -> None:
+    """Raise if ``tensor`` holds no element."""
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} must not be empty: expected shape {shape_doc}, got {tuple(tensor.shape)}")
+
+
+def require_finite(name: str, tensor: torch.Tensor) -> None:
+    """Raise if ``tensor`` holds a NaN or an infinity (reads the data)."""
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        n_nan = int(torch.isnan(tensor).sum())
+        raise ValueError(
+            f"{name} contains {bad} non-finite value(s) ({n_nan} NaN, {bad - n_nan} inf) "
+            f"out of {tensor.numel()}; expected finite values (pass validate=False to skip this check)"
+        )
+
+
+def require_positive_number(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number > 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ValueError(f"{name} must be a positive real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def require_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def require_class_targets(
+    target: torch.Tensor,
+    batch_shape: torch.Size,
+    num_classes: int,
+    ignore_index: int,
+    read_values: bool,
+) -> None:
+    """Check integer class targets of shape ``batch_shape`` in ``[0, num_classes)``.
+
+    Entries equal to ``ignore_index`` are allowed anywhere. The range check
+    reads the data and runs only when ``read_values`` is true.
+    """
+    require_tensor("target", target)
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise ValueError(
+            f"target must hold integer class indices (torch.long), got dtype {target.dtype}"
+        )
+    if target.shape != batch_shape:
+        raise ValueError(
+            f"target must have the leading shape of x, {tuple(batch_shape)}, "
+            f"got {tuple(target.shape)}"
+        )
+    if not read_values or target.numel() == 0:
+        return
+    counted = target[target != ignore_index]
+    if counted.numel() == 0:
+        return
+    low, high = int(counted.min()), int(counted.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"target holds class indices in [{low}, {high}], expected values in "
+            f"[0, {num_classes - 1}] (or ignore_index={ignore_index})"
+        )

@@ -1,0 +1,1 @@
+"""Presentation of results: text tables now, the HTML report later."""
