@@ -43,9 +43,16 @@ def require_non_empty(name: str, tensor: torch.Tensor, shape_doc: str) -> None:
 
 
 def require_finite(name: str, tensor: torch.Tensor) -> None:
-    """Raise if ``tensor`` holds a NaN or an infinity (reads the data)."""
-    finite = torch.isfinite(tensor)
-    if not bool(finite.all()):
+    """Raise if ``tensor`` holds a NaN or an infinity (reads the data).
+
+    One reduction pass with no tensor-sized temporary: min and max propagate
+    NaN and reach +-inf whenever the tensor holds one.
+    """
+    if tensor.numel() == 0:
+        return
+    low, high = torch.aminmax(tensor.detach())
+    if not (math.isfinite(low.item()) and math.isfinite(high.item())):
+        finite = torch.isfinite(tensor)
         bad = int((~finite).sum())
         n_nan = int(torch.isnan(tensor).sum())
         raise ValueError(

@@ -200,10 +200,10 @@ def harmax(
     return harmonic_logits(x, centers, exponent, eps, distance=distance, validate=validate).softmax(-1)
 
 
-def _auto_chunk_rows(num_rows: int, num_classes: int, itemsize: int) -> int | None:
-    """Rows per chunk for the automatic choice; ``None`` means do not chunk."""
+def _auto_chunk_rows(num_rows: int, num_classes: int, itemsize: int) -> int:
+    """Rows per chunk: all rows when their logits fit ``AUTO_CHUNK_BYTES``."""
     if num_rows * num_classes * itemsize <= AUTO_CHUNK_BYTES:
-        return None
+        return num_rows
     return max(1, AUTO_CHUNK_BYTES // (num_classes * itemsize))
 
 
@@ -228,16 +228,18 @@ def harmonic_loss(
     semantics as ``F.cross_entropy(harmonic_logits(x, centers), target)``:
     ``ignore_index``, the three reductions (``"mean"`` averages over the
     targets that are not ignored and, like PyTorch, gives NaN when all are)
-    and label smoothing.
+    and label smoothing. More accurate than that composition for confident
+    predictions: ``log(1 + s)`` is evaluated as ``log1p(s)``, so a loss of
+    1e-6 keeps its digits in float32.
 
-    Large vocabularies: when the full ``(N, C)`` logits would exceed
-    ``AUTO_CHUNK_BYTES`` (32 MiB) or ``chunk_size`` is given, the loss runs
-    over chunks of rows in a custom autograd function and never holds the
-    full logits, in the forward or the backward pass. For ``"mean"`` and
-    ``"sum"`` it computes the gradients during the forward pass (one pass
-    over the vocabulary, three matmuls, as for a plain linear head); for
-    ``"none"`` it recomputes each chunk in the backward pass. The chunked
-    loss is once-differentiable.
+    Large vocabularies: the rows are processed in chunks of ``chunk_size``
+    rows, chosen automatically so that one chunk's logits take at most
+    ``AUTO_CHUNK_BYTES`` (32 MiB); the full ``(N, C)`` logits are never held,
+    in the forward or the backward pass. For ``"mean"`` and ``"sum"`` the
+    gradients are computed during the forward pass (three matmuls in all, as
+    for a linear head); for ``"none"`` each chunk is recomputed in the
+    backward pass. The loss is once-differentiable; for higher derivatives
+    use ``F.cross_entropy(harmonic_logits(...), target)``.
 
     Parameters
     ----------
@@ -256,8 +258,7 @@ def harmonic_loss(
     label_smoothing : float
         In ``[0, 1]``, as in ``F.cross_entropy``.
     chunk_size : int, optional
-        Rows per chunk; forces the chunked path. ``None`` chooses
-        automatically (see above).
+        Rows per chunk. ``None`` chooses automatically (see above).
     eps, distance : see :func:`harmonic_logits`.
     validate : bool
         Check for NaN/inf in the inputs and for targets out of range (reads
@@ -286,31 +287,23 @@ def harmonic_loss(
     _checks.require_choice("distance", distance, DISTANCES)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
     flat_x = x.reshape(-1, dim)
-    flat_target = target.reshape(-1)
     itemsize = torch.finfo(_compute_dtype(x, centers)).bits // 8
     rows = chunk_size or _auto_chunk_rows(flat_x.shape[0], num_classes, itemsize)
     with torch.autocast(device_type=x.device.type, enabled=False):
         xk, ck, on_sphere, power, eps2, _ = _kernel_inputs(flat_x, centers, n, eps, distance)
-        if rows is None:
-            z = _log_space_logits(xk, ck, on_sphere, power, eps2)
-            loss = F.cross_entropy(
-                z, flat_target, ignore_index=ignore_index, reduction=reduction,
-                label_smoothing=label_smoothing,
-            )
-        else:
-            loss = _ChunkedHarmonicCrossEntropy.apply(
-                xk, ck, flat_target,
-                _ChunkSpec(on_sphere, power, eps2, ignore_index, label_smoothing, reduction, rows),
-            )
+        spec = _ChunkSpec(on_sphere, power, eps2, ignore_index, label_smoothing, reduction, rows)
+        loss = _HarmonicCrossEntropy.apply(xk, ck, target.reshape(-1), spec)
     return loss.reshape(target.shape) if reduction == "none" else loss
 
 
 class _ChunkSpec:
-    """Constant settings of one chunked loss call (not a tensor, not differentiated)."""
+    """Constant settings of one loss call (not a tensor, not differentiated)."""
 
     __slots__ = ("on_sphere", "power", "eps2", "ignore_index", "label_smoothing", "reduction", "rows")
 
@@ -336,6 +329,12 @@ def _chunked_pass(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One pass over row chunks of the harmonic cross-entropy.
 
+    With ``z = -power * log(d2)``, ``m = max_j z_j`` reached at ``j = a`` and
+    ``rest = sum_{j != a} exp(z_j - m)``, the row loss is
+    ``(m - z_t) + log1p(rest)`` (plus the smoothing term), and the target's
+    gradient ``p_t - 1`` is ``-rest / (1 + rest)`` when ``t = a``: both stay
+    accurate when the prediction is confident.
+
     Parameters
     ----------
     x : Tensor, shape (N, D)
@@ -359,8 +358,9 @@ def _chunked_pass(
     smooth = spec.label_smoothing
     power = spec.power
     euclid = not spec.on_sphere
-    sq_norm_c = centers.square().sum(1) if euclid else None
-    sq_norm_x = x.square().sum(1) if euclid else None
+    # squared row norms without a (C, D) temporary
+    sq_norm_c = torch.linalg.vector_norm(centers, dim=1).square_() if euclid else None
+    sq_norm_x = torch.linalg.vector_norm(x, dim=1).square_() if euclid else None
     loss = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     want_grad = row_weight is not None
     if want_grad:
@@ -380,20 +380,24 @@ def _chunked_pass(
         z = torch.log(d2).mul_(-power)
         z_target = z.gather(1, t_r).squeeze(1)
         z_mean = z.mean(1) if smooth else None
-        z_max = z.amax(1, keepdim=True)
-        probs = z.sub_(z_max).exp_()  # unnormalised, overwrites z
-        total = probs.sum(1)
-        lse = z_max.squeeze(1) + total.log()
-        row_loss = lse - z_target
+        z_max, arg_max = z.max(1, keepdim=True)
+        exp_z = z.sub_(z_max).exp_().scatter_(1, arg_max, 0.0)  # overwrites z; 0 at the max
+        rest = exp_z.sum(1)
+        total = 1 + rest
+        z_max, at_max = z_max.squeeze(1), (arg_max == t_r).squeeze(1)
+        row_loss = (z_max - z_target) + torch.log1p(rest)
         if smooth:
-            row_loss = (1 - smooth) * row_loss + smooth * (lse - z_mean)
+            row_loss = (1 - smooth) * row_loss + smooth * (z_max + torch.log1p(rest) - z_mean)
         loss[rows] = row_loss.masked_fill_(~valid[rows], 0)
         if not want_grad:
             continue
         # dL/dz = w (p - (1-s) onehot - s/C);  dL/d(d2) = dL/dz * (-power / d2)
         w = row_weight[rows] * valid[rows] * -power
-        g = probs.mul_((w / total).unsqueeze(1))
-        g.scatter_add_(1, t_r, (-(1 - smooth) * w).unsqueeze(1))
+        g = exp_z.mul_((w / total).unsqueeze(1)).scatter_(1, arg_max, (w / total).unsqueeze(1))
+        target_minus_one = torch.where(
+            at_max, (smooth * total - rest) / total, torch.exp(z_target - z_max) / total - (1 - smooth)
+        )
+        g.scatter_(1, t_r, (w * target_minus_one).unsqueeze(1))
         if smooth:
             g.sub_((smooth / num_classes * w).unsqueeze(1))
         g.div_(d2)
@@ -412,8 +416,8 @@ def _chunked_pass(
     return loss, grad_x, grad_c
 
 
-class _ChunkedHarmonicCrossEntropy(torch.autograd.Function):
-    """Harmonic cross-entropy over row chunks; never holds the full logits."""
+class _HarmonicCrossEntropy(torch.autograd.Function):
+    """Harmonic cross-entropy over row chunks; never holds more than one chunk's logits."""
 
     @staticmethod
     def forward(ctx, x, centers, target, spec):  # noqa: D102
@@ -441,9 +445,12 @@ class _ChunkedHarmonicCrossEntropy(torch.autograd.Function):
                 x, centers, target = ctx.saved_tensors
                 _, grad_x, grad_c = _chunked_pass(x, centers, target, ctx.spec, grad_out.to(x.dtype))
             else:
+                # Returned as they are when grad_out is 1 (a plain loss.backward()):
+                # autograd then adopts them as .grad without another (C, D) copy.
                 grad_x, grad_c = ctx.saved_tensors
-                grad_x = grad_x * grad_out
-                grad_c = grad_c * grad_out
+                if not bool(grad_out == 1):
+                    grad_x = grad_x * grad_out
+                    grad_c = grad_c * grad_out
         return (
             grad_x if ctx.needs_input_grad[0] else None,
             grad_c if ctx.needs_input_grad[1] else None,

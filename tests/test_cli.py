@@ -1,0 +1,22 @@
+import json
+
+from harmono.cli import main
+
+
+def test_demo_writes_table_figure_and_json(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--toy-steps", "300", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for case in ("two_points", "five_points"):
+        assert f"{case}   harmonic" in printed or f"{case}  harmonic" in printed
+    png = tmp_path / "toy_points.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((tmp_path / "toy_points.json").read_text())
+    assert record["config"]["steps"] == 300
+    assert {(r["case"], r["head"]) for r in record["results"]} == {
+        (c, h) for c in ("two_points", "five_points") for h in ("harmonic", "linear")
+    }
+
+
+def test_demo_rejects_bad_steps(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--toy-steps", "0"]) == 2
+    assert "steps must be >= 1" in capsys.readouterr().err
