@@ -128,8 +128,18 @@ def reset_peak_rss() -> None:
 def peak_memory_in_child(variant: str, args: argparse.Namespace) -> int:
     """Run :func:`measure_peak_memory` in a fresh interpreter, so no variant sees another's peak."""
     cmd = [
-        sys.executable, __file__, "--memory-child", variant, "--device", args.device,
-        "--batch", str(args.batch), "--dim", str(args.dim), "--vocab", str(args.vocab),
+        sys.executable,
+        __file__,
+        "--memory-child",
+        variant,
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--dim",
+        str(args.dim),
+        "--vocab",
+        str(args.vocab),
     ]
     # A fixed mmap threshold makes glibc return every large block on free, so the
     # peak RSS follows the bytes the step needs rather than allocator retention.
@@ -144,13 +154,19 @@ def device_name(device: str) -> str:
     name = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        models = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        models = [
+            ln.split(":", 1)[1].strip()
+            for ln in cpuinfo.read_text().splitlines()
+            if ln.startswith("model name")
+        ]
         name = models[0] if models else name
     return f"{name}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, help="tokens per step (default: 2048 on CPU, 16384 on CUDA)")
     parser.add_argument("--dim", type=int, default=768)
@@ -170,15 +186,17 @@ def main() -> None:
     median = {v: statistics.median(s) for v, s in seconds.items()}
     rows = []
     for variant in VARIANTS:
-        rows.append({
-            "variant": variant,
-            "median_s": median[variant],
-            "time_ratio": median[variant] / median["linear_ce"],
-            "peak_mib": peaks[variant] / 2**20,
-            "memory_ratio": peaks[variant] / peaks["linear_ce"],
-            "loss": losses[variant],
-            "seconds": seconds[variant],
-        })
+        rows.append(
+            {
+                "variant": variant,
+                "median_s": median[variant],
+                "time_ratio": median[variant] / median["linear_ce"],
+                "peak_mib": peaks[variant] / 2**20,
+                "memory_ratio": peaks[variant] / peaks["linear_ce"],
+                "loss": losses[variant],
+                "seconds": seconds[variant],
+            }
+        )
     chunked = rows[-1]
     record = {
         "benchmark": "harmonic_head",
@@ -199,18 +217,26 @@ def main() -> None:
         f"forward+backward, B={args.batch} tokens, D={args.dim}, V={args.vocab}, "
         f"{record['device']}, torch {torch.__version__}, median of {args.repeats}"
     )
-    print(format_table(
-        ["variant", "time (s)", "time / (a)", "peak MiB", "memory / (a)"],
-        [
-            (r["variant"], f"{r['median_s']:.3f}", f"{r['time_ratio']:.2f}x",
-             f"{r['peak_mib']:.0f}", f"{r['memory_ratio']:.2f}x")
-            for r in rows
-        ],
-        markdown=True,
-    ))
     print(
-        f"targets for harmonic_chunked: time <= {TIME_TARGET}x ({'met' if record['met']['time'] else 'MISSED'}), "
-        f"memory <= {MEMORY_TARGET}x ({'met' if record['met']['memory'] else 'MISSED'}); "
+        format_table(
+            ["variant", "time (s)", "time / (a)", "peak MiB", "memory / (a)"],
+            [
+                (
+                    r["variant"],
+                    f"{r['median_s']:.3f}",
+                    f"{r['time_ratio']:.2f}x",
+                    f"{r['peak_mib']:.0f}",
+                    f"{r['memory_ratio']:.2f}x",
+                )
+                for r in rows
+            ],
+            markdown=True,
+        )
+    )
+    verdict = {key: "met" if met else "MISSED" for key, met in record["met"].items()}
+    print(
+        f"targets for harmonic_chunked: time <= {TIME_TARGET}x ({verdict['time']}), "
+        f"memory <= {MEMORY_TARGET}x ({verdict['memory']}); "
         f"chunked vs naive loss rel. diff {record['harmonic_naive_vs_chunked_loss_rel_diff']:.1e}"
     )
     path = args.json or RESULTS / f"harmonic_head_{args.device.split(':')[0]}.json"

@@ -61,11 +61,17 @@ def test_loss_and_gradients_match_float64_formula(
 
     value, grad_x, grad_c = loss_and_grads(
         lambda a, c, t: harmonic_loss(a, c, t, exponent, chunk_size=chunk_size, eps=0.0, **kwargs),
-        x, centers, target, reduction,
+        x,
+        centers,
+        target,
+        reduction,
     )
     ref_value, ref_gx, ref_gc = loss_and_grads(
         lambda a, c, t: naive_harmonic_loss(a, c, t, exponent, **kwargs),
-        x.double(), centers.double(), target, reduction,
+        x.double(),
+        centers.double(),
+        target,
+        reduction,
     )
     assert value.dtype == torch.float32 and value.shape == ref_value.shape == (
         lead_shape if reduction == "none" else ()
@@ -104,11 +110,17 @@ def test_cosine_distance_matches_its_formula(chunk_size, reduction):
         lambda a, c, t: harmonic_loss(
             a, c, t, 6.0, distance="cosine", eps=eps, chunk_size=chunk_size, reduction=reduction
         ),
-        x, centers, target, reduction,
+        x,
+        centers,
+        target,
+        reduction,
     )
     ref_value, ref_gx, ref_gc = loss_and_grads(
         lambda a, c, t: naive_harmonic_loss(a, c, t, 6.0, distance="cosine", eps=eps, reduction=reduction),
-        x.double(), centers.double(), target, reduction,
+        x.double(),
+        centers.double(),
+        target,
+        reduction,
     )
     assert rel_err(value, ref_value) < RTOL
     assert rel_err(grad_x, ref_gx) < RTOL

@@ -31,9 +31,7 @@ def require_floating(name: str, tensor: torch.Tensor) -> None:
 def require_ndim(name: str, tensor: torch.Tensor, ndim: int, shape_doc: str) -> None:
     """Raise unless ``tensor`` has exactly ``ndim`` dimensions."""
     if tensor.ndim != ndim:
-        raise ValueError(
-            f"{name} must have shape {shape_doc} ({ndim}-D), got shape {tuple(tensor.shape)}"
-        )
+        raise ValueError(f"{name} must have shape {shape_doc} ({ndim}-D), got shape {tuple(tensor.shape)}")
 
 
 def require_non_empty(name: str, tensor: torch.Tensor, shape_doc: str) -> None:
@@ -92,13 +90,10 @@ def require_class_targets(
     """
     require_tensor("target", target)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(
-            f"target must hold integer class indices (torch.long), got dtype {target.dtype}"
-        )
+        raise ValueError(f"target must hold integer class indices (torch.long), got dtype {target.dtype}")
     if target.shape != batch_shape:
         raise ValueError(
-            f"target must have the leading shape of x, {tuple(batch_shape)}, "
-            f"got {tuple(target.shape)}"
+            f"target must have the leading shape of x, {tuple(batch_shape)}, got {tuple(target.shape)}"
         )
     if not read_values or target.numel() == 0:
         return

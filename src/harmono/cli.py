@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="reproduce the papers' claims on a laptop")
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     demo.add_argument(
-        "--toy-steps", type=int, default=ToyPointsConfig.steps,
+        "--toy-steps",
+        type=int,
+        default=ToyPointsConfig.steps,
         help=f"Adam steps per toy fit (default: {ToyPointsConfig.steps}, as in the paper)",
     )
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -308,8 +308,14 @@ class _ChunkSpec:
     __slots__ = ("on_sphere", "power", "eps2", "ignore_index", "label_smoothing", "reduction", "rows")
 
     def __init__(
-        self, on_sphere: bool, power: float, eps2: float, ignore_index: int,
-        label_smoothing: float, reduction: str, rows: int,
+        self,
+        on_sphere: bool,
+        power: float,
+        eps2: float,
+        ignore_index: int,
+        label_smoothing: float,
+        reduction: str,
+        rows: int,
     ) -> None:
         self.on_sphere = on_sphere
         self.power = power
@@ -537,11 +543,18 @@ class HarmonicLinear(nn.Module):
     def loss(self, x: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
         """:func:`harmonic_loss` of this head; ``kwargs`` as there (reduction, chunk_size, ...)."""
         return harmonic_loss(
-            x, self.weight, target, self.exponent, eps=self.eps, distance=self.distance,
-            validate=self.validate, **kwargs,
+            x,
+            self.weight,
+            target,
+            self.exponent,
+            eps=self.eps,
+            distance=self.distance,
+            validate=self.validate,
+            **kwargs,
         )
 
     def extra_repr(self) -> str:
+        """Sizes, exponent and distance, shown in ``repr(module)``."""
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"exponent={self.exponent:.4g}, distance={self.distance!r}"

@@ -16,7 +16,11 @@ CONFIG = ToyPointsConfig(steps=2000)
 
 @pytest.fixture(scope="module")
 def fits():
-    return {(case, head): fit_toy_case(case, head, CONFIG) for case in TOY_CASES for head in ("harmonic", "linear")}
+    return {
+        (case, head): fit_toy_case(case, head, CONFIG)
+        for case in TOY_CASES
+        for head in ("harmonic", "linear")
+    }
 
 
 @pytest.mark.parametrize("case", list(TOY_CASES))

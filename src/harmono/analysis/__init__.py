@@ -1,0 +1,1 @@
+"""Metrics and figures computed from trained models and results."""

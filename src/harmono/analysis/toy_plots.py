@@ -65,8 +65,14 @@ def plot_toy_points(
         regions = decision_regions(result, exponent, extent)
         num_classes = len(result.weights)
         ax.imshow(
-            regions.numpy(), origin="lower", extent=(-extent, extent, -extent, extent),
-            cmap=cmap, vmin=0, vmax=9, alpha=0.25, interpolation="nearest",
+            regions.numpy(),
+            origin="lower",
+            extent=(-extent, extent, -extent, extent),
+            cmap=cmap,
+            vmin=0,
+            vmax=9,
+            alpha=0.25,
+            interpolation="nearest",
         )
         points = TOY_CASES[result.case]
         for k in range(num_classes):
@@ -78,8 +84,7 @@ def plot_toy_points(
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
         ax.set_title(
-            f"{result.case}, {result.head} head\nloss {result.final_loss:.2e}, "
-            f"|W| {result.weight_norm:.2f}",
+            f"{result.case}, {result.head} head\nloss {result.final_loss:.2e}, |W| {result.weight_norm:.2f}",
             fontsize=10,
         )
     fig.suptitle("Learned centers (x) vs data points (•); background: decision regions", fontsize=11)

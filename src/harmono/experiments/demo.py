@@ -28,10 +28,13 @@ class DemoOutputs:
     """JSON with the config and every result."""
 
 
-def run_demo(out_dir: str | Path, toy_config: ToyPointsConfig = ToyPointsConfig(), progress: bool = True) -> DemoOutputs:
+def run_demo(
+    out_dir: str | Path, toy_config: ToyPointsConfig | None = None, progress: bool = True
+) -> DemoOutputs:
     """Run every demo step and write its outputs under ``out_dir``."""
     from harmono.analysis.toy_plots import plot_toy_points
 
+    toy_config = toy_config or ToyPointsConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("toy cases: %d Adam steps per fit, exponent n = %g", toy_config.steps, toy_config.exponent)

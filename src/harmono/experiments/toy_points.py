@@ -139,6 +139,5 @@ def run_toy_points(config: ToyPointsConfig = ToyPointsConfig(), progress: bool =
     """Fit both heads to both toy cases; results in case-major order."""
     jobs = [(case, head) for case in TOY_CASES for head in HEADS]
     return [
-        fit_toy_case(case, head, config)
-        for case, head in tqdm(jobs, desc="toy cases", disable=not progress)
+        fit_toy_case(case, head, config) for case, head in tqdm(jobs, desc="toy cases", disable=not progress)
     ]

@@ -24,8 +24,12 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], markd
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(row: Sequence[str]) -> str:
-        padded = [c.ljust(w) for c, w in zip(row, widths)]
+        padded = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
         return "| " + " | ".join(padded) + " |" if markdown else "  ".join(padded).rstrip()
 
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|" if markdown else "  ".join("-" * w for w in widths)
+    rule = (
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        if markdown
+        else "  ".join("-" * w for w in widths)
+    )
     return "\n".join([line(headers), rule, *(line(r) for r in cells)])
