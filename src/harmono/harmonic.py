@@ -335,18 +335,23 @@ def _chunked_pass(
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One pass over row chunks of the harmonic cross-entropy.
 
-    With ``z = -power * log(d2)``, ``m = max_j z_j`` reached at ``j = a`` and
-    ``rest = sum_{j != a} exp(z_j - m)``, the row loss is
-    ``(m - z_t) + log1p(rest)`` (plus the smoothing term), and the target's
-    gradient ``p_t - 1`` is ``-rest / (1 + rest)`` when ``t = a``: both stay
+    With ``z_j = -power * log(d2_j)``, its maximum ``m`` at the nearest
+    center ``a`` and ``e_j = exp(z_j - m) = (d2_a / d2_j)^power`` (in
+    ``(0, 1]``, no log or exp of large numbers), the row loss is
+    ``(z_a - z_t) + log1p(rest)`` with ``rest = sum_{j != a} e_j``, and the
+    target's ``p_t - 1`` is ``-rest / (1 + rest)`` when ``t = a``: both stay
     accurate when the prediction is confident.
 
     Parameters
     ----------
     x : Tensor, shape (N, D)
+        Rows in the compute dtype (unit-normalised when ``spec.on_sphere``).
     centers : Tensor, shape (C, D)
+        Centers in the compute dtype (unit-normalised when ``spec.on_sphere``).
     target : LongTensor, shape (N,)
+        Class indices or ``spec.ignore_index``.
     spec : _ChunkSpec
+        Exponent, eps, smoothing, chunk rows.
     row_weight : Tensor, shape (N,), optional
         ``dL/dloss_r`` for each row; when given, the gradients of
         ``sum_r row_weight_r * loss_r`` are accumulated as well.
@@ -361,60 +366,60 @@ def _chunked_pass(
     num_classes = centers.shape[0]
     valid = target != spec.ignore_index
     safe_target = torch.where(valid, target, 0).unsqueeze(1)
-    smooth = spec.label_smoothing
-    power = spec.power
+    smooth, power = spec.label_smoothing, spec.power
     euclid = not spec.on_sphere
-    # squared row norms without a (C, D) temporary
-    sq_norm_c = torch.linalg.vector_norm(centers, dim=1).square_() if euclid else None
-    sq_norm_x = torch.linalg.vector_norm(x, dim=1).square_() if euclid else None
+    floor = max(spec.eps2, torch.finfo(x.dtype).tiny)  # d2 > 0 even with eps = 0
+    # d2 = |x|^2 + |c|^2 - 2 x.c, or 2 - 2 x.c on the sphere; norms without a (C, D) temporary
+    if euclid:
+        column_term = torch.linalg.vector_norm(centers, dim=1).square_()
+        row_term = torch.linalg.vector_norm(x, dim=1).square_().add_(spec.eps2)
+    else:
+        column_term = torch.full((num_classes,), 2 + spec.eps2, dtype=x.dtype, device=x.device)
     loss = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     want_grad = row_weight is not None
     if want_grad:
         grad_x = torch.empty_like(x)
         grad_c = torch.zeros_like(centers)
-        col_sum = torch.zeros(num_classes, dtype=x.dtype, device=x.device)
+        col_sum = torch.zeros(num_classes, dtype=x.dtype, device=x.device) if euclid else None
     for start in range(0, x.shape[0], spec.rows):
         rows = slice(start, start + spec.rows)
         x_r, t_r = x[rows], safe_target[rows]
-        # squared distances, clamped at zero, plus eps: (R, C)
+        d2 = torch.addmm(column_term, x_r, centers.T, alpha=-2)  # (R, C)
         if euclid:
-            d2 = torch.addmm(sq_norm_c, x_r, centers.T, alpha=-2)
-            d2.add_(sq_norm_x[rows].unsqueeze(1) + spec.eps2)
-        else:
-            d2 = torch.mm(x_r, centers.T).mul_(-2).add_(2 + spec.eps2)
-        d2.clamp_min_(spec.eps2)
-        z = torch.log(d2).mul_(-power)
-        z_target = z.gather(1, t_r).squeeze(1)
-        z_mean = z.mean(1) if smooth else None
-        z_max, arg_max = z.max(1, keepdim=True)
-        exp_z = z.sub_(z_max).exp_().scatter_(1, arg_max, 0.0)  # overwrites z; 0 at the max
-        rest = exp_z.sum(1)
+            d2.add_(row_term[rows].unsqueeze(1))
+        d2.clamp_min_(floor)
+        d2_min, nearest = d2.min(1, keepdim=True)
+        d2_target = d2.gather(1, t_r)
+        e = torch.div(d2_min, d2).pow_(power).scatter_(1, nearest, 0.0)  # e_j, 0 at the nearest
+        rest = e.sum(1, keepdim=True)
         total = 1 + rest
-        z_max, at_max = z_max.squeeze(1), (arg_max == t_r).squeeze(1)
-        row_loss = (z_max - z_target) + torch.log1p(rest)
-        if smooth:
-            row_loss = (1 - smooth) * row_loss + smooth * (z_max + torch.log1p(rest) - z_mean)
-        loss[rows] = row_loss.masked_fill_(~valid[rows], 0)
+        row_loss = power * (d2_target.log() - d2_min.log()) + torch.log1p(rest)
+        if smooth:  # lse - mean_j z_j
+            lse_minus_mean = power * (torch.log(d2).mean(1, keepdim=True) - d2_min.log()) + torch.log1p(rest)
+            row_loss = (1 - smooth) * row_loss + smooth * lse_minus_mean
+        loss[rows] = row_loss.squeeze(1).masked_fill_(~valid[rows], 0)
         if not want_grad:
             continue
-        # dL/dz = w (p - (1-s) onehot - s/C);  dL/d(d2) = dL/dz * (-power / d2)
-        w = row_weight[rows] * valid[rows] * -power
-        g = exp_z.mul_((w / total).unsqueeze(1)).scatter_(1, arg_max, (w / total).unsqueeze(1))
-        target_minus_one = torch.where(
-            at_max, (smooth * total - rest) / total, torch.exp(z_target - z_max) / total - (1 - smooth)
+        # dL/d(d2_j) = s * h_j with s = -power * w / total and h_j = (e_j - total * y_j) / d2_j,
+        # y = (1 - smooth) onehot(t) + smooth / C; the row scale s is applied to the (R, D) sides.
+        p_target_minus_one = torch.where(
+            nearest == t_r,
+            (smooth * total - rest) / total,
+            (d2_min / d2_target).pow_(power) / total - (1 - smooth),
         )
-        g.scatter_(1, t_r, (w * target_minus_one).unsqueeze(1))
+        h = e.scatter_(1, nearest, 1.0)
         if smooth:
-            g.sub_((smooth / num_classes * w).unsqueeze(1))
-        g.div_(d2)
-        del d2, z
-        # d2 = |x|^2 + |c|^2 - 2 x.c  (on the sphere: 2 - 2 x.c)
+            h.sub_(total * (smooth / num_classes))
+        h.div_(d2)
+        h.scatter_(1, t_r, total * (p_target_minus_one - smooth / num_classes) / d2_target)
+        del d2
+        scale = (row_weight[rows] * valid[rows] * -power).unsqueeze(1) / total  # (R, 1)
+        grad_x_r = torch.mm(h, centers).mul_(-2 * scale)
         if euclid:
-            grad_x[rows] = torch.addmm(x_r * (2 * g.sum(1, keepdim=True)), g, centers, alpha=-2)
-            col_sum += g.sum(0)
-        else:
-            grad_x[rows] = torch.mm(g, centers).mul_(-2)
-        grad_c.addmm_(g.T, x_r, alpha=-2)
+            grad_x_r.addcmul_(x_r, 2 * scale * h.sum(1, keepdim=True))
+            col_sum.add_((scale.T @ h).squeeze(0))
+        grad_x[rows] = grad_x_r
+        grad_c.addmm_(h.T, x_r * scale, alpha=-2)
     if not want_grad:
         return loss, None, None
     if euclid:
