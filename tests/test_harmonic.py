@@ -332,3 +332,16 @@ def test_harmonic_linear_learns_a_separable_problem():
     # the centers become prototypes: each is closest to its own class mean
     nearest_mean = torch.cdist(head.centers.detach(), means).argmin(-1)
     assert torch.equal(nearest_mean, torch.arange(4))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+def test_reference_formula_has_the_semantics_of_cross_entropy(reduction, label_smoothing):
+    """The float64 reference reduces, ignores and smooths exactly as F.cross_entropy does."""
+    x, centers, target = random_problem(14, (10,), 5, 4, ignore_every=3)
+    logits = -3.0 * (x.double().unsqueeze(1) - centers.double()).norm(dim=-1).log()
+    expected = F.cross_entropy(logits, target, reduction=reduction, label_smoothing=label_smoothing)
+    got = naive_harmonic_loss(x, centers, target, 3.0, reduction=reduction, label_smoothing=label_smoothing)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    ours = harmonic_loss(x, centers, target, 3.0, reduction=reduction, label_smoothing=label_smoothing, eps=0)
+    torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=1e-7)

@@ -31,6 +31,7 @@ the Euclidean harmonic head on unit vectors with exponent ``2n``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -238,8 +239,9 @@ def harmonic_loss(
     in the forward or the backward pass. For ``"mean"`` and ``"sum"`` the
     gradients are computed during the forward pass (three matmuls in all, as
     for a linear head); for ``"none"`` each chunk is recomputed in the
-    backward pass. The loss is once-differentiable; for higher derivatives
-    use ``F.cross_entropy(harmonic_logits(...), target)``.
+    backward pass. Without gradients (``torch.no_grad()``, evaluation) only
+    the loss is computed. The loss is once-differentiable; for higher
+    derivatives use ``F.cross_entropy(harmonic_logits(...), target)``.
 
     Parameters
     ----------
@@ -302,28 +304,17 @@ def harmonic_loss(
     return loss.reshape(target.shape) if reduction == "none" else loss
 
 
+@dataclass(frozen=True, slots=True)
 class _ChunkSpec:
     """Constant settings of one loss call (not a tensor, not differentiated)."""
 
-    __slots__ = ("on_sphere", "power", "eps2", "ignore_index", "label_smoothing", "reduction", "rows")
-
-    def __init__(
-        self,
-        on_sphere: bool,
-        power: float,
-        eps2: float,
-        ignore_index: int,
-        label_smoothing: float,
-        reduction: str,
-        rows: int,
-    ) -> None:
-        self.on_sphere = on_sphere
-        self.power = power
-        self.eps2 = eps2
-        self.ignore_index = ignore_index
-        self.label_smoothing = label_smoothing
-        self.reduction = reduction
-        self.rows = rows
+    on_sphere: bool
+    power: float
+    eps2: float
+    ignore_index: int
+    label_smoothing: float
+    reduction: str
+    rows: int
 
 
 def _chunked_pass(
