@@ -345,3 +345,18 @@ def test_reference_formula_has_the_semantics_of_cross_entropy(reduction, label_s
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     ours = harmonic_loss(x, centers, target, 3.0, reduction=reduction, label_smoothing=label_smoothing, eps=0)
     torch.testing.assert_close(ours.double(), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("trainable", ["x", "centers"])
+def test_gradient_of_only_one_input(reduction, trainable):
+    """Features without grad (a probe on frozen features) or a frozen head: the other gradient is exact."""
+    x, centers, target = random_problem(15, (12,), 6, 5)
+    leaf = (x if trainable == "x" else centers).clone().requires_grad_()
+    args = (leaf, centers) if trainable == "x" else (x, leaf)
+    loss = harmonic_loss(*args, target, 2.0, chunk_size=5, reduction=reduction, eps=0.0)
+    (grad,) = torch.autograd.grad(loss.sum(), leaf)
+    ref_args = [a.double().requires_grad_(a is leaf) for a in args]
+    reference = naive_harmonic_loss(*ref_args, target, 2.0, reduction=reduction)
+    (ref_grad,) = torch.autograd.grad(reference.sum(), ref_args[0 if trainable == "x" else 1])
+    assert rel_err(grad, ref_grad) < RTOL

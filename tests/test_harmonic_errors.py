@@ -38,6 +38,12 @@ def test_ignore_index_is_not_out_of_range(problem):
     assert torch.isfinite(harmonic_loss(x, centers, target, ignore_index=9))
 
 
+def test_target_on_another_device(problem):
+    x, centers, target = problem
+    with pytest.raises(ValueError, match="target is on meta but x is on cpu"):
+        harmonic_loss(x, centers, target.to("meta"), validate=False)
+
+
 def test_target_dtype_and_shape(problem):
     x, centers, target = problem
     with pytest.raises(ValueError, match="integer class indices.*float32"):

@@ -283,6 +283,8 @@ def harmonic_loss(
     _checks.require_non_empty("x", x, "(..., D) with at least one row")
     num_classes, dim = centers.shape
     _checks.require_class_targets(target, x.shape[:-1], num_classes, ignore_index, validate)
+    if target.device != x.device:
+        raise ValueError(f"target is on {target.device} but x is on {x.device}")
     n = _resolve_exponent(exponent, dim)
     eps = _check_eps(eps)
     _checks.require_choice("reduction", reduction, REDUCTIONS)
@@ -323,6 +325,7 @@ def _chunked_pass(
     target: torch.Tensor,
     spec: _ChunkSpec,
     row_weight: torch.Tensor | None,
+    needs_grad: tuple[bool, bool] = (True, True),
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """One pass over row chunks of the harmonic cross-entropy.
 
@@ -346,6 +349,9 @@ def _chunked_pass(
     row_weight : Tensor, shape (N,), optional
         ``dL/dloss_r`` for each row; when given, the gradients of
         ``sum_r row_weight_r * loss_r`` are accumulated as well.
+    needs_grad : (bool, bool)
+        Which of the gradients for ``x`` and ``centers`` to compute when
+        ``row_weight`` is given.
 
     Returns
     -------
@@ -368,10 +374,10 @@ def _chunked_pass(
         column_term = torch.full((num_classes,), 2 + spec.eps2, dtype=x.dtype, device=x.device)
     loss = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
     want_grad = row_weight is not None
-    if want_grad:
-        grad_x = torch.empty_like(x)
-        grad_c = torch.zeros_like(centers)
-        col_sum = torch.zeros(num_classes, dtype=x.dtype, device=x.device) if euclid else None
+    need_x, need_c = needs_grad if want_grad else (False, False)
+    grad_x = torch.empty_like(x) if need_x else None
+    grad_c = torch.zeros_like(centers) if need_c else None
+    col_sum = torch.zeros(num_classes, dtype=x.dtype, device=x.device) if need_c and euclid else None
     for start in range(0, x.shape[0], spec.rows):
         rows = slice(start, start + spec.rows)
         x_r, t_r = x[rows], safe_target[rows]
@@ -405,15 +411,16 @@ def _chunked_pass(
         h.scatter_(1, t_r, total * (p_target_minus_one - smooth / num_classes) / d2_target)
         del d2
         scale = (row_weight[rows] * valid[rows] * -power).unsqueeze(1) / total  # (R, 1)
-        grad_x_r = torch.mm(h, centers).mul_(-2 * scale)
-        if euclid:
-            grad_x_r.addcmul_(x_r, 2 * scale * h.sum(1, keepdim=True))
-            col_sum.add_((scale.T @ h).squeeze(0))
-        grad_x[rows] = grad_x_r
-        grad_c.addmm_(h.T, x_r * scale, alpha=-2)
-    if not want_grad:
-        return loss, None, None
-    if euclid:
+        if need_x:
+            grad_x_r = torch.mm(h, centers).mul_(-2 * scale)
+            if euclid:
+                grad_x_r.addcmul_(x_r, 2 * scale * h.sum(1, keepdim=True))
+            grad_x[rows] = grad_x_r
+        if need_c:
+            grad_c.addmm_(h.T, x_r * scale, alpha=-2)
+            if euclid:
+                col_sum.add_((scale.T @ h).squeeze(0))
+    if col_sum is not None:
         grad_c.addcmul_(centers, 2 * col_sum.unsqueeze(1))
     return loss, grad_x, grad_c
 
@@ -424,17 +431,17 @@ class _HarmonicCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, centers, target, spec):  # noqa: D102
         valid_count = (target != spec.ignore_index).sum()
-        needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        needs_grad = tuple(ctx.needs_input_grad[:2])
         ctx.spec = spec
         if spec.reduction == "none":
             loss, _, _ = _chunked_pass(x, centers, target, spec, None)
             ctx.save_for_backward(x, centers, target)
             return loss
         row_weight = None
-        if needs_grad:
+        if any(needs_grad):
             scale = 1.0 / valid_count.clamp_min(1) if spec.reduction == "mean" else 1.0
             row_weight = torch.ones_like(x[:, 0]) * scale
-        loss, grad_x, grad_c = _chunked_pass(x, centers, target, spec, row_weight)
+        loss, grad_x, grad_c = _chunked_pass(x, centers, target, spec, row_weight, needs_grad)
         total = loss.sum()
         ctx.save_for_backward(grad_x, grad_c)
         return total / valid_count if spec.reduction == "mean" else total
@@ -445,20 +452,17 @@ class _HarmonicCrossEntropy(torch.autograd.Function):
         with torch.autocast(device_type=grad_out.device.type, enabled=False):
             if ctx.spec.reduction == "none":
                 x, centers, target = ctx.saved_tensors
-                _, grad_x, grad_c = _chunked_pass(x, centers, target, ctx.spec, grad_out.to(x.dtype))
+                _, grad_x, grad_c = _chunked_pass(
+                    x, centers, target, ctx.spec, grad_out.to(x.dtype), tuple(ctx.needs_input_grad[:2])
+                )
             else:
                 # Returned as they are when grad_out is 1 (a plain loss.backward()):
                 # autograd then adopts them as .grad without another (C, D) copy.
                 grad_x, grad_c = ctx.saved_tensors
                 if not bool(grad_out == 1):
-                    grad_x = grad_x * grad_out
-                    grad_c = grad_c * grad_out
-        return (
-            grad_x if ctx.needs_input_grad[0] else None,
-            grad_c if ctx.needs_input_grad[1] else None,
-            None,
-            None,
-        )
+                    grad_x = None if grad_x is None else grad_x * grad_out
+                    grad_c = None if grad_c is None else grad_c * grad_out
+        return grad_x, grad_c, None, None
 
 
 class HarmonicLinear(nn.Module):
