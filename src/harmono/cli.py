@@ -1,4 +1,8 @@
-"""The ``harmono`` command. Thin: it parses arguments and presents results."""
+"""The ``harmono`` command.
+
+Thin by design: it parses arguments into the library's config dataclasses,
+calls the experiment functions and presents what they return.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from harmono import __version__
+from harmono.config_cli import add_config_arguments, config_from_arguments
 from harmono.experiments.toy_points import ToyPointsConfig, ToyResult
 from harmono.report.text_table import format_table
 
@@ -30,7 +35,7 @@ def toy_table(results: Sequence[ToyResult]) -> str:
 def _demo(args: argparse.Namespace) -> int:
     from harmono.experiments.demo import run_demo
 
-    config = ToyPointsConfig(steps=args.toy_steps)
+    config = config_from_arguments(ToyPointsConfig, args, prefix="toy")
     outputs = run_demo(args.out, config, progress=not args.no_progress)
     print("\nHarmonic loss, 2-D toy cases (paper Fig. 1): harmonic head vs linear head + SoftMax")
     print(toy_table(outputs.toy_results))
@@ -44,18 +49,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``harmono`` command."""
-    parser = argparse.ArgumentParser(prog="harmono", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="harmono", description="Interpretable models with harmonic loss and MonoLoss."
+    )
     parser.add_argument("--version", action="version", version=f"harmono {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="reproduce the papers' claims on a laptop")
     demo.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
-    demo.add_argument(
-        "--toy-steps",
-        type=int,
-        default=ToyPointsConfig.steps,
-        help=f"Adam steps per toy fit (default: {ToyPointsConfig.steps}, as in the paper)",
-    )
+    add_config_arguments(demo.add_argument_group("toy cases"), ToyPointsConfig, prefix="toy")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_demo)
     return parser
