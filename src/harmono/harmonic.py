@@ -42,7 +42,7 @@ from harmono import _checks
 DISTANCES = ("euclidean", "cosine")
 REDUCTIONS = ("mean", "sum", "none")
 DEFAULT_EPS = 1e-6
-AUTO_CHUNK_BYTES = 32 * 2**20
+AUTO_CHUNK_BYTES = 64 * 2**20
 """Above this many bytes of float32 logits, ``harmonic_loss`` chunks by default.
 
 It is also the size of one chunk's logits on the chunked path."""
@@ -235,7 +235,7 @@ def harmonic_loss(
 
     Large vocabularies: the rows are processed in chunks of ``chunk_size``
     rows, chosen automatically so that one chunk's logits take at most
-    ``AUTO_CHUNK_BYTES`` (32 MiB); the full ``(N, C)`` logits are never held,
+    ``AUTO_CHUNK_BYTES`` (64 MiB); the full ``(N, C)`` logits are never held,
     in the forward or the backward pass. For ``"mean"`` and ``"sum"`` the
     gradients are computed during the forward pass (three matmuls in all, as
     for a linear head); for ``"none"`` each chunk is recomputed in the
@@ -378,16 +378,21 @@ def _chunked_pass(
     grad_x = torch.empty_like(x) if need_x else None
     grad_c = torch.zeros_like(centers) if need_c else None
     col_sum = torch.zeros(num_classes, dtype=x.dtype, device=x.device) if need_c and euclid else None
+    # two chunk buffers, allocated once and reused by every chunk
+    chunk_rows = min(spec.rows, x.shape[0])
+    d2_buffer = torch.empty(chunk_rows, num_classes, dtype=x.dtype, device=x.device)
+    e_buffer = torch.empty_like(d2_buffer)
     for start in range(0, x.shape[0], spec.rows):
         rows = slice(start, start + spec.rows)
         x_r, t_r = x[rows], safe_target[rows]
-        d2 = torch.addmm(column_term, x_r, centers.T, alpha=-2)  # (R, C)
+        d2 = torch.addmm(column_term, x_r, centers.T, alpha=-2, out=d2_buffer[: x_r.shape[0]])  # (R, C)
         if euclid:
             d2.add_(row_term[rows].unsqueeze(1))
         d2.clamp_min_(floor)
         d2_min, nearest = d2.min(1, keepdim=True)
         d2_target = d2.gather(1, t_r)
-        e = torch.div(d2_min, d2).pow_(power).scatter_(1, nearest, 0.0)  # e_j, 0 at the nearest
+        e = torch.div(d2_min, d2, out=e_buffer[: x_r.shape[0]]).pow_(power)
+        e.scatter_(1, nearest, 0.0)  # e_j = (d2_min / d2_j)^power, 0 at the nearest
         rest = e.sum(1, keepdim=True)
         total = 1 + rest
         row_loss = power * (d2_target.log() - d2_min.log()) + torch.log1p(rest)
@@ -409,7 +414,6 @@ def _chunked_pass(
             h.sub_(total * (smooth / num_classes))
         h.div_(d2)
         h.scatter_(1, t_r, total * (p_target_minus_one - smooth / num_classes) / d2_target)
-        del d2
         scale = (row_weight[rows] * valid[rows] * -power).unsqueeze(1) / total  # (R, 1)
         if need_x:
             grad_x_r = torch.mm(h, centers).mul_(-2 * scale)
