@@ -1,7 +1,12 @@
-"""The paper's formulas, written naively in float64: the reference for the tests.
+"""The paper's formulas in float64, written independently of harmono: the test reference.
 
-No log-space trick, no expansion of the squared distance, no chunking: the
-distances come from explicit differences and HarMax is ``d^-n / sum d^-n``.
+Distances come from explicit differences (no expansion of the square, no
+chunking). HarMax is ``d^-n / sum d^-n``, evaluated as ``(d / d_min)^-n``
+so that no power overflows. The loss ``-log p_t`` is evaluated as
+``log1p(sum_{j != t} exp(z_j - z_t))`` when ``t`` is the most likely class
+(and as ``(z_a - z_t) + log1p(sum_{j != a} exp(z_j - z_a))`` otherwise), so
+that a loss of 1e-20 and its gradient are still exact to many digits; the
+textbook ``logsumexp(z) - z_t`` rounds ``p_t - 1`` to zero there.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import torch
 
 
 def naive_distances(x: torch.Tensor, centers: torch.Tensor, distance: str, eps: float) -> torch.Tensor:
-    """``d_i`` of the paper: ``(..., D)``, ``(C, D)`` -> ``(..., C)`` float64."""
+    """``d_i`` of the paper (``eps`` added to ``d^2``, or to ``1 - cos``): ``(..., C)`` float64."""
     x, centers = x.double(), centers.double()
     if distance == "euclidean":
         diff = x.unsqueeze(-2) - centers  # (..., C, D)
@@ -23,7 +28,8 @@ def naive_harmax(
     x: torch.Tensor, centers: torch.Tensor, n: float, distance: str = "euclidean", eps: float = 0.0
 ) -> torch.Tensor:
     """``p_i = d_i^-n / sum_j d_j^-n`` in float64."""
-    weights = naive_distances(x, centers, distance, eps).pow(-n)
+    d = naive_distances(x, centers, distance, eps)
+    weights = (d / d.amin(-1, keepdim=True)).pow(-n)
     return weights / weights.sum(-1, keepdim=True)
 
 
@@ -40,11 +46,18 @@ def naive_harmonic_loss(
     eps: float = 0.0,
 ) -> torch.Tensor:
     """``-(1-s) log p_target - s mean_j log p_j``, reduced as ``F.cross_entropy`` does."""
-    log_p = naive_harmax(x, centers, n, distance, eps).log()
+    z = -n * naive_distances(x, centers, distance, eps).log()  # (..., C)
+    z_max, best = z.max(-1, keepdim=True)
+    others = (z - z_max).exp().scatter(-1, best, 0.0).sum(-1, keepdim=True)
+    lse = z_max + others.log1p()  # log sum_j exp z_j
     valid = target != ignore_index
-    safe = torch.where(valid, target, 0)
-    nll = -log_p.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-    per_row = ((1 - label_smoothing) * nll - label_smoothing * log_p.mean(-1)) * valid
+    safe = torch.where(valid, target, 0).unsqueeze(-1)
+    z_target = z.gather(-1, safe)
+    # rows whose target is the most likely class: no z_max path, so no 1 - 1 + tiny in autograd
+    to_target = (z - z_target).clamp(max=0).exp().scatter(-1, safe, 0.0).sum(-1, keepdim=True)
+    nll = torch.where(best == safe, to_target.log1p(), (z_max - z_target) + others.log1p()).squeeze(-1)
+    smooth = (lse - z.mean(-1, keepdim=True)).squeeze(-1)
+    per_row = ((1 - label_smoothing) * nll + label_smoothing * smooth) * valid
     if reduction == "none":
         return per_row
     if reduction == "sum":

@@ -224,6 +224,9 @@ def test_point_exactly_on_a_center_is_finite(chunk_size, exponent):
     logits = harmonic_logits(x, c, exponent)
     assert torch.isfinite(logits).all()
     assert torch.equal(logits.argmax(-1), target)
+    # with eps = 0 too: the distance is floored at the smallest normal number
+    assert torch.isfinite(harmonic_logits(x, c, exponent, eps=0.0)).all()
+    assert torch.isfinite(harmax(x, c, exponent, eps=0.0)).all()
 
 
 @pytest.mark.parametrize("chunk_size", [None, 16])
@@ -360,3 +363,107 @@ def test_gradient_of_only_one_input(reduction, trainable):
     reference = naive_harmonic_loss(*ref_args, target, 2.0, reduction=reduction)
     (ref_grad,) = torch.autograd.grad(reference.sum(), ref_args[0 if trainable == "x" else 1])
     assert rel_err(grad, ref_grad) < RTOL
+
+
+# --------------------------------------------------------------------------- precision close to centers
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("chunk_size", [None, 3])
+def test_points_close_to_their_centers_keep_their_digits(distance, chunk_size):
+    """|x - c| << |x|: the regime a harmonic head trains into, where |x|^2 + |c|^2 - 2 x.c cancels."""
+    gen = torch.Generator().manual_seed(17)
+    centers = 3 * torch.randn(10, 64, generator=gen)
+    target = torch.arange(10).repeat(2)
+    x = centers[target] + 0.1 * torch.randn(20, 64, generator=gen)
+    kwargs = dict(distance=distance, eps=1e-6)
+    value, grad_x, grad_c = loss_and_grads(
+        lambda a, c, t: harmonic_loss(a, c, t, 8.0, chunk_size=chunk_size, **kwargs),
+        x,
+        centers,
+        target,
+        "mean",
+    )
+    ref_value, ref_gx, ref_gc = loss_and_grads(
+        lambda a, c, t: naive_harmonic_loss(a, c, t, 8.0, **kwargs),
+        x.double(),
+        centers.double(),
+        target,
+        "mean",
+    )
+    assert rel_err(value, ref_value) < RTOL
+    assert rel_err(grad_x, ref_gx) < RTOL
+    assert rel_err(grad_c, ref_gc) < RTOL
+    assert rel_err(harmax(x, centers, 8.0, **kwargs), naive_harmax(x, centers, 8.0, **kwargs)) < RTOL
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("exponent", [2.0, 64.0])
+def test_crowded_low_dimensional_classes(distance, exponent):
+    """Many classes in 2-D: several centers are close to each point at once."""
+    x, centers, target = random_problem(18, (32,), 2, 31)
+    value, grad_x, grad_c = loss_and_grads(
+        lambda a, c, t: harmonic_loss(a, c, t, exponent, distance=distance, reduction="none", chunk_size=7),
+        x,
+        centers,
+        target,
+        "none",
+    )
+    ref_value, ref_gx, ref_gc = loss_and_grads(
+        lambda a, c, t: naive_harmonic_loss(a, c, t, exponent, distance=distance, eps=1e-6, reduction="none"),
+        x.double(),
+        centers.double(),
+        target,
+        "none",
+    )
+    assert rel_err(value, ref_value) < RTOL
+    assert rel_err(grad_x, ref_gx) < RTOL
+    assert rel_err(grad_c, ref_gc) < RTOL
+
+
+# --------------------------------------------------------------------------- autograd behaviour
+
+
+MATMULS = {"aten.mm.default", "aten.addmm.default", "aten.addmm.out", "aten.addmm_.default"}
+
+
+class OpNames(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def count_matmuls(fn) -> int:
+    with OpNames() as mode:
+        fn()
+    return sum(name in MATMULS for name in mode.names)
+
+
+def test_no_grad_computes_the_loss_only():
+    x, centers, target = random_problem(19, (12,), 6, 9)
+    x.requires_grad_()
+    centers.requires_grad_()
+    with torch.no_grad():
+        assert count_matmuls(lambda: harmonic_loss(x, centers, target, chunk_size=4)) == 3  # one per chunk
+    with torch.inference_mode():
+        assert count_matmuls(lambda: harmonic_loss(x, centers, target, chunk_size=4)) == 3
+    assert count_matmuls(lambda: harmonic_loss(x, centers, target, chunk_size=4)) > 3
+
+
+def test_backward_twice_through_a_retained_graph():
+    x, centers, target = random_problem(20, (10,), 5, 4)
+    x.requires_grad_()
+    loss = harmonic_loss(x, centers, target, chunk_size=3)
+    (first,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, x, retain_graph=True)
+    torch.testing.assert_close(first, second)
+    first.zero_()  # the results share no storage
+    assert second.abs().sum() > 0
+    loss.backward(retain_graph=True)
+    x.grad.mul_(0.5)  # e.g. gradient clipping between the two passes
+    loss.backward()
+    torch.testing.assert_close(x.grad, 1.5 * second)

@@ -114,3 +114,44 @@ def test_bad_options(problem):
         harmonic_logits(x, centers, distance="manhattan")
     with pytest.raises(ValueError, match="out_features must be a positive int"):
         HarmonicLinear(4, 0)
+
+
+def test_cosine_distance_of_a_zero_vector(problem):
+    x, centers, target = (t.clone() for t in problem)
+    x[3] = 0
+    with pytest.raises(ValueError, match=r'x has 1 zero vector\(s\): distance="cosine" is undefined'):
+        harmonic_loss(x, centers, target, distance="cosine")
+    centers[0] = 0
+    with pytest.raises(ValueError, match="centers has 1 zero vector"):
+        harmonic_logits(problem[0], centers, distance="cosine")
+    assert torch.isfinite(harmonic_loss(x, centers, target, distance="cosine", validate=False))
+
+
+def test_magnitudes_whose_squares_overflow(problem):
+    x, centers, target = problem
+    with pytest.raises(ValueError, match=r"squared distances would overflow torch.float32; rescale both"):
+        harmonic_loss(x * 1e19, centers * 1e19, target)
+    # the float64 path takes them, and scale invariance gives the same loss
+    torch.testing.assert_close(
+        harmonic_loss(x.double() * 1e19, centers.double() * 1e19, target).float(),
+        harmonic_loss(x, centers, target),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.int8, torch.uint8])
+def test_integer_targets_of_any_width(problem, dtype):
+    x, centers, target = problem
+    torch.testing.assert_close(harmonic_loss(x, centers, target.to(dtype)), harmonic_loss(x, centers, target))
+
+
+def test_ignore_index_must_be_an_int(problem):
+    x, centers, target = problem
+    with pytest.raises(ValueError, match="ignore_index must be an int, got None"):
+        harmonic_loss(x, centers, target, ignore_index=None)
+
+
+def test_exponent_as_a_one_element_tensor(problem):
+    x, centers, target = problem
+    torch.testing.assert_close(
+        harmonic_loss(x, centers, target, torch.tensor(3.0)), harmonic_loss(x, centers, target, 3.0)
+    )

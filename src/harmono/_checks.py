@@ -40,27 +40,34 @@ def require_non_empty(name: str, tensor: torch.Tensor, shape_doc: str) -> None:
         raise ValueError(f"{name} must not be empty: expected shape {shape_doc}, got {tuple(tensor.shape)}")
 
 
-def require_finite(name: str, tensor: torch.Tensor) -> None:
+def require_finite(name: str, tensor: torch.Tensor) -> float:
     """Raise if ``tensor`` holds a NaN or an infinity (reads the data).
 
     One reduction pass with no tensor-sized temporary: min and max propagate
     NaN and reach +-inf whenever the tensor holds one.
+
+    Returns
+    -------
+    float
+        The largest absolute value (0.0 for an empty tensor).
     """
     if tensor.numel() == 0:
-        return
-    low, high = torch.aminmax(tensor.detach())
-    if not (math.isfinite(low.item()) and math.isfinite(high.item())):
-        finite = torch.isfinite(tensor)
-        bad = int((~finite).sum())
-        n_nan = int(torch.isnan(tensor).sum())
-        raise ValueError(
-            f"{name} contains {bad} non-finite value(s) ({n_nan} NaN, {bad - n_nan} inf) "
-            f"out of {tensor.numel()}; expected finite values (pass validate=False to skip this check)"
-        )
+        return 0.0
+    low, high = (v.item() for v in torch.aminmax(tensor.detach()))
+    if math.isfinite(low) and math.isfinite(high):
+        return max(-low, high)
+    bad = int((~torch.isfinite(tensor)).sum())
+    n_nan = int(torch.isnan(tensor).sum())
+    raise ValueError(
+        f"{name} contains {bad} non-finite value(s) ({n_nan} NaN, {bad - n_nan} inf) "
+        f"out of {tensor.numel()}; expected finite values (pass validate=False to skip this check)"
+    )
 
 
 def require_positive_number(name: str, value: object) -> float:
-    """Return ``value`` as a float if it is a finite number > 0, else raise."""
+    """Return ``value`` (a number or one-element tensor) as a float if finite and > 0, else raise."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise ValueError(f"{name} must be a positive real number, got {value!r}")
     value = float(value)
@@ -90,7 +97,9 @@ def require_class_targets(
     """
     require_tensor("target", target)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
-        raise ValueError(f"target must hold integer class indices (torch.long), got dtype {target.dtype}")
+        raise ValueError(
+            f"target must hold integer class indices (e.g. torch.long), got dtype {target.dtype}"
+        )
     if target.shape != batch_shape:
         raise ValueError(
             f"target must have the leading shape of x, {tuple(batch_shape)}, got {tuple(target.shape)}"

@@ -15,9 +15,12 @@ Log-space form
 --------------
 Everything is computed from the logits ``z_i = -n log d_i``, evaluated as
 ``-(n/2) log(d_i^2 + eps)`` with ``d_i^2 = ||x||^2 + ||c_i||^2 - 2 x.c_i``
-(clamped at zero) in float32 or better, also under bf16/fp16 autocast. Then
-``softmax(z)`` is HarMax and ``F.cross_entropy(z, y)`` is the harmonic loss,
-with no power that can overflow or underflow and no NaN fix-up.
+(one matmul for all classes) in float32 or better, also under bf16/fp16
+autocast. The squared distance to the nearest center of each row (and, in the
+loss, to the target) is recomputed from the explicit difference ``x - c``,
+which keeps its digits when ``x`` is close to a center. Then ``softmax(z)`` is
+HarMax and ``F.cross_entropy(z, y)`` is the harmonic loss, with no power that
+can overflow or underflow and no NaN fix-up.
 
 Cosine variant
 --------------
@@ -31,13 +34,13 @@ the Euclidean harmonic head on unit vectors with exponent ``2n``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harmono import _checks
+from harmono._harmonic_kernel import EXACT_NEAREST, ChunkSpec, HarmonicCrossEntropy, floor_of
 
 DISTANCES = ("euclidean", "cosine")
 REDUCTIONS = ("mean", "sum", "none")
@@ -83,8 +86,13 @@ def _check_features(x: torch.Tensor, centers: torch.Tensor, validate: bool) -> N
     if x.device != centers.device:
         raise ValueError(f"x is on {x.device} but centers are on {centers.device}")
     if validate:
-        _checks.require_finite("x", x)
-        _checks.require_finite("centers", centers)
+        largest = max(_checks.require_finite("x", x), _checks.require_finite("centers", centers))
+        # |x - c|^2 <= D (2 max|value|)^2 must stay representable in the compute dtype
+        if x.shape[-1] * (2 * largest) ** 2 >= torch.finfo(_compute_dtype(x, centers)).max:
+            raise ValueError(
+                f"x and centers hold values up to {largest:.3g}: squared distances would overflow "
+                f"{_compute_dtype(x, centers)}; rescale both (the harmonic loss is scale invariant)"
+            )
 
 
 def _compute_dtype(x: torch.Tensor, centers: torch.Tensor) -> torch.dtype:
@@ -95,35 +103,47 @@ def _compute_dtype(x: torch.Tensor, centers: torch.Tensor) -> torch.dtype:
 
 
 def _kernel_inputs(
-    x: torch.Tensor, centers: torch.Tensor, exponent: float, eps: float, distance: str
-) -> tuple[torch.Tensor, torch.Tensor, bool, float, float, float]:
-    """Map both distances onto ``z = -power * log(d2 + eps2) + shift``.
+    x: torch.Tensor, centers: torch.Tensor, exponent: float, eps: float, distance: str, validate: bool
+) -> tuple[torch.Tensor, torch.Tensor, float, float, float]:
+    """Map both distances onto ``z = -power * log(d2 + eps2) + shift``, ``d2 = |x - c|^2``.
 
-    Returns ``(x, centers, on_sphere, power, eps2, shift)``, where the
-    returned ``x`` and ``centers`` are in the compute dtype (unit-normalised
-    when ``on_sphere``, in which case ``d2 = 2 - 2 x.c``).
+    Returns ``(x, centers, power, eps2, shift)`` with ``x`` and ``centers`` in
+    the compute dtype, unit-normalised for the cosine distance.
     """
     dtype = _compute_dtype(x, centers)
     x, centers = x.to(dtype), centers.to(dtype)
     if distance == "euclidean":
-        return x, centers, False, exponent / 2, eps, 0.0
-    # cosine: d = 1 - cos = d2 / 2 on the unit sphere, so
-    # -n log(d + eps) = -n log(d2 + 2 eps) + n log 2.
-    x = F.normalize(x, dim=-1)
-    centers = F.normalize(centers, dim=-1)
-    return x, centers, True, float(exponent), 2 * eps, exponent * math.log(2.0)
+        return x, centers, exponent / 2, eps, 0.0
+    if validate:
+        _require_nonzero_rows("x", x)
+        _require_nonzero_rows("centers", centers)
+    # cosine: d = 1 - cos = |x/|x| - c/|c||^2 / 2, so -n log(d + eps) = -n log(d2 + 2 eps) + n log 2
+    x, centers = F.normalize(x, dim=-1), F.normalize(centers, dim=-1)
+    return x, centers, float(exponent), 2 * eps, exponent * math.log(2.0)
 
 
-def _log_space_logits(
-    x: torch.Tensor, centers: torch.Tensor, on_sphere: bool, power: float, eps2: float
-) -> torch.Tensor:
-    """``-power * log(max(d2, 0) + eps2)``: ``x (..., D)``, ``centers (C, D)`` -> ``(..., C)``."""
-    dots = x @ centers.T
-    if on_sphere:
-        d2 = 2 - 2 * dots
-    else:
-        d2 = x.square().sum(-1, keepdim=True) + centers.square().sum(-1) - 2 * dots
-    return d2.clamp_min(0).add(eps2).log().mul(-power)
+def _require_nonzero_rows(name: str, rows: torch.Tensor) -> None:
+    """The cosine distance is undefined for a zero vector: raise on one (reads the data)."""
+    zero = int((torch.linalg.vector_norm(rows, dim=-1) == 0).sum())
+    if zero:
+        raise ValueError(
+            f'{name} has {zero} zero vector(s): distance="cosine" is undefined for them '
+            "(pass validate=False to skip this check)"
+        )
+
+
+def _log_space_logits(x: torch.Tensor, centers: torch.Tensor, power: float, eps2: float) -> torch.Tensor:
+    """``-power * log(|x - c|^2 + eps2)``: ``x (..., D)``, ``centers (C, D)`` -> ``(..., C)``.
+
+    One matmul for every class; the ``EXACT_NEAREST`` nearest centers of each
+    row are recomputed from explicit differences, so rows close to a center
+    keep their digits.
+    """
+    d2 = x.square().sum(-1, keepdim=True) + centers.square().sum(-1) - 2 * (x @ centers.T)
+    near = d2.detach().topk(min(EXACT_NEAREST, centers.shape[0]), dim=-1, largest=False).indices
+    exact = (x.unsqueeze(-2) - centers[near]).square().sum(-1)
+    d2 = d2.scatter(-1, near, exact)
+    return d2.add(eps2).clamp_min(floor_of(eps2, d2.dtype)).log().mul(-power)
 
 
 def harmonic_logits(
@@ -177,8 +197,8 @@ def harmonic_logits(
     eps = _check_eps(eps)
     _checks.require_choice("distance", distance, DISTANCES)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xk, ck, on_sphere, power, eps2, shift = _kernel_inputs(x, centers, n, eps, distance)
-        z = _log_space_logits(xk, ck, on_sphere, power, eps2)
+        xk, ck, power, eps2, shift = _kernel_inputs(x, centers, n, eps, distance, validate)
+        z = _log_space_logits(xk, ck, power, eps2)
         return z + shift if shift else z
 
 
@@ -282,6 +302,8 @@ def harmonic_loss(
     _check_features(x, centers, validate)
     _checks.require_non_empty("x", x, "(..., D) with at least one row")
     num_classes, dim = centers.shape
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
     _checks.require_class_targets(target, x.shape[:-1], num_classes, ignore_index, validate)
     if target.device != x.device:
         raise ValueError(f"target is on {target.device} but x is on {x.device}")
@@ -300,173 +322,12 @@ def harmonic_loss(
     itemsize = torch.finfo(_compute_dtype(x, centers)).bits // 8
     rows = chunk_size or _auto_chunk_rows(flat_x.shape[0], num_classes, itemsize)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        xk, ck, on_sphere, power, eps2, _ = _kernel_inputs(flat_x, centers, n, eps, distance)
-        spec = _ChunkSpec(on_sphere, power, eps2, ignore_index, label_smoothing, reduction, rows)
-        loss = _HarmonicCrossEntropy.apply(xk, ck, target.reshape(-1), spec)
-    return loss.reshape(target.shape) if reduction == "none" else loss
-
-
-@dataclass(frozen=True, slots=True)
-class _ChunkSpec:
-    """Constant settings of one loss call (not a tensor, not differentiated)."""
-
-    on_sphere: bool
-    power: float
-    eps2: float
-    ignore_index: int
-    label_smoothing: float
-    reduction: str
-    rows: int
-
-
-def _chunked_pass(
-    x: torch.Tensor,
-    centers: torch.Tensor,
-    target: torch.Tensor,
-    spec: _ChunkSpec,
-    row_weight: torch.Tensor | None,
-    needs_grad: tuple[bool, bool] = (True, True),
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """One pass over row chunks of the harmonic cross-entropy.
-
-    With ``z_j = -power * log(d2_j)``, its maximum ``m`` at the nearest
-    center ``a`` and ``e_j = exp(z_j - m) = (d2_a / d2_j)^power`` (in
-    ``(0, 1]``, no log or exp of large numbers), the row loss is
-    ``(z_a - z_t) + log1p(rest)`` with ``rest = sum_{j != a} e_j``, and the
-    target's ``p_t - 1`` is ``-rest / (1 + rest)`` when ``t = a``: both stay
-    accurate when the prediction is confident.
-
-    Parameters
-    ----------
-    x : Tensor, shape (N, D)
-        Rows in the compute dtype (unit-normalised when ``spec.on_sphere``).
-    centers : Tensor, shape (C, D)
-        Centers in the compute dtype (unit-normalised when ``spec.on_sphere``).
-    target : LongTensor, shape (N,)
-        Class indices or ``spec.ignore_index``.
-    spec : _ChunkSpec
-        Exponent, eps, smoothing, chunk rows.
-    row_weight : Tensor, shape (N,), optional
-        ``dL/dloss_r`` for each row; when given, the gradients of
-        ``sum_r row_weight_r * loss_r`` are accumulated as well.
-    needs_grad : (bool, bool)
-        Which of the gradients for ``x`` and ``centers`` to compute when
-        ``row_weight`` is given.
-
-    Returns
-    -------
-    loss : Tensor, shape (N,)
-        Per-row loss, zero for ignored rows.
-    grad_x : Tensor, shape (N, D), or None
-    grad_centers : Tensor, shape (C, D), or None
-    """
-    num_classes = centers.shape[0]
-    valid = target != spec.ignore_index
-    safe_target = torch.where(valid, target, 0).unsqueeze(1)
-    smooth, power = spec.label_smoothing, spec.power
-    euclid = not spec.on_sphere
-    floor = max(spec.eps2, torch.finfo(x.dtype).tiny)  # d2 > 0 even with eps = 0
-    # d2 = |x|^2 + |c|^2 - 2 x.c, or 2 - 2 x.c on the sphere; norms without a (C, D) temporary
-    if euclid:
-        column_term = torch.linalg.vector_norm(centers, dim=1).square_()
-        row_term = torch.linalg.vector_norm(x, dim=1).square_().add_(spec.eps2)
-    else:
-        column_term = torch.full((num_classes,), 2 + spec.eps2, dtype=x.dtype, device=x.device)
-    loss = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
-    want_grad = row_weight is not None
-    need_x, need_c = needs_grad if want_grad else (False, False)
-    grad_x = torch.empty_like(x) if need_x else None
-    grad_c = torch.zeros_like(centers) if need_c else None
-    col_sum = torch.zeros(num_classes, dtype=x.dtype, device=x.device) if need_c and euclid else None
-    # two chunk buffers, allocated once and reused by every chunk
-    chunk_rows = min(spec.rows, x.shape[0])
-    d2_buffer = torch.empty(chunk_rows, num_classes, dtype=x.dtype, device=x.device)
-    e_buffer = torch.empty_like(d2_buffer)
-    for start in range(0, x.shape[0], spec.rows):
-        rows = slice(start, start + spec.rows)
-        x_r, t_r = x[rows], safe_target[rows]
-        d2 = torch.addmm(column_term, x_r, centers.T, alpha=-2, out=d2_buffer[: x_r.shape[0]])  # (R, C)
-        if euclid:
-            d2.add_(row_term[rows].unsqueeze(1))
-        d2.clamp_min_(floor)
-        d2_min, nearest = d2.min(1, keepdim=True)
-        d2_target = d2.gather(1, t_r)
-        e = torch.div(d2_min, d2, out=e_buffer[: x_r.shape[0]]).pow_(power)
-        e.scatter_(1, nearest, 0.0)  # e_j = (d2_min / d2_j)^power, 0 at the nearest
-        rest = e.sum(1, keepdim=True)
-        total = 1 + rest
-        row_loss = power * (d2_target.log() - d2_min.log()) + torch.log1p(rest)
-        if smooth:  # lse - mean_j z_j
-            lse_minus_mean = power * (torch.log(d2).mean(1, keepdim=True) - d2_min.log()) + torch.log1p(rest)
-            row_loss = (1 - smooth) * row_loss + smooth * lse_minus_mean
-        loss[rows] = row_loss.squeeze(1).masked_fill_(~valid[rows], 0)
-        if not want_grad:
-            continue
-        # dL/d(d2_j) = s * h_j with s = -power * w / total and h_j = (e_j - total * y_j) / d2_j,
-        # y = (1 - smooth) onehot(t) + smooth / C; the row scale s is applied to the (R, D) sides.
-        p_target_minus_one = torch.where(
-            nearest == t_r,
-            (smooth * total - rest) / total,
-            (d2_min / d2_target).pow_(power) / total - (1 - smooth),
+        xk, ck, power, eps2, _ = _kernel_inputs(flat_x, centers, n, eps, distance, validate)
+        spec = ChunkSpec(
+            power, eps2, ignore_index, label_smoothing, reduction, rows, grad_enabled=torch.is_grad_enabled()
         )
-        h = e.scatter_(1, nearest, 1.0)
-        if smooth:
-            h.sub_(total * (smooth / num_classes))
-        h.div_(d2)
-        h.scatter_(1, t_r, total * (p_target_minus_one - smooth / num_classes) / d2_target)
-        scale = (row_weight[rows] * valid[rows] * -power).unsqueeze(1) / total  # (R, 1)
-        if need_x:
-            grad_x_r = torch.mm(h, centers).mul_(-2 * scale)
-            if euclid:
-                grad_x_r.addcmul_(x_r, 2 * scale * h.sum(1, keepdim=True))
-            grad_x[rows] = grad_x_r
-        if need_c:
-            grad_c.addmm_(h.T, x_r * scale, alpha=-2)
-            if euclid:
-                col_sum.add_((scale.T @ h).squeeze(0))
-    if col_sum is not None:
-        grad_c.addcmul_(centers, 2 * col_sum.unsqueeze(1))
-    return loss, grad_x, grad_c
-
-
-class _HarmonicCrossEntropy(torch.autograd.Function):
-    """Harmonic cross-entropy over row chunks; never holds more than one chunk's logits."""
-
-    @staticmethod
-    def forward(ctx, x, centers, target, spec):  # noqa: D102
-        valid_count = (target != spec.ignore_index).sum()
-        needs_grad = tuple(ctx.needs_input_grad[:2])
-        ctx.spec = spec
-        if spec.reduction == "none":
-            loss, _, _ = _chunked_pass(x, centers, target, spec, None)
-            ctx.save_for_backward(x, centers, target)
-            return loss
-        row_weight = None
-        if any(needs_grad):
-            scale = 1.0 / valid_count.clamp_min(1) if spec.reduction == "mean" else 1.0
-            row_weight = torch.ones_like(x[:, 0]) * scale
-        loss, grad_x, grad_c = _chunked_pass(x, centers, target, spec, row_weight, needs_grad)
-        total = loss.sum()
-        ctx.save_for_backward(grad_x, grad_c)
-        return total / valid_count if spec.reduction == "mean" else total
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):  # noqa: D102
-        with torch.autocast(device_type=grad_out.device.type, enabled=False):
-            if ctx.spec.reduction == "none":
-                x, centers, target = ctx.saved_tensors
-                _, grad_x, grad_c = _chunked_pass(
-                    x, centers, target, ctx.spec, grad_out.to(x.dtype), tuple(ctx.needs_input_grad[:2])
-                )
-            else:
-                # Returned as they are when grad_out is 1 (a plain loss.backward()):
-                # autograd then adopts them as .grad without another (C, D) copy.
-                grad_x, grad_c = ctx.saved_tensors
-                if not bool(grad_out == 1):
-                    grad_x = None if grad_x is None else grad_x * grad_out
-                    grad_c = None if grad_c is None else grad_c * grad_out
-        return grad_x, grad_c, None, None
+        loss = HarmonicCrossEntropy.apply(xk, ck, target.reshape(-1).long(), spec)
+    return loss.reshape(target.shape) if reduction == "none" else loss
 
 
 class HarmonicLinear(nn.Module):
