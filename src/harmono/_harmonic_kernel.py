@@ -59,7 +59,7 @@ def exact_sq_dist(x: torch.Tensor, centers: torch.Tensor, eps2: float) -> tuple[
     ``(d2 (R, K), diff (R, K, D))`` with ``diff = x - centers``.
     """
     diff = x.unsqueeze(1) - centers
-    d2 = diff.square().sum(-1).add_(eps2).clamp_min_(floor_of(eps2, x.dtype))
+    d2 = torch.linalg.vector_norm(diff, dim=-1).square_().add_(eps2).clamp_min_(floor_of(eps2, x.dtype))
     return d2, diff
 
 
@@ -172,8 +172,8 @@ def chunked_pass(
             # sum_r 2 s_r h_rj (c_j - x_r)
             grad_c.addmm_(h.T, x_r * scale, alpha=-2)
             col_sum.add_((scale.T @ h).squeeze(0))
-            grad_c.index_add_(0, near.reshape(-1), -exact_k.reshape(-1, x.shape[1]))
-            grad_c.index_add_(0, t_r.reshape(-1), -exact_target.reshape(-1, x.shape[1]))
+            grad_c.index_add_(0, near.reshape(-1), exact_k.reshape(-1, x.shape[1]), alpha=-1)
+            grad_c.index_add_(0, t_r.reshape(-1), exact_target.reshape(-1, x.shape[1]), alpha=-1)
     if col_sum is not None:
         grad_c.addcmul_(centers, 2 * col_sum.unsqueeze(1))
     return loss, grad_x, grad_c
