@@ -178,8 +178,10 @@ def harmonic_logits(
     distance : {"euclidean", "cosine"}
         ``"cosine"`` uses ``d_i = 1 - cos(x, c_i)`` (see the module notes).
     validate : bool
-        Check that ``x`` and ``centers`` are finite (reads the data; switch
-        off for speed once a pipeline is trusted).
+        Check that ``x`` and ``centers`` are finite, that their squared
+        distances cannot overflow and, for the cosine distance, that no row
+        is a zero vector (reads the data; switch off for speed once a
+        pipeline is trusted).
 
     Returns
     -------
@@ -189,8 +191,9 @@ def harmonic_logits(
     Raises
     ------
     ValueError
-        On mismatched feature dims, a non-positive exponent, a negative eps
-        or NaN/inf in the inputs.
+        On mismatched feature dims, a non-positive exponent, a negative eps,
+        or (with ``validate``) NaN/inf, overflowing values or, for the cosine
+        distance, zero vectors in the inputs.
     """
     _check_features(x, centers, validate)
     n = _resolve_exponent(exponent, centers.shape[1])
@@ -283,8 +286,8 @@ def harmonic_loss(
         Rows per chunk. ``None`` chooses automatically (see above).
     eps, distance : see :func:`harmonic_logits`.
     validate : bool
-        Check for NaN/inf in the inputs and for targets out of range (reads
-        the data). Shapes and dtypes are always checked.
+        The data checks of :func:`harmonic_logits`, plus targets out of
+        range (reads the data). Shapes and dtypes are always checked.
 
     Returns
     -------
@@ -296,8 +299,8 @@ def harmonic_loss(
     ------
     ValueError
         On mismatched feature dims, empty input, a target of the wrong shape,
-        dtype or range, a non-positive exponent, NaN/inf in the inputs or an
-        unknown option.
+        dtype, device or range, a non-positive exponent, an unknown option,
+        or the data problems listed in :func:`harmonic_logits`.
     """
     _check_features(x, centers, validate)
     _checks.require_non_empty("x", x, "(..., D) with at least one row")
