@@ -1,12 +1,12 @@
 # harmono: `make demo` and `make test` work on a fresh machine with only Python
-# and the package registries. torch is installed first and pinned (CPU build);
-# constraints.txt keeps every later install on it.
+# and the package registries. torch is installed first, at the version pinned in
+# constraints.txt (2.13.0: a CPU build on the project's machines), and the same
+# constraints keep every later install on it, so no dependency pulls another torch.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-TORCH := torch==2.13.0
 PIP_INSTALL := $(PIP) install --constraint constraints.txt
 
 .PHONY: demo test bench lint clean
@@ -14,8 +14,8 @@ PIP_INSTALL := $(PIP) install --constraint constraints.txt
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.torch-installed: | $(BIN)/python
-	$(PIP) install $(TORCH)
+$(VENV)/.torch-installed: Makefile constraints.txt | $(BIN)/python
+	$(PIP_INSTALL) torch
 	touch $@
 
 $(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed
@@ -30,6 +30,7 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/harmono demo
 
 test: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.demo-installed

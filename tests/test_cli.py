@@ -1,4 +1,5 @@
 import json
+import re
 
 from harmono.cli import main
 
@@ -7,7 +8,9 @@ def test_demo_writes_table_figure_and_json(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--toy-steps", "300", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     for case in ("two_points", "five_points"):
-        assert f"{case}   harmonic" in printed or f"{case}  harmonic" in printed
+        for head in ("harmonic", "linear"):
+            assert re.search(rf"^{case}\s+{head}\s+\S+", printed, flags=re.MULTILINE)
+    assert printed.count("[holds]") + printed.count("[DOES NOT HOLD]") == 4
     png = tmp_path / "toy_points.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((tmp_path / "toy_points.json").read_text())
@@ -20,3 +23,10 @@ def test_demo_writes_table_figure_and_json(tmp_path, capsys):
 def test_demo_rejects_bad_steps(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--toy-steps", "0"]) == 2
     assert "steps must be >= 1" in capsys.readouterr().err
+
+
+def test_demo_output_path_that_is_a_file(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "--out", str(blocker), "--toy-steps", "1"]) == 2
+    assert "harmono: error:" in capsys.readouterr().err

@@ -106,6 +106,8 @@ def test_bad_options(problem):
         harmonic_loss(x, centers, target, reduction="avg")
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\], got 1.5"):
         harmonic_loss(x, centers, target, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="label_smoothing must be a number"):
+        harmonic_loss(x, centers, target, label_smoothing="0.1")
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         harmonic_loss(x, centers, target, chunk_size=0)
     with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
@@ -131,6 +133,8 @@ def test_magnitudes_whose_squares_overflow(problem):
     x, centers, target = problem
     with pytest.raises(ValueError, match=r"squared distances would overflow torch.float32; rescale both"):
         harmonic_loss(x * 1e19, centers * 1e19, target)
+    with pytest.raises(ValueError, match=r"would overflow torch.float64"):
+        harmonic_logits(x.double() * 1e160, centers.double())
     # the float64 path takes them, and scale invariance gives the same loss
     torch.testing.assert_close(
         harmonic_loss(x.double() * 1e19, centers.double() * 1e19, target).float(),

@@ -52,15 +52,14 @@ def floor_of(eps2: float, dtype: torch.dtype) -> float:
     return max(eps2, torch.finfo(dtype).tiny)
 
 
-def exact_sq_dist(x: torch.Tensor, centers: torch.Tensor, eps2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``|x_r - c_rk|^2 + eps2`` from explicit differences.
+def exact_sq_dist(x: torch.Tensor, centers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``|x - c_k|^2`` from explicit differences (differentiable).
 
-    ``x (R, D)`` and ``centers (R, K, D)`` (K centers per row) ->
-    ``(d2 (R, K), diff (R, K, D))`` with ``diff = x - centers``.
+    ``x (..., D)`` and ``centers (..., K, D)`` (K centers per row) ->
+    ``(d2 (..., K), diff (..., K, D))`` with ``diff = x - centers``.
     """
-    diff = x.unsqueeze(1) - centers
-    d2 = torch.linalg.vector_norm(diff, dim=-1).square_().add_(eps2).clamp_min_(floor_of(eps2, x.dtype))
-    return d2, diff
+    diff = x.unsqueeze(-2) - centers
+    return diff.square().sum(-1), diff
 
 
 def chunked_pass(
@@ -125,8 +124,10 @@ def chunked_pass(
         d2.add_(row_term[rows])
         # the entries that matter most, from explicit differences: the k nearest and the target
         near = d2.topk(min(EXACT_NEAREST, num_classes), dim=1, largest=False).indices  # (R, k)
-        d2_k, diff_k = exact_sq_dist(x_r, centers[near], eps2)  # (R, k), (R, k, D)
-        d2_target, diff_target = exact_sq_dist(x_r, centers[t_r], eps2)  # (R, 1), (R, 1, D)
+        d2_k, diff_k = exact_sq_dist(x_r, centers[near])  # (R, k), (R, k, D)
+        d2_target, diff_target = exact_sq_dist(x_r, centers[t_r])  # (R, 1), (R, 1, D)
+        d2_k = d2_k.add_(eps2).clamp_min_(floor)
+        d2_target = d2_target.add_(eps2).clamp_min_(floor)
         d2.clamp_min_(floor).scatter_(1, near, d2_k).scatter_(1, t_r, d2_target)
         d2_min, best = d2_k.min(1, keepdim=True)
         nearest = near.gather(1, best)  # (R, 1): the reference class a
@@ -160,9 +161,10 @@ def chunked_pass(
         h_target = h.gather(1, t_r)
         h.scatter_(1, near, 0.0).scatter_(1, t_r, 0.0)
         scale = (row_weight[rows] * valid[rows] * -power).unsqueeze(1) / total  # (R, 1)
-        # 2 s h_j (x - c_j) for j in {k nearest, target}: (R, k, D) and (R, 1, D)
-        exact_k = (2 * scale * h_k).unsqueeze(2) * diff_k
-        exact_target = (2 * scale * h_target).unsqueeze(2) * diff_target
+        # 2 s h_j (x - c_j) for j in {k nearest, target}: (R, k, D) and (R, 1, D); h_j (x - c_j)
+        # first, so that a huge h_j (d2_j at the floor, x on c_j) meets its zero difference
+        exact_k = (h_k.unsqueeze(2) * diff_k).mul_((2 * scale).unsqueeze(2))
+        exact_target = (h_target.unsqueeze(2) * diff_target).mul_((2 * scale).unsqueeze(2))
         if need_x:
             # sum_j 2 s h_j (x - c_j)
             grad_x_r = torch.mm(h, centers).mul_(-2 * scale)
@@ -208,15 +210,14 @@ class HarmonicCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_out):  # noqa: D102
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         with torch.autocast(device_type=grad_out.device.type, enabled=False):
+            x, centers, target = ctx.saved_tensors  # also autograd's check for in-place changes
             if ctx.eager_grads is not None:
                 # first backward: hand over the gradients of the forward pass, no (C, D) copy
                 grad_x, grad_c = ctx.eager_grads
                 ctx.eager_grads = None
-                if not bool(grad_out == 1):
-                    grad_x = None if grad_x is None else grad_x.mul_(grad_out)
-                    grad_c = None if grad_c is None else grad_c.mul_(grad_out)
+                grad_x = None if grad_x is None else grad_x.mul_(grad_out)
+                grad_c = None if grad_c is None else grad_c.mul_(grad_out)
             else:
-                x, centers, target = ctx.saved_tensors
                 weight = grad_out.to(x.dtype)
                 if ctx.spec.reduction != "none":
                     weight = _row_weight(target, ctx.spec, x.dtype) * weight

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from harmono import __version__
 from harmono.config_cli import add_config_arguments, config_from_arguments
-from harmono.experiments.toy_points import ToyPointsConfig, ToyResult
+from harmono.experiments.toy_points import ToyPointsConfig, ToyResult, check_toy_claims
 from harmono.report.text_table import format_table
 
 
@@ -39,10 +39,9 @@ def _demo(args: argparse.Namespace) -> int:
     outputs = run_demo(args.out, config, progress=not args.no_progress)
     print("\nHarmonic loss, 2-D toy cases (paper Fig. 1): harmonic head vs linear head + SoftMax")
     print(toy_table(outputs.toy_results))
-    print(
-        "\nHarmonic centers land on their points and the loss goes to ~0; the linear head's weights"
-        "\nkeep growing and it cannot fit the centre point of five_points (loss floor log(5)/5 = 0.322)."
-    )
+    print()
+    for claim in check_toy_claims(outputs.toy_results):
+        print(f"[{'holds' if claim.holds else 'DOES NOT HOLD'}] {claim.text}")
     print(f"\nfigure: {outputs.toy_figure}\nresults: {outputs.toy_json}")
     return 0
 
@@ -72,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:
         print(f"harmono: error: {err}", file=sys.stderr)
         return 2
 

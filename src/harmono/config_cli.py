@@ -32,9 +32,13 @@ def field_docs(cls: type) -> dict[str, str]:
     Returns
     -------
     dict
-        ``{field name: first line of its docstring}``; fields without one are absent.
+        ``{field name: first line of its docstring}``; fields without one are
+        absent, and all are when the source cannot be read (a frozen app).
     """
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
     for node, following in zip(body, body[1:], strict=False):

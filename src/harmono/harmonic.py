@@ -40,13 +40,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmono import _checks
-from harmono._harmonic_kernel import EXACT_NEAREST, ChunkSpec, HarmonicCrossEntropy, floor_of
+from harmono._harmonic_kernel import EXACT_NEAREST, ChunkSpec, HarmonicCrossEntropy, exact_sq_dist, floor_of
 
 DISTANCES = ("euclidean", "cosine")
 REDUCTIONS = ("mean", "sum", "none")
 DEFAULT_EPS = 1e-6
 AUTO_CHUNK_BYTES = 64 * 2**20
-"""Above this many bytes of float32 logits, ``harmonic_loss`` chunks by default.
+"""Above this many bytes of logits (in the compute dtype), ``harmonic_loss`` chunks by default.
 
 It is also the size of one chunk's logits on the chunked path."""
 
@@ -88,7 +88,7 @@ def _check_features(x: torch.Tensor, centers: torch.Tensor, validate: bool) -> N
     if validate:
         largest = max(_checks.require_finite("x", x), _checks.require_finite("centers", centers))
         # |x - c|^2 <= D (2 max|value|)^2 must stay representable in the compute dtype
-        if x.shape[-1] * (2 * largest) ** 2 >= torch.finfo(_compute_dtype(x, centers)).max:
+        if 2 * largest >= math.sqrt(torch.finfo(_compute_dtype(x, centers)).max / x.shape[-1]):
             raise ValueError(
                 f"x and centers hold values up to {largest:.3g}: squared distances would overflow "
                 f"{_compute_dtype(x, centers)}; rescale both (the harmonic loss is scale invariant)"
@@ -141,7 +141,7 @@ def _log_space_logits(x: torch.Tensor, centers: torch.Tensor, power: float, eps2
     """
     d2 = x.square().sum(-1, keepdim=True) + centers.square().sum(-1) - 2 * (x @ centers.T)
     near = d2.detach().topk(min(EXACT_NEAREST, centers.shape[0]), dim=-1, largest=False).indices
-    exact = (x.unsqueeze(-2) - centers[near]).square().sum(-1)
+    exact, _ = exact_sq_dist(x, centers[near])
     d2 = d2.scatter(-1, near, exact)
     return d2.add(eps2).clamp_min(floor_of(eps2, d2.dtype)).log().mul(-power)
 
@@ -314,6 +314,8 @@ def harmonic_loss(
     eps = _check_eps(eps)
     _checks.require_choice("reduction", reduction, REDUCTIONS)
     _checks.require_choice("distance", distance, DISTANCES)
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+        raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if chunk_size is not None and (
@@ -409,7 +411,12 @@ class HarmonicLinear(nn.Module):
         )
 
     def loss(self, x: torch.Tensor, target: torch.Tensor, **kwargs) -> torch.Tensor:
-        """:func:`harmonic_loss` of this head; ``kwargs`` as there (reduction, chunk_size, ...)."""
+        """:func:`harmonic_loss` of this head, never holding the full logits.
+
+        ``x (..., D)`` and ``target (...)`` -> a scalar (or shape ``(...)``
+        with ``reduction="none"``); ``kwargs`` as for :func:`harmonic_loss`
+        (``reduction``, ``ignore_index``, ``label_smoothing``, ``chunk_size``).
+        """
         return harmonic_loss(
             x,
             self.weight,

@@ -12,17 +12,16 @@ from harmono.experiments.toy_points import TOY_CASES, ToyResult
 from harmono.harmonic import harmonic_logits
 
 
-def decision_regions(
-    result: ToyResult, exponent: float, extent: float = 2.5, resolution: int = 301
-) -> torch.Tensor:
+def decision_regions(result: ToyResult, extent: float = 2.5, resolution: int = 301) -> torch.Tensor:
     """Predicted class on a square grid around the origin.
+
+    The harmonic head predicts the nearest center whatever its exponent, the
+    linear head the largest dot product.
 
     Parameters
     ----------
     result : ToyResult
         A fitted head (its weights).
-    exponent : float
-        The harmonic exponent the head was trained with (unused for linear).
     extent : float
         The grid spans ``[-extent, extent]`` on both axes.
     resolution : int
@@ -38,15 +37,13 @@ def decision_regions(
     grid = torch.stack([grid_x, grid_y], dim=-1)  # (R, R, 2)
     weight = torch.tensor(result.weights)  # (C, 2)
     if result.head == "harmonic":
-        logits = harmonic_logits(grid, weight, exponent)
+        logits = harmonic_logits(grid, weight)
     else:
         logits = grid @ weight.T
     return logits.argmax(-1)
 
 
-def plot_toy_points(
-    results: Sequence[ToyResult], path: str | Path, exponent: float, extent: float = 2.5
-) -> Path:
+def plot_toy_points(results: Sequence[ToyResult], path: str | Path, extent: float = 2.5) -> Path:
     """Save one panel per (case, head): regions, data points and learned weights.
 
     Data points are black dots; the learned weight rows (centers of the
@@ -62,7 +59,7 @@ def plot_toy_points(
     cmap = plt.get_cmap("tab10")
     for result in results:
         ax = axes[cases.index(result.case)][heads.index(result.head)]
-        regions = decision_regions(result, exponent, extent)
+        regions = decision_regions(result, extent)
         num_classes = len(result.weights)
         ax.imshow(
             regions.numpy(),

@@ -39,7 +39,7 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     logger.info("toy cases: %d Adam steps per fit, exponent n = %g", toy_config.steps, toy_config.exponent)
     results = run_toy_points(toy_config, progress=progress)
-    figure = plot_toy_points(results, out_dir / "toy_points.png", exponent=toy_config.exponent)
+    figure = plot_toy_points(results, out_dir / "toy_points.png")
     record = {"config": asdict(toy_config), "results": [asdict(r) for r in results]}
     toy_json = out_dir / "toy_points.json"
     tmp = toy_json.with_suffix(".json.tmp")

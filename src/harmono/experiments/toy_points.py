@@ -58,8 +58,12 @@ class ToyPointsConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.exponent) and self.exponent > 0):
+            raise ValueError(f"exponent must be a finite number > 0, got {self.exponent}")
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be a finite number >= 0, got {self.eps}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,11 @@ def fit_toy_case(case: str, head: str, config: ToyPointsConfig = ToyPointsConfig
         loss = F.cross_entropy(model(points), labels)
         if step % 10 == 0:
             curve.append(loss.item())
+            if not math.isfinite(curve[-1]):
+                raise ValueError(
+                    f"{case}, {head} head: the loss became {curve[-1]} at step {step}; "
+                    f"training diverged, try a smaller lr than {config.lr}"
+                )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -141,3 +150,48 @@ def run_toy_points(config: ToyPointsConfig = ToyPointsConfig(), progress: bool =
     return [
         fit_toy_case(case, head, config) for case, head in tqdm(jobs, desc="toy cases", disable=not progress)
     ]
+
+
+@dataclass(frozen=True)
+class ToyClaim:
+    """One claim of the paper about the toy cases, checked on fitted results."""
+
+    text: str
+    """The claim, in words."""
+    holds: bool
+    """Whether the results support it."""
+
+
+def check_toy_claims(results: list[ToyResult], tolerance: float = 1e-2) -> list[ToyClaim]:
+    """Check the paper's Fig. 1 claims on the results of :func:`run_toy_points`.
+
+    Parameters
+    ----------
+    results : list of ToyResult
+        Fits of both heads to both cases.
+    tolerance : float
+        Largest center-to-point distance that counts as "on the point".
+    """
+    by_key = {(r.case, r.head): r for r in results}
+    harmonic = [r for r in results if r.head == "harmonic"]
+    linear = [r for r in results if r.head == "linear"]
+    claims = [
+        ToyClaim(
+            f"harmonic centers converge to their points (every distance < {tolerance:g})",
+            all(max(r.center_distances) < tolerance for r in harmonic),
+        ),
+        ToyClaim(
+            "the harmonic head fits five_points, centre point included (loss < 1e-4)",
+            by_key["five_points", "harmonic"].final_loss < 1e-4,
+        ),
+        ToyClaim(
+            "linear weights grow past the points instead of converging to them",
+            all(r.weight_norm > torch.tensor(TOY_CASES[r.case]).norm().item() for r in linear),
+        ),
+        ToyClaim(
+            f"the linear head cannot fit the centre point (five_points loss >= log(5)/5 = "
+            f"{LINEAR_FIVE_POINT_FLOOR:.3f})",
+            by_key["five_points", "linear"].final_loss >= LINEAR_FIVE_POINT_FLOOR - 1e-6,
+        ),
+    ]
+    return claims
