@@ -31,7 +31,7 @@ def random_problem(seed, lead_shape, dim, num_classes, ignore_every=0, ignore_in
     return x, centers, target
 
 
-def loss_and_grads(fn, x, centers, target, reduction, seed=0):
+def loss_and_grads(fn, x, centers, target, seed=0):
     """Value and gradients of ``sum(loss * w)`` for a fixed random ``w`` (for "none")."""
     x = x.detach().clone().requires_grad_()
     centers = centers.detach().clone().requires_grad_()
@@ -39,6 +39,15 @@ def loss_and_grads(fn, x, centers, target, reduction, seed=0):
     weights = torch.randn(loss.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     grad_x, grad_c = torch.autograd.grad((loss * weights.to(loss.dtype)).sum(), (x, centers))
     return loss.detach(), grad_x, grad_c
+
+
+def assert_matches_reference(ours, reference, x, centers, target):
+    """``ours`` on float32 inputs equals ``reference`` on float64 ones: loss, grad x, grad centers."""
+    got = loss_and_grads(ours, x, centers, target)
+    want = loss_and_grads(reference, x.double(), centers.double(), target)
+    for name, value, expected in zip(("loss", "grad x", "grad centers"), got, want, strict=True):
+        assert rel_err(value, expected) < RTOL, name
+    return got[0], want[0]
 
 
 # --------------------------------------------------------------------------- values and gradients
@@ -59,26 +68,16 @@ def test_loss_and_gradients_match_float64_formula(
     x, centers, target = random_problem(seed, lead_shape, dim, num_classes, ignore_every=4, ignore_index=-7)
     kwargs = dict(reduction=reduction, ignore_index=-7, label_smoothing=label_smoothing)
 
-    value, grad_x, grad_c = loss_and_grads(
+    value, ref_value = assert_matches_reference(
         lambda a, c, t: harmonic_loss(a, c, t, exponent, chunk_size=chunk_size, eps=0.0, **kwargs),
+        lambda a, c, t: naive_harmonic_loss(a, c, t, exponent, **kwargs),
         x,
         centers,
         target,
-        reduction,
-    )
-    ref_value, ref_gx, ref_gc = loss_and_grads(
-        lambda a, c, t: naive_harmonic_loss(a, c, t, exponent, **kwargs),
-        x.double(),
-        centers.double(),
-        target,
-        reduction,
     )
     assert value.dtype == torch.float32 and value.shape == ref_value.shape == (
         lead_shape if reduction == "none" else ()
     )
-    assert rel_err(value, ref_value) < RTOL
-    assert rel_err(grad_x, ref_gx) < RTOL
-    assert rel_err(grad_c, ref_gc) < RTOL
 
 
 @pytest.mark.parametrize("exponent", [1.0, 7.0, 40.0])
@@ -106,25 +105,15 @@ def test_cosine_distance_matches_its_formula(chunk_size, reduction):
     x, centers, target = random_problem(3, (9,), 12, 5)
     target[1] = -100
     eps = 1e-3
-    value, grad_x, grad_c = loss_and_grads(
+    assert_matches_reference(
         lambda a, c, t: harmonic_loss(
             a, c, t, 6.0, distance="cosine", eps=eps, chunk_size=chunk_size, reduction=reduction
         ),
+        lambda a, c, t: naive_harmonic_loss(a, c, t, 6.0, distance="cosine", eps=eps, reduction=reduction),
         x,
         centers,
         target,
-        reduction,
     )
-    ref_value, ref_gx, ref_gc = loss_and_grads(
-        lambda a, c, t: naive_harmonic_loss(a, c, t, 6.0, distance="cosine", eps=eps, reduction=reduction),
-        x.double(),
-        centers.double(),
-        target,
-        reduction,
-    )
-    assert rel_err(value, ref_value) < RTOL
-    assert rel_err(grad_x, ref_gx) < RTOL
-    assert rel_err(grad_c, ref_gc) < RTOL
     distances = 1 - F.cosine_similarity(x.unsqueeze(1).double(), centers.double(), dim=-1)
     logits = harmonic_logits(x, centers, 6.0, eps, distance="cosine")
     assert rel_err(logits, -6.0 * (distances + eps).log()) < RTOL
@@ -388,23 +377,13 @@ def test_points_close_to_their_centers_keep_their_digits(distance, chunk_size):
     target = torch.arange(10).repeat(2)
     x = centers[target] + 0.1 * torch.randn(20, 64, generator=gen)
     kwargs = dict(distance=distance, eps=1e-6)
-    value, grad_x, grad_c = loss_and_grads(
+    assert_matches_reference(
         lambda a, c, t: harmonic_loss(a, c, t, 8.0, chunk_size=chunk_size, **kwargs),
+        lambda a, c, t: naive_harmonic_loss(a, c, t, 8.0, **kwargs),
         x,
         centers,
         target,
-        "mean",
     )
-    ref_value, ref_gx, ref_gc = loss_and_grads(
-        lambda a, c, t: naive_harmonic_loss(a, c, t, 8.0, **kwargs),
-        x.double(),
-        centers.double(),
-        target,
-        "mean",
-    )
-    assert rel_err(value, ref_value) < RTOL
-    assert rel_err(grad_x, ref_gx) < RTOL
-    assert rel_err(grad_c, ref_gc) < RTOL
     assert rel_err(harmax(x, centers, 8.0, **kwargs), naive_harmax(x, centers, 8.0, **kwargs)) < RTOL
 
 
@@ -413,23 +392,13 @@ def test_points_close_to_their_centers_keep_their_digits(distance, chunk_size):
 def test_crowded_low_dimensional_classes(distance, exponent):
     """Many classes in 2-D: several centers are close to each point at once."""
     x, centers, target = random_problem(18, (32,), 2, 31)
-    value, grad_x, grad_c = loss_and_grads(
+    assert_matches_reference(
         lambda a, c, t: harmonic_loss(a, c, t, exponent, distance=distance, reduction="none", chunk_size=7),
+        lambda a, c, t: naive_harmonic_loss(a, c, t, exponent, distance=distance, eps=1e-6, reduction="none"),
         x,
         centers,
         target,
-        "none",
     )
-    ref_value, ref_gx, ref_gc = loss_and_grads(
-        lambda a, c, t: naive_harmonic_loss(a, c, t, exponent, distance=distance, eps=1e-6, reduction="none"),
-        x.double(),
-        centers.double(),
-        target,
-        "none",
-    )
-    assert rel_err(value, ref_value) < RTOL
-    assert rel_err(grad_x, ref_gx) < RTOL
-    assert rel_err(grad_c, ref_gc) < RTOL
 
 
 # --------------------------------------------------------------------------- autograd behaviour
