@@ -16,9 +16,9 @@ Log-space form
 Everything is computed from the logits ``z_i = -n log d_i``, evaluated as
 ``-(n/2) log(d_i^2 + eps)`` with ``d_i^2 = ||x||^2 + ||c_i||^2 - 2 x.c_i``
 (one matmul for all classes) in float32 or better, also under bf16/fp16
-autocast. The squared distance to the nearest center of each row (and, in the
-loss, to the target) is recomputed from the explicit difference ``x - c``,
-which keeps its digits when ``x`` is close to a center. Then ``softmax(z)`` is
+autocast. The squared distances to the ``EXACT_NEAREST`` (4) nearest centers
+of each row (and, in the loss, to the target) are recomputed from the explicit
+difference ``x - c``, which keeps their digits when ``x`` is close to a center. Then ``softmax(z)`` is
 HarMax and ``F.cross_entropy(z, y)`` is the harmonic loss, with no power that
 can overflow or underflow and no NaN fix-up.
 
@@ -88,10 +88,11 @@ def _check_features(x: torch.Tensor, centers: torch.Tensor, validate: bool) -> N
     if validate:
         largest = max(_checks.require_finite("x", x), _checks.require_finite("centers", centers))
         # |x - c|^2 <= D (2 max|value|)^2 must stay representable in the compute dtype
-        if 2 * largest >= math.sqrt(torch.finfo(_compute_dtype(x, centers)).max / x.shape[-1]):
+        dtype = _compute_dtype(x, centers)
+        if 2 * largest >= math.sqrt(torch.finfo(dtype).max / x.shape[-1]):
             raise ValueError(
                 f"x and centers hold values up to {largest:.3g}: squared distances would overflow "
-                f"{_compute_dtype(x, centers)}; rescale both (the harmonic loss is scale invariant)"
+                f"{dtype}; rescale both (the harmonic loss is scale invariant)"
             )
 
 
@@ -324,7 +325,7 @@ def harmonic_loss(
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
     flat_x = x.reshape(-1, dim)
-    itemsize = torch.finfo(_compute_dtype(x, centers)).bits // 8
+    itemsize = _compute_dtype(x, centers).itemsize
     rows = chunk_size or _auto_chunk_rows(flat_x.shape[0], num_classes, itemsize)
     with torch.autocast(device_type=x.device.type, enabled=False):
         xk, ck, power, eps2, _ = _kernel_inputs(flat_x, centers, n, eps, distance, validate)
