@@ -7,14 +7,38 @@ from harmono.harmonic import (
     harmonic_logits,
     harmonic_loss,
 )
+from harmono.mono import (
+    BatchMonoScores,
+    MonoScore,
+    MonoSummary,
+    SparseActivations,
+    batch_mono_scores,
+    mono_loss,
+    mono_score,
+    mono_score_pairwise,
+    summarize,
+)
+from harmono.purity import ClassPurity, PurityResult, class_purity
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchMonoScores",
+    "ClassPurity",
     "HarmonicLinear",
+    "MonoScore",
+    "MonoSummary",
+    "PurityResult",
+    "SparseActivations",
     "__version__",
     "default_exponent",
     "harmax",
     "harmonic_logits",
+    "batch_mono_scores",
+    "class_purity",
     "harmonic_loss",
+    "mono_loss",
+    "mono_score",
+    "mono_score_pairwise",
+    "summarize",
 ]

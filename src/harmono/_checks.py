@@ -64,6 +64,19 @@ def require_finite(name: str, tensor: torch.Tensor) -> float:
     )
 
 
+def require_nonzero_rows(name: str, rows: torch.Tensor, needed_by: str) -> None:
+    """Raise if a row of ``rows`` (``(..., D)``) is the zero vector (reads the data).
+
+    ``needed_by`` names what needs a direction, e.g. ``'distance="cosine"'``.
+    """
+    zero = int((torch.linalg.vector_norm(rows, dim=-1) == 0).sum())
+    if zero:
+        raise ValueError(
+            f"{name} has {zero} zero vector(s): {needed_by} is undefined for them "
+            "(pass validate=False to skip this check)"
+        )
+
+
 def require_positive_number(name: str, value: object) -> float:
     """Return ``value`` (a number or one-element tensor) as a float if finite and > 0, else raise."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool:
@@ -73,6 +86,13 @@ def require_positive_number(name: str, value: object) -> float:
     value = float(value)
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def require_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int >= 1 (not a bool), else raise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
 
 

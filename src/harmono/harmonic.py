@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmono import _checks
+from harmono._dtypes import compute_dtype
 from harmono._harmonic_kernel import EXACT_NEAREST, ChunkSpec, HarmonicCrossEntropy, exact_sq_dist, floor_of
 
 DISTANCES = ("euclidean", "cosine")
@@ -88,19 +89,12 @@ def _check_features(x: torch.Tensor, centers: torch.Tensor, validate: bool) -> N
     if validate:
         largest = max(_checks.require_finite("x", x), _checks.require_finite("centers", centers))
         # |x - c|^2 <= D (2 max|value|)^2 must stay representable in the compute dtype
-        dtype = _compute_dtype(x, centers)
+        dtype = compute_dtype(x, centers)
         if 2 * largest >= math.sqrt(torch.finfo(dtype).max / x.shape[-1]):
             raise ValueError(
                 f"x and centers hold values up to {largest:.3g}: squared distances would overflow "
                 f"{dtype}; rescale both (the harmonic loss is scale invariant)"
             )
-
-
-def _compute_dtype(x: torch.Tensor, centers: torch.Tensor) -> torch.dtype:
-    """float64 if any input is float64, else float32 (never half precision)."""
-    if torch.float64 in (x.dtype, centers.dtype):
-        return torch.float64
-    return torch.float32
 
 
 def _kernel_inputs(
@@ -111,26 +105,16 @@ def _kernel_inputs(
     Returns ``(x, centers, power, eps2, shift)`` with ``x`` and ``centers`` in
     the compute dtype, unit-normalised for the cosine distance.
     """
-    dtype = _compute_dtype(x, centers)
+    dtype = compute_dtype(x, centers)
     x, centers = x.to(dtype), centers.to(dtype)
     if distance == "euclidean":
         return x, centers, exponent / 2, eps, 0.0
     if validate:
-        _require_nonzero_rows("x", x)
-        _require_nonzero_rows("centers", centers)
+        _checks.require_nonzero_rows("x", x, 'distance="cosine"')
+        _checks.require_nonzero_rows("centers", centers, 'distance="cosine"')
     # cosine: d = 1 - cos = |x/|x| - c/|c||^2 / 2, so -n log(d + eps) = -n log(d2 + 2 eps) + n log 2
     x, centers = F.normalize(x, dim=-1), F.normalize(centers, dim=-1)
     return x, centers, float(exponent), 2 * eps, exponent * math.log(2.0)
-
-
-def _require_nonzero_rows(name: str, rows: torch.Tensor) -> None:
-    """The cosine distance is undefined for a zero vector: raise on one (reads the data)."""
-    zero = int((torch.linalg.vector_norm(rows, dim=-1) == 0).sum())
-    if zero:
-        raise ValueError(
-            f'{name} has {zero} zero vector(s): distance="cosine" is undefined for them '
-            "(pass validate=False to skip this check)"
-        )
 
 
 def _log_space_logits(x: torch.Tensor, centers: torch.Tensor, power: float, eps2: float) -> torch.Tensor:
@@ -325,7 +309,7 @@ def harmonic_loss(
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
 
     flat_x = x.reshape(-1, dim)
-    itemsize = _compute_dtype(x, centers).itemsize
+    itemsize = compute_dtype(x, centers).itemsize
     rows = chunk_size or _auto_chunk_rows(flat_x.shape[0], num_classes, itemsize)
     with torch.autocast(device_type=x.device.type, enabled=False):
         xk, ck, power, eps2, _ = _kernel_inputs(flat_x, centers, n, eps, distance, validate)

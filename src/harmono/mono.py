@@ -1,0 +1,434 @@
+"""MonoScore and MonoLoss: the monosemanticity of neurons and SAE latents.
+
+Pach et al., "Sparse Autoencoders Learn Monosemantic Features in
+Vision-Language Models" (arXiv 2504.02821) define the score;
+Nasiri-Sarvi et al., "MonoLoss" (arXiv 2602.12403) compute it in O(N) and
+train with it.
+
+Definition
+----------
+For latent ``k`` over ``N`` samples with activations ``a_nk`` and embeddings
+``e_n``:
+
+- min-max normalisation over the whole set,
+  ``ã_nk = (a_nk - min_n a_nk) / (max_n a_nk - min_n a_nk)``;
+- ``s_nm = cos(e_n, e_m)``;
+- ``MS_k = sum_{n<m} ã_nk ã_mk s_nm / sum_{n<m} ã_nk ã_mk``, the
+  activation-weighted average similarity of pairs of samples (the form
+  confirmed by Pach et al., not the early ``1 / (N (N - 1))`` one).
+
+``MS_k`` lies in ``[-1, 1]``. It is invariant to the max (a rescaling of the
+latent) but not to the min (a shift). It is undefined ("dead") when the
+latent is constant or fewer than two samples lie above its minimum.
+
+With ``V_k = sum_n ã_nk ê_n`` (``ê = e / |e|``), ``u_k = sum_n ã_nk`` and
+``v_k = sum_n ã_nk^2``, the pair sums are ``(|V_k|^2 - v_k) / 2`` and
+``(u_k^2 - v_k) / 2``, so every score costs one ``(D, N) x (N, M)`` matmul.
+``MonoScore`` keeps raw sums and the running min, and applies the min shift
+algebraically at ``compute()``: one pass over the data, exact for any
+batching and across processes.
+
+Aggregation of dead latents differs between the two papers: Pach et al. give
+them NaN and average the others (``dead="nan"``, the default); the MonoLoss
+evaluation counts them as 0 (``dead="zero"``). ``summarize`` states both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+from torchmetrics import Metric
+
+from harmono import _checks
+from harmono._dtypes import compute_dtype
+from harmono._mono_stats import (
+    DEAD_POLICIES,
+    Activations,
+    MonoSums,
+    SparseActivations,
+    as_activations,
+    batch_sums,
+    merge_sums,
+    num_rows,
+    scores_from_sums,
+    unit_embeddings,
+    values_of,
+)
+
+__all__ = [
+    "BatchMonoScores",
+    "MonoScore",
+    "MonoSummary",
+    "SparseActivations",
+    "batch_mono_scores",
+    "mono_loss",
+    "mono_score",
+    "mono_score_pairwise",
+    "summarize",
+]
+
+DEFAULT_LOSS_EPS = 1e-8
+LOSS_AVERAGES = ("active", "all")
+PAIRWISE_BLOCK_BYTES = 256 * 2**20
+"""Memory of one block of the pairwise reference: rows of the similarity matrix and their products."""
+
+
+def mono_score(
+    acts: Activations,
+    emb: torch.Tensor,
+    *,
+    dead: str = "nan",
+    num_latents: int | None = None,
+    validate: bool = True,
+) -> torch.Tensor:
+    """The MonoScore of every latent over a dataset (exact, O(N D M)).
+
+    ``MS_k = sum_{n<m} ã_nk ã_mk s_nm / sum_{n<m} ã_nk ã_mk`` with
+    ``ã_nk = (a_nk - min_n a_nk) / (max_n a_nk - min_n a_nk)`` (min-max over
+    the whole set) and ``s_nm`` the cosine similarity of ``emb`` rows (see the
+    module docstring). One streaming batch of ``MonoScore``.
+
+    Parameters
+    ----------
+    acts : torch.Tensor or (values, indices)
+        ``(N, M)`` activations of ``M`` latents, or TopK-style sparse
+        activations ``values, indices`` of shape ``(N, k)`` (every latent not
+        listed in a row is 0 there; needs ``num_latents``).
+    emb : torch.Tensor
+        ``(N, D)`` embeddings of the same samples (need not be unit-norm).
+    dead : {"nan", "zero"}
+        Score of a latent with no defined score (constant, or fewer than two
+        samples above its min): NaN (Pach et al.) or 0 (MonoLoss evaluation).
+    num_latents : int, optional
+        ``M``; required for sparse input.
+    validate : bool
+        Read the data to reject NaN/inf, zero embeddings and bad indices.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(M,)`` float64 scores in ``[-1, 1]``.
+
+    Notes
+    -----
+    The matmul runs in float32 (float64 for float64 input) and the sums in
+    float64.
+    """
+    _checks.require_choice("dead", dead, DEAD_POLICIES)
+    checked = as_activations(acts, num_latents, validate)
+    m = checked.shape[1] if isinstance(checked, torch.Tensor) else num_latents
+    emb_hat = unit_embeddings(emb, num_rows(checked), None, validate, compute_dtype(values_of(checked), emb))
+    _require_same_device(values_of(checked), emb_hat)
+    return scores_from_sums(batch_sums(checked, emb_hat, m), dead)
+
+
+def _require_same_device(acts: torch.Tensor, other: torch.Tensor, other_name: str = "emb") -> None:
+    if acts.device != other.device:
+        raise ValueError(f"acts and {other_name} must be on one device, got {acts.device} and {other.device}")
+
+
+def mono_score_pairwise(
+    acts: torch.Tensor,
+    emb: torch.Tensor,
+    *,
+    dead: str = "nan",
+    block_bytes: int = PAIRWISE_BLOCK_BYTES,
+) -> torch.Tensor:
+    """The MonoScore by its O(N^2) definition: a reference for tests and benchmarks.
+
+    Builds the similarity matrix ``s_nm`` block by block of rows (``block_bytes``
+    each, so ``N = 16384`` fits in memory), zeroes its diagonal and sums
+    ``ã_nk ã_mk s_nm`` and ``ã_nk ã_mk`` over all pairs ``n != m``. Costs
+    ``O(N^2 (D + M))``. Computes in the dtype of ``acts`` (at least float32).
+
+    Parameters
+    ----------
+    acts : torch.Tensor
+        ``(N, M)`` dense activations.
+    emb : torch.Tensor
+        ``(N, D)`` embeddings.
+    dead : {"nan", "zero"}
+        Score of a latent whose pair weight is 0.
+    block_bytes : int
+        Memory of one block of ``(rows, N)`` similarities plus ``(rows, M)`` products.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(M,)`` scores in the compute dtype.
+    """
+    _checks.require_choice("dead", dead, DEAD_POLICIES)
+    acts = as_activations(acts, None, validate=True)
+    dtype = compute_dtype(acts)
+    emb_hat = unit_embeddings(emb, acts.shape[0], None, True, dtype)
+    _require_same_device(acts, emb_hat)
+    acts = acts.to(dtype)
+    n, m = acts.shape
+    low, high = torch.aminmax(acts, dim=0)
+    spread = high - low
+    normed = (acts - low) / torch.where(spread > 0, spread, torch.ones_like(spread))
+    total = normed.sum(dim=0)
+    rows = max(1, int(block_bytes // ((n + 2 * m) * acts.element_size())))
+    numerator = torch.zeros(m, dtype=dtype, device=acts.device)
+    pair_weight = torch.zeros(m, dtype=dtype, device=acts.device)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        block = normed[start:stop]
+        sim = emb_hat[start:stop] @ emb_hat.T
+        sim[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
+        numerator += (block * (sim @ normed)).sum(dim=0)
+        pair_weight += (block * (total - block)).sum(dim=0)
+    alive = pair_weight > 0
+    score = numerator / torch.where(alive, pair_weight, torch.ones_like(pair_weight))
+    return torch.where(alive, score, torch.full_like(score, torch.nan if dead == "nan" else 0.0))
+
+
+@dataclass(frozen=True)
+class MonoSummary:
+    """Aggregate MonoScore of a set of latents, under both dead-latent conventions.
+
+    Attributes
+    ----------
+    num_latents : int
+        Number of latents scored.
+    num_dead : int
+        Latents with no defined score.
+    mean, median, p90 : float
+        Over latents with a score (Pach et al.: dead latents excluded); NaN if all are dead.
+    mean_dead_as_zero, median_dead_as_zero, p90_dead_as_zero : float
+        With dead latents counted as 0 (the MonoLoss evaluation).
+    """
+
+    num_latents: int
+    num_dead: int
+    mean: float
+    median: float
+    p90: float
+    mean_dead_as_zero: float
+    median_dead_as_zero: float
+    p90_dead_as_zero: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+def _mean_median_p90(values: torch.Tensor) -> tuple[float, float, float]:
+    if values.numel() == 0:
+        return math.nan, math.nan, math.nan
+    values = values.to(torch.float64)
+    quantiles = torch.quantile(values, torch.tensor([0.5, 0.9], dtype=torch.float64, device=values.device))
+    return float(values.mean()), float(quantiles[0]), float(quantiles[1])
+
+
+def summarize(scores: torch.Tensor) -> MonoSummary:
+    """Mean, median, p90 and dead count of per-latent scores, under both conventions.
+
+    Parameters
+    ----------
+    scores : torch.Tensor
+        ``(M,)`` scores with NaN for dead latents (``dead="nan"``, the default
+        of ``mono_score`` and ``MonoScore``). Scores computed with
+        ``dead="zero"`` cannot be told apart from real zeros.
+
+    Returns
+    -------
+    MonoSummary
+    """
+    scores = _checks.require_tensor("scores", scores)
+    _checks.require_ndim("scores", scores, 1, "(M,)")
+    _checks.require_floating("scores", scores)
+    _checks.require_non_empty("scores", scores, "(M,) with M >= 1")
+    if torch.isinf(scores).any():
+        raise ValueError("scores must be finite or NaN (NaN marks a dead latent), got an infinity")
+    dead = torch.isnan(scores)
+    alive = _mean_median_p90(scores[~dead])
+    as_zero = _mean_median_p90(torch.where(dead, torch.zeros_like(scores), scores))
+    return MonoSummary(scores.numel(), int(dead.sum()), *alive, *as_zero)
+
+
+class MonoScore(Metric):
+    """Streaming, mergeable MonoScore of ``num_latents`` latents (a torchmetrics ``Metric``).
+
+    ``update(acts, emb)`` per batch, ``compute()`` -> ``(M,)`` float64
+    scores, equal to ``mono_score`` on the concatenated data (see
+    ``harmono.mono`` for the definition). One pass: the states are
+    ``S = sum_n ê_n a_n^T (D, M)``, ``E = sum_n ê_n (D,)``, ``sum_n a_n``,
+    ``sum_n a_n^2``, the per-latent min and max ``(M,)`` and the count, all
+    float64; they merge by sum, min and max, so any batching and any number
+    of ``torch.distributed`` processes give the same result. The largest
+    state takes ``8 D M`` bytes (50 MB for ``D = 768``, ``M = 8192``).
+
+    Parameters
+    ----------
+    num_latents : int
+        ``M``.
+    emb_dim : int
+        ``D``.
+    dead : {"nan", "zero"}
+        Score of latents with no defined score (see ``mono_score``).
+    validate : bool
+        Read each batch to reject NaN/inf, zero embeddings and bad indices.
+    **kwargs
+        Passed to ``torchmetrics.Metric`` (``sync_on_compute``, ``process_group``...).
+
+    Examples
+    --------
+    >>> metric = MonoScore(num_latents=512, emb_dim=64)
+    >>> for _ in range(3):
+    ...     metric.update(torch.relu(torch.randn(100, 512)), torch.randn(100, 64))
+    >>> metric.compute().shape
+    torch.Size([512])
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, num_latents: int, emb_dim: int, dead: str = "nan", validate: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_latents = _checks.require_positive_int("num_latents", num_latents)
+        self.emb_dim = _checks.require_positive_int("emb_dim", emb_dim)
+        self.dead = _checks.require_choice("dead", dead, DEAD_POLICIES)
+        self.validate = validate
+        empty = MonoSums.empty(num_latents, emb_dim)
+        for name in MonoSums.names():
+            self.add_state(name, default=getattr(empty, name), dist_reduce_fx=MonoSums.reduction(name))
+
+    def _sums(self) -> MonoSums:
+        return MonoSums(**{name: getattr(self, name) for name in MonoSums.names()})
+
+    def update(self, acts: Activations, emb: torch.Tensor) -> None:
+        """Add a batch.
+
+        Parameters
+        ----------
+        acts : torch.Tensor or (values, indices)
+            ``(B, M)`` activations, or TopK-style ``values, indices`` of shape
+            ``(B, k)`` (cost ``O(B k D)`` instead of ``O(B M D)``).
+        emb : torch.Tensor
+            ``(B, D)`` embeddings of the same samples.
+        """
+        checked = as_activations(acts, self.num_latents, self.validate)
+        values = values_of(checked)
+        _require_same_device(values, self.emb_act, "the metric states")
+        emb_hat = unit_embeddings(
+            emb, num_rows(checked), self.emb_dim, self.validate, compute_dtype(values, emb)
+        )
+        _require_same_device(values, emb_hat)
+        merged = merge_sums(self._sums(), batch_sums(checked, emb_hat, self.num_latents))
+        for name in MonoSums.names():
+            setattr(self, name, getattr(merged, name))
+
+    def compute(self) -> torch.Tensor:
+        """``(M,)`` float64 scores of everything seen (NaN or 0 for dead latents)."""
+        return scores_from_sums(self._sums(), self.dead)
+
+
+class BatchMonoScores(NamedTuple):
+    """Per-latent MonoScore of one batch, as the MonoLoss training objective computes it.
+
+    Attributes
+    ----------
+    scores : torch.Tensor
+        ``(M,)`` ``MS_k^(batch)``, 0 for inactive latents; differentiable.
+    active : torch.Tensor
+        ``(M,)`` bool, latents whose batch pair weight exceeds ``eps``.
+    """
+
+    scores: torch.Tensor
+    active: torch.Tensor
+
+
+def batch_mono_scores(
+    acts: torch.Tensor, emb: torch.Tensor, *, eps: float = DEFAULT_LOSS_EPS, validate: bool = True
+) -> BatchMonoScores:
+    """Differentiable per-latent MonoScore of a batch (batch-local min-max), as MonoLoss trains it.
+
+    ``ã = (a - min_batch a) / (max_batch a - min_batch a + eps)``, then with
+    ``W_k = sum_n ã_nk ê_n``, ``u_k = sum_n ã_nk``, ``v_k = sum_n ã_nk^2``:
+    the pair weight ``Z_k = (u_k^2 - v_k) / 2``, the latent is active when
+    ``Z_k > eps``, and ``MS_k = (|W_k|^2 - v_k) / 2 / (Z_k + eps)`` (0 when
+    inactive). Gradients reach ``acts`` through ``ã``, including the batch
+    min and max, and are finite for dead, constant and single-active latents.
+    Computed in float32 or better, also under autocast.
+
+    Parameters
+    ----------
+    acts : torch.Tensor
+        ``(B, M)`` activations (e.g. SAE latents).
+    emb : torch.Tensor
+        ``(B, D)`` embeddings of the same samples (the SAE input in MonoLoss).
+    eps : float
+        The MonoLoss ``eps`` (``1e-8``): added to the range and to ``Z_k``,
+        and the activity threshold on ``Z_k``.
+    validate : bool
+        Read the data to reject NaN/inf and zero embeddings.
+
+    Returns
+    -------
+    BatchMonoScores
+        ``scores (M,)`` and ``active (M,)``.
+    """
+    eps = _checks.require_positive_number("eps", eps)
+    acts = as_activations(_checks.require_tensor("acts", acts), None, validate)
+    dtype = compute_dtype(acts, emb)
+    emb_hat = unit_embeddings(emb, acts.shape[0], None, validate, dtype)
+    _require_same_device(acts, emb_hat)
+    with torch.autocast(device_type=acts.device.type, enabled=False):
+        acts = acts.to(dtype)
+        low, high = torch.aminmax(acts, dim=0)
+        normed = (acts - low) / (high - low + eps)
+        projected = emb_hat.T @ normed
+        sq_sum = normed.square().sum(dim=0)
+        total = normed.sum(dim=0)
+        pair_weight = 0.5 * (total * total - sq_sum)
+        numerator = 0.5 * (projected.square().sum(dim=0) - sq_sum)
+        active = pair_weight > eps
+        safe_denominator = torch.where(active, pair_weight + eps, torch.ones_like(pair_weight))
+        scores = torch.where(active, numerator / safe_denominator, torch.zeros_like(numerator))
+    return BatchMonoScores(scores, active)
+
+
+def mono_loss(
+    acts: torch.Tensor,
+    emb: torch.Tensor,
+    *,
+    eps: float = DEFAULT_LOSS_EPS,
+    average: str = "active",
+    validate: bool = True,
+) -> torch.Tensor:
+    """The MonoLoss objective of a batch: ``1 - mean_k MS_k^(batch)``.
+
+    ``MS_k^(batch)`` is the batch-local MonoScore of ``batch_mono_scores``.
+    With ``average="active"`` (MonoLoss, for SAEs) the mean runs over the
+    active latents ``A = {k : Z_k > eps}`` and the loss is 1 (with zero
+    gradient) when none is active; with ``average="all"`` (the finetuning
+    regulariser) it runs over all ``M`` latents. The loss lies in ``[0, 2]``.
+
+    Parameters
+    ----------
+    acts : torch.Tensor
+        ``(B, M)`` activations; gradients flow into them.
+    emb : torch.Tensor
+        ``(B, D)`` embeddings of the same samples.
+    eps : float
+        See ``batch_mono_scores``.
+    average : {"active", "all"}
+        Which latents the mean runs over.
+    validate : bool
+        Read the data to reject NaN/inf and zero embeddings.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar loss in float32 (float64 for float64 input).
+    """
+    _checks.require_choice("average", average, LOSS_AVERAGES)
+    scores, active = batch_mono_scores(acts, emb, eps=eps, validate=validate)
+    if average == "all":
+        return 1.0 - scores.mean()
+    return 1.0 - scores.sum() / active.sum().clamp_min(1)
