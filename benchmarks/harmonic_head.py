@@ -24,26 +24,23 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from _common import device_name, median_ratio, timed, write_json
 from harmono import harmonic_logits, harmonic_loss
 from harmono.report.text_table import format_table
 
 VARIANTS = ("linear_ce", "harmonic_naive", "harmonic_chunked")
 TIME_TARGET = 1.15
 MEMORY_TARGET = 0.3
-RESULTS = Path(__file__).parent / "results"
 
 
 def make_inputs(batch: int, dim: int, vocab: int, device: str, seed: int = 0):
@@ -75,11 +72,6 @@ def step(variant: str, x: torch.Tensor, weight: torch.Tensor, target: torch.Tens
     return loss.item()
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_variants(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Median-ready lists of seconds per forward+backward, variants interleaved."""
     x, weight, target = make_inputs(args.batch, args.dim, args.vocab, args.device)
@@ -87,11 +79,7 @@ def time_variants(args: argparse.Namespace) -> tuple[dict[str, list[float]], dic
     seconds: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for _ in range(args.repeats):
         for variant in VARIANTS:
-            synchronize(args.device)
-            start = time.perf_counter()
-            step(variant, x, weight, target)
-            synchronize(args.device)
-            seconds[variant].append(time.perf_counter() - start)
+            seconds[variant].append(timed(lambda v=variant: step(v, x, weight, target), args.device))
     return seconds, losses
 
 
@@ -149,21 +137,6 @@ def peak_memory_in_child(variant: str, args: argparse.Namespace) -> int:
     return int(out.strip().splitlines()[-1])
 
 
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(device)
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        models = [
-            ln.split(":", 1)[1].strip()
-            for ln in cpuinfo.read_text().splitlines()
-            if ln.startswith("model name")
-        ]
-        name = models[0] if models else name
-    return f"{name}, {torch.get_num_threads()} threads"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -191,9 +164,7 @@ def main() -> None:
             {
                 "variant": variant,
                 "median_s": median[variant],
-                "time_ratio": statistics.median(
-                    t / base for t, base in zip(seconds[variant], seconds["linear_ce"], strict=True)
-                ),
+                "time_ratio": median_ratio(seconds[variant], seconds["linear_ce"]),
                 "peak_mib": peaks[variant] / 2**20,
                 "memory_ratio": peaks[variant] / peaks["linear_ce"],
                 "loss": losses[variant],
@@ -242,9 +213,7 @@ def main() -> None:
         f"memory <= {MEMORY_TARGET}x ({verdict['memory']}); "
         f"chunked vs naive loss rel. diff {record['harmonic_naive_vs_chunked_loss_rel_diff']:.1e}"
     )
-    path = args.json or RESULTS / f"harmonic_head_{args.device.split(':')[0]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
+    path = write_json(record, args.json, f"harmonic_head_{args.device.split(':')[0]}.json")
     print(f"wrote {path}")
 
 

@@ -118,6 +118,18 @@ def test_streaming_metric_equals_pairwise_for_any_batching(batching, dtype, atol
     assert_scores_equal(metric.compute(), mono_score_pairwise(acts.double(), emb.double()), atol)
 
 
+def test_float32_partial_sums_move_to_float64_without_changing_the_scores(monkeypatch):
+    import harmono.mono
+
+    monkeypatch.setattr(harmono.mono, "FLUSH_ROWS", 50)
+    acts, emb = hard_problem(dtype=torch.float32)
+    metric = MonoScore(M, D)
+    for start in range(0, N, 10):
+        metric.update(acts[start : start + 10], emb[start : start + 10])
+    assert metric.act_emb.abs().sum() > 0 and metric.act_emb_recent.abs().sum() > 0  # both parts in use
+    assert_scores_equal(metric.compute(), mono_score_pairwise(acts.double(), emb.double()), atol=1e-5)
+
+
 def topk_problem(n=N, m=M, k=5, seed=1):
     gen = torch.Generator().manual_seed(seed)
     pre = torch.randn(n, m, generator=gen)

@@ -79,7 +79,7 @@ def sparse_good():
         ),
         (
             lambda v, i: (v, torch.cat([i[:, :1], i[:, :1], i[:, 2:]], dim=1)),
-            r"acts indices must be distinct within a row, got 10 row\(s\)",
+            r"acts indices must be distinct within a row, got 10 repeated \(row, index\) pair\(s\)",
         ),
         (lambda v, i: (v, i.float()), r"acts indices must be an integer tensor"),
         (lambda v, i: (v, i[:, :2]), r"acts indices must have the shape of values \(10, 3\), got \(10, 2\)"),
@@ -161,3 +161,7 @@ def test_purity_input_checks():
         class_purity(acts, labels, threshold=-0.1)
     with pytest.raises(ValueError, match="num_classes must be a positive int"):
         ClassPurity(M, 0)
+    values, indices = sparse_good()
+    indices[3, 1] = indices[3, 0]
+    with pytest.raises(ValueError, match=r"acts indices must be distinct within a row, got 1 row\(s\)"):
+        class_purity((values, indices), labels, num_classes=3, num_latents=M)

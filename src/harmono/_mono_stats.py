@@ -5,18 +5,19 @@ embeddings ``ê_n``, the shifted activations ``a_nk = l_nk - m_k`` give (the
 max-scaling of the min-max normalisation cancels in the ratio)::
 
     MS_k = (||V_k||^2 - v_k) / (u_k^2 - v_k)
-    V_k = sum_n a_nk ê_n = S_k - m_k E        (S = sum_n ê_n l_n^T, E = sum_n ê_n)
+    V_k = sum_n a_nk ê_n = S_k - m_k E        (S = sum_n l_n ê_n^T, E = sum_n ê_n)
     u_k = sum_n a_nk     = L_k - N m_k        (L = sum_n l_n)
     v_k = sum_n a_nk^2   = Q_k - 2 m_k L_k + N m_k^2   (Q = sum_n l_n^2)
 
-so ``S (D, M)``, ``E (D,)``, ``L``, ``Q``, ``min``, ``max`` ``(M,)`` and ``N``
+so ``S (M, D)``, ``E (D,)``, ``L``, ``Q``, ``min``, ``max`` ``(M,)`` and ``N``
 are all a stream needs: sums add and extremes take the min/max, whatever the
 batching or the number of processes.
 
-Numerics: the sums are kept in float64. Each batch's matmul runs in float32
-(float64 for float64 input) on activations shifted by the batch's own minimum
-(never negative), and the shift is added back in float64, so a large offset
-of a latent costs no float32 digits.
+Numerics: the sums are kept in float64; each batch's matmul and column sums
+run in float32 (float64 for float64 input). When a latent's offset exceeds
+its spread in a batch (``|min| > max - min``), which would cost float32
+digits, the batch is shifted by its minimum and the shift is added back in
+float64.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ import torch
 from harmono import _checks
 
 DEAD_POLICIES = ("nan", "zero")
+CPU_BLOCK_ROWS = 32
+"""Rows per block of the one-pass column statistics on the CPU (a block stays in cache)."""
+FLUSH_ROWS = 2**16
+"""Rows a stream accumulates in float32 before moving them into float64: one float32 matmul's worth."""
 STATE_DTYPE = torch.float64
-ROUNDING_SLACK = 1e3 * torch.finfo(torch.float64).eps
-"""Relative rounding slack of the float64 sums: a pair weight below it times the sums' scale is zero."""
+ROUNDING_SLACK = 64 * torch.finfo(torch.float32).eps
+"""Relative rounding of the float32 batch sums: a pair weight below it times the sums' scale counts as 0."""
 
 
 class SparseActivations(NamedTuple):
@@ -66,7 +71,10 @@ def as_activations(acts: object, num_latents: int | None, validate: bool) -> tor
     num_latents : int or None
         ``M``. Required for sparse input; checked against dense input.
     validate : bool
-        Also read the data: NaN/inf, index range, distinct indices per row.
+        For sparse input, also read the data: NaN/inf values and the index
+        range. Dense values and repeated sparse indices are not checked here:
+        callers check them in a pass they make anyway (see ``accumulate``) or
+        with ``require_finite`` / ``require_distinct_per_row``.
 
     Returns
     -------
@@ -82,8 +90,6 @@ def as_activations(acts: object, num_latents: int | None, validate: bool) -> tor
         raise ValueError(
             f"acts must have {num_latents} latents (shape (N, {num_latents})), got {tuple(acts.shape)}"
         )
-    if validate:
-        _checks.require_finite("acts", acts)
     return acts
 
 
@@ -121,13 +127,17 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
                 f"acts indices must lie in [0, {num_latents - 1}] (num_latents = {num_latents}), "
                 f"got values in [{low}, {high}]"
             )
-        ordered = indices.sort(dim=1).values
-        repeats = int((ordered[:, 1:] == ordered[:, :-1]).any(dim=1).sum())
-        if repeats:
-            raise ValueError(
-                f"acts indices must be distinct within a row, got {repeats} row(s) with a repeated index"
-            )
     return SparseActivations(values, indices.long())
+
+
+def require_distinct_per_row(indices: torch.Tensor) -> None:
+    """Raise if a row of ``indices (N, k)`` lists a latent twice (reads the data)."""
+    ordered = indices.sort(dim=1).values
+    repeats = int((ordered[:, 1:] == ordered[:, :-1]).any(dim=1).sum())
+    if repeats:
+        raise ValueError(
+            f"acts indices must be distinct within a row, got {repeats} row(s) with a repeated index"
+        )
 
 
 def values_of(acts: torch.Tensor | SparseActivations) -> torch.Tensor:
@@ -140,13 +150,10 @@ def num_rows(acts: torch.Tensor | SparseActivations) -> int:
     return values_of(acts).shape[0]
 
 
-def unit_embeddings(
-    emb: object, n: int, emb_dim: int | None, validate: bool, dtype: torch.dtype
-) -> torch.Tensor:
-    """Check ``emb (N, D)`` and return ``ê = emb / |emb|`` row-wise in ``dtype``.
+def check_embeddings(emb: object, n: int, emb_dim: int | None, validate: bool) -> torch.Tensor:
+    """Check ``emb (N, D)``: shape, dtype and, with ``validate``, NaN/inf and zero rows.
 
-    A zero embedding has no direction (its self-similarity would be 0, not 1):
-    with ``validate`` it raises.
+    A zero embedding has no direction (its self-similarity would be 0, not 1).
     """
     emb = _checks.require_tensor("emb", emb)
     _checks.require_ndim("emb", emb, 2, "(N, D)")
@@ -159,9 +166,20 @@ def unit_embeddings(
     if validate:
         _checks.require_finite("emb", emb)
         _checks.require_nonzero_rows("emb", emb, "the cosine similarity")
-    emb = emb.to(dtype)
-    norms = torch.linalg.vector_norm(emb, dim=1, keepdim=True)
-    return emb / norms.clamp_min(torch.finfo(dtype).tiny)
+    return emb
+
+
+def inverse_norms(emb: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` ``1 / |emb_n|`` (a zero row gives a large finite number, not inf)."""
+    return 1.0 / torch.linalg.vector_norm(emb, dim=1).clamp_min(torch.finfo(emb.dtype).tiny)
+
+
+def unit_embeddings(
+    emb: object, n: int, emb_dim: int | None, validate: bool, dtype: torch.dtype
+) -> torch.Tensor:
+    """Check ``emb (N, D)`` (see ``check_embeddings``) and return ``ê = emb / |emb|`` in ``dtype``."""
+    emb = check_embeddings(emb, n, emb_dim, validate).to(dtype)
+    return emb * inverse_norms(emb)[:, None]
 
 
 @dataclass
@@ -170,8 +188,12 @@ class MonoSums:
 
     Attributes
     ----------
-    emb_act : torch.Tensor
-        ``(D, M)`` float64, ``S = sum_n ê_n l_n^T``.
+    act_emb : torch.Tensor
+        ``(M, D)`` float64, ``S = sum_n l_n ê_n^T`` up to the last ``flush``.
+    act_emb_recent : torch.Tensor
+        ``(M, D)`` float32, the part of ``S`` added since: each float32
+        batch's matmul accumulates into it in place (no ``(M, D)``
+        temporary), and ``flush`` moves it into ``act_emb``.
     emb_sum : torch.Tensor
         ``(D,)`` float64, ``E = sum_n ê_n``.
     act_sum : torch.Tensor
@@ -186,7 +208,8 @@ class MonoSums:
         ``(M,)`` float64, per-latent maximum (``-inf`` before any sample).
     """
 
-    emb_act: torch.Tensor
+    act_emb: torch.Tensor
+    act_emb_recent: torch.Tensor
     emb_sum: torch.Tensor
     act_sum: torch.Tensor
     act_sq_sum: torch.Tensor
@@ -199,7 +222,8 @@ class MonoSums:
         """The state of an empty stream."""
         kw = {"dtype": STATE_DTYPE, "device": device}
         return cls(
-            emb_act=torch.zeros(emb_dim, num_latents, **kw),
+            act_emb=torch.zeros(num_latents, emb_dim, **kw),
+            act_emb_recent=torch.zeros(num_latents, emb_dim, dtype=torch.float32, device=device),
             emb_sum=torch.zeros(emb_dim, **kw),
             act_sum=torch.zeros(num_latents, **kw),
             act_sq_sum=torch.zeros(num_latents, **kw),
@@ -221,77 +245,134 @@ class MonoSums:
         """The state names, in a fixed order."""
         return tuple(f.name for f in fields(cls))
 
+    def product_target(self, dtype: torch.dtype) -> torch.Tensor:
+        """The ``(M, D)`` state a batch matmul in ``dtype`` accumulates into."""
+        return self.act_emb if dtype == STATE_DTYPE else self.act_emb_recent
 
-def batch_sums(acts: torch.Tensor | SparseActivations, emb_hat: torch.Tensor, num_latents: int) -> MonoSums:
-    """The MonoScore state of one batch.
+    def flush(self) -> None:
+        """Move ``act_emb_recent`` into the float64 ``act_emb``."""
+        self.act_emb.add_(self.act_emb_recent)
+        self.act_emb_recent.zero_()
+
+
+def accumulate(
+    sums: MonoSums, acts: torch.Tensor | SparseActivations, emb: torch.Tensor, validate: bool
+) -> None:
+    """Add one batch to ``sums`` in place; on bad input, raise before anything changes.
 
     Parameters
     ----------
+    sums : MonoSums
+        The stream's state, updated in place.
     acts : torch.Tensor or SparseActivations
         Checked activations, dense ``(N, M)`` or sparse ``(N, k)`` pairs.
-    emb_hat : torch.Tensor
-        ``(N, D)`` unit embeddings in the compute dtype.
-    num_latents : int
-        ``M``.
+    emb : torch.Tensor
+        ``(N, D)`` checked embeddings (any norm), in the compute dtype.
+    validate : bool
+        Raise on NaN/inf in dense ``acts`` (found from the column extremes,
+        no extra pass) and on an index repeated within a row of sparse
+        ``acts`` (found from the sort the sparse product needs anyway).
 
-    Returns
-    -------
-    MonoSums
-        Costs one ``(D, N) x (N, M)`` matmul for dense input and
-        ``O(N k D)`` for sparse input.
+    Notes
+    -----
+    Dense input costs one ``(M, N) x (N, D)`` matmul and one more pass over
+    ``acts``; sparse input costs ``O(N k D)`` and ``O(N D)``.
     """
     with torch.no_grad():
         if isinstance(acts, SparseActivations):
-            return _sparse_batch_sums(acts, emb_hat, num_latents)
-        return _dense_batch_sums(acts, emb_hat)
+            _accumulate_sparse(sums, acts, emb, validate)
+        else:
+            _accumulate_dense(sums, acts, emb, validate)
 
 
-def _dense_batch_sums(acts: torch.Tensor, emb_hat: torch.Tensor) -> MonoSums:
+def _accumulate_dense(sums: MonoSums, acts: torch.Tensor, emb: torch.Tensor, validate: bool) -> None:
     n = acts.shape[0]
-    low, high = torch.aminmax(acts, dim=0)
-    shifted = acts.to(emb_hat.dtype) - low.to(emb_hat.dtype)  # >= 0: the matmul loses no digit to an offset
-    emb_shifted = emb_hat.T @ shifted
-    shifted_sum = shifted.sum(dim=0, dtype=STATE_DTYPE)
-    shifted_sq_sum = shifted.square_().sum(dim=0, dtype=STATE_DTYPE)
-    low = low.to(STATE_DTYPE)
-    emb_sum = emb_hat.sum(dim=0, dtype=STATE_DTYPE)
-    return MonoSums(
-        emb_act=torch.addr(emb_shifted.to(STATE_DTYPE), emb_sum, low),
-        emb_sum=emb_sum,
-        act_sum=shifted_sum + n * low,
-        act_sq_sum=shifted_sq_sum + low * (2 * shifted_sum + n * low),
-        count=torch.tensor(float(n), dtype=STATE_DTYPE, device=acts.device),
-        act_min=low,
-        act_max=high.to(STATE_DTYPE),
-    )
+    x = acts.to(emb.dtype)
+    low, high, col_sum, col_sq_sum = _column_stats(x)
+    if validate and not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        _checks.require_finite("acts", acts)
+    emb_hat = emb * inverse_norms(emb)[:, None]
+    emb_sum = emb_hat.sum(dim=0).to(STATE_DTYPE)
+    # A latent whose offset exceeds its spread would lose float32 digits in the
+    # matmul and the sums: shift the batch by its minimum, add the shift back in float64.
+    offset = low.to(STATE_DTYPE)
+    shifted = bool((low.abs() > high - low).any())
+    if shifted:
+        x = x - low
+        _, _, col_sum, col_sq_sum = _column_stats(x)
+        col_sq_sum += offset * (2 * col_sum + n * offset)
+        col_sum += n * offset
+        sums.act_emb.addr_(offset, emb_sum)
+    sums.product_target(x.dtype).addmm_(x.T, emb_hat)
+    sums.act_sum.add_(col_sum)
+    sums.act_sq_sum.add_(col_sq_sum)
+    sums.emb_sum.add_(emb_sum)
+    sums.count.add_(n)
+    torch.minimum(sums.act_min, offset, out=sums.act_min)
+    torch.maximum(sums.act_max, high.to(STATE_DTYPE), out=sums.act_max)
 
 
-def _sparse_batch_sums(acts: SparseActivations, emb_hat: torch.Tensor, num_latents: int) -> MonoSums:
+def _column_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-column min, max, and float64 sum and sum of squares of ``x (N, M)``, in one pass.
+
+    On the CPU the pass runs over blocks of rows that stay in cache; elsewhere
+    over the whole batch.
+    """
+    rows = CPU_BLOCK_ROWS if x.device.type == "cpu" else x.shape[0]
+    m = x.shape[1]
+    low = torch.full((m,), torch.inf, dtype=x.dtype, device=x.device)
+    high = torch.full((m,), -torch.inf, dtype=x.dtype, device=x.device)
+    col_sum = torch.zeros(m, dtype=STATE_DTYPE, device=x.device)
+    col_sq_sum = torch.zeros(m, dtype=STATE_DTYPE, device=x.device)
+    for start in range(0, x.shape[0], rows):
+        block = x[start : start + rows]
+        torch.minimum(low, block.amin(dim=0), out=low)
+        torch.maximum(high, block.amax(dim=0), out=high)
+        col_sum += block.sum(dim=0)
+        col_sq_sum += block.square().sum(dim=0)
+    return low, high, col_sum, col_sq_sum
+
+
+def _accumulate_sparse(sums: MonoSums, acts: SparseActivations, emb: torch.Tensor, validate: bool) -> None:
     n, k = acts.values.shape
-    device = acts.values.device
+    num_latents = sums.act_sum.shape[0]
     latent = acts.indices.reshape(-1)
-    value = acts.values.reshape(-1).to(emb_hat.dtype)
+    # Group the entries by latent (the CSR order). A stable sort keeps each
+    # latent's rows ascending, so an index repeated in a row lands next to its twin.
+    narrow = torch.int16 if num_latents <= torch.iinfo(torch.int16).max else torch.int32
+    sorted_latent, order = torch.sort(latent.to(narrow), stable=True)
+    sorted_row = order // k
+    if validate:
+        repeats = int(((sorted_latent[1:] == sorted_latent[:-1]) & (sorted_row[1:] == sorted_row[:-1])).sum())
+        if repeats:
+            raise ValueError(
+                f"acts indices must be distinct within a row, got {repeats} repeated (row, index) pair(s)"
+            )
+    value = acts.values.to(emb.dtype).reshape(-1)
     listed = torch.bincount(latent, minlength=num_latents)
+    has_implicit_zero = listed < n  # a latent some row does not list is 0 there
     low = _scatter_extreme(latent, value, num_latents, "amin")
     high = _scatter_extreme(latent, value, num_latents, "amax")
-    has_implicit_zero = listed < n
-    zero = torch.zeros((), dtype=low.dtype, device=device)
-    low = torch.where(has_implicit_zero, torch.minimum(low, zero), low)
-    high = torch.where(has_implicit_zero, torch.maximum(high, zero), high)
+    low = torch.where(has_implicit_zero, low.clamp_max(0.0), low)
+    high = torch.where(has_implicit_zero, high.clamp_min(0.0), high)
+    crow = torch.zeros(num_latents + 1, dtype=torch.long, device=latent.device)
+    crow[1:] = listed.cumsum(0)
+    inv_norm = inverse_norms(emb)
+    # l_n ê_n = (l_n / |e_n|) e_n: scale the N k values instead of the N D embeddings
+    scaled = value.index_select(0, order) * inv_norm.index_select(0, sorted_row)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        by_latent = torch.sparse_csr_tensor(
+            crow, sorted_row, scaled, (num_latents, n), check_invariants=False
+        )
+        sums.product_target(value.dtype).addmm_(by_latent, emb)
     value64 = value.to(STATE_DTYPE)
-    act_sum = torch.zeros(num_latents, dtype=STATE_DTYPE, device=device).index_add_(0, latent, value64)
-    act_sq_sum = torch.zeros(num_latents, dtype=STATE_DTYPE, device=device).index_add_(
-        0, latent, value64.square()
-    )
-    return MonoSums(
-        emb_act=_sparse_emb_act(latent, value, n, k, emb_hat, num_latents).to(STATE_DTYPE),
-        emb_sum=emb_hat.sum(dim=0, dtype=STATE_DTYPE),
-        act_sum=act_sum,
-        act_sq_sum=act_sq_sum,
-        count=torch.tensor(float(n), dtype=STATE_DTYPE, device=device),
-        act_min=low.to(STATE_DTYPE),
-        act_max=high.to(STATE_DTYPE),
-    )
+    sums.act_sum.index_add_(0, latent, value64)
+    sums.act_sq_sum.index_add_(0, latent, value64.square())
+    sums.emb_sum.add_((inv_norm @ emb).to(STATE_DTYPE))
+    sums.count.add_(n)
+    torch.minimum(sums.act_min, low.to(STATE_DTYPE), out=sums.act_min)
+    torch.maximum(sums.act_max, high.to(STATE_DTYPE), out=sums.act_max)
 
 
 def _scatter_extreme(
@@ -303,30 +384,14 @@ def _scatter_extreme(
     return out.scatter_reduce_(0, latent, value, reduce=reduce, include_self=True)
 
 
-def _sparse_emb_act(
-    latent: torch.Tensor, value: torch.Tensor, n: int, k: int, emb_hat: torch.Tensor, num_latents: int
-) -> torch.Tensor:
-    """``(D, M)`` ``sum_n ê_n l_n^T`` from ``N k`` listed values: a CSR ``(M, N)`` times ``ê (N, D)``."""
-    order = torch.argsort(latent, stable=True)
-    row_of_entry = torch.arange(n, device=latent.device).repeat_interleave(k)
-    crow = torch.zeros(num_latents + 1, dtype=torch.long, device=latent.device)
-    crow[1:] = torch.bincount(latent, minlength=num_latents).cumsum(0)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        by_latent = torch.sparse_csr_tensor(
-            crow, row_of_entry[order], value[order], (num_latents, n), check_invariants=False
-        )
-        return (by_latent @ emb_hat).T
-
-
-def merge_sums(a: MonoSums, b: MonoSums) -> MonoSums:
-    """The state of the concatenation of two streams."""
-    merged = {}
-    for name in MonoSums.names():
-        x, y = getattr(a, name), getattr(b, name)
-        how = MonoSums.reduction(name)
-        merged[name] = torch.minimum(x, y) if how == "min" else torch.maximum(x, y) if how == "max" else x + y
-    return MonoSums(**merged)
+def _shifted_sq_norms(sums: MonoSums, low: torch.Tensor, rows: int = 512) -> torch.Tensor:
+    """``(M,)`` ``|S_k - low_k E|^2`` in float64, a block of latents at a time (no ``(M, D)`` temporary)."""
+    out = torch.empty_like(low)
+    for start in range(0, low.shape[0], rows):
+        block = sums.act_emb[start : start + rows] + sums.act_emb_recent[start : start + rows]
+        block.addr_(low[start : start + rows], sums.emb_sum, alpha=-1)
+        out[start : start + rows] = block.square().sum(dim=1)
+    return out
 
 
 def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
@@ -334,7 +399,9 @@ def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
 
     A latent is dead (NaN or 0 by ``dead``) when it is constant or fewer than
     two samples lie above its minimum: its pair weight
-    ``sum_{n<m} a_n a_m`` is zero, up to the float64 rounding of the sums.
+    ``sum_{n<m} a_n a_m`` is zero up to the rounding of the float32 batch
+    sums (a relative ``64 * 2^-23`` of their scale). A latent whose largest
+    activation holds all but a ~1e-5 share of its squared mass counts as dead.
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     if float(sums.count) == 0:
@@ -342,8 +409,7 @@ def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
     n, low = sums.count, sums.act_min
     u = sums.act_sum - n * low
     v = sums.act_sq_sum - low * (2 * sums.act_sum - n * low)
-    shifted_emb_act = torch.addr(sums.emb_act, sums.emb_sum, low, alpha=-1)
-    numerator = shifted_emb_act.square().sum(dim=0) - v
+    numerator = _shifted_sq_norms(sums, low) - v
     pair_weight = u * u - v
     scale_u = sums.act_sum.abs() + n * low.abs()
     scale_v = sums.act_sq_sum + low.abs() * (2 * sums.act_sum.abs() + n * low.abs())

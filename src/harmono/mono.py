@@ -46,12 +46,13 @@ from harmono import _checks
 from harmono._dtypes import compute_dtype
 from harmono._mono_stats import (
     DEAD_POLICIES,
+    FLUSH_ROWS,
     Activations,
     MonoSums,
     SparseActivations,
+    accumulate,
     as_activations,
-    batch_sums,
-    merge_sums,
+    check_embeddings,
     num_rows,
     scores_from_sums,
     unit_embeddings,
@@ -120,9 +121,12 @@ def mono_score(
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     checked = as_activations(acts, num_latents, validate)
     m = checked.shape[1] if isinstance(checked, torch.Tensor) else num_latents
-    emb_hat = unit_embeddings(emb, num_rows(checked), None, validate, compute_dtype(values_of(checked), emb))
-    _require_same_device(values_of(checked), emb_hat)
-    return scores_from_sums(batch_sums(checked, emb_hat, m), dead)
+    values = values_of(checked)
+    emb = check_embeddings(emb, num_rows(checked), None, validate).to(compute_dtype(values, emb))
+    _require_same_device(values, emb)
+    sums = MonoSums.empty(m, emb.shape[1], device=values.device)
+    accumulate(sums, checked, emb, validate)
+    return scores_from_sums(sums, dead)
 
 
 def _require_same_device(acts: torch.Tensor, other: torch.Tensor, other_name: str = "emb") -> None:
@@ -162,6 +166,7 @@ def mono_score_pairwise(
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     acts = as_activations(acts, None, validate=True)
+    _checks.require_finite("acts", acts)
     dtype = compute_dtype(acts)
     emb_hat = unit_embeddings(emb, acts.shape[0], None, True, dtype)
     _require_same_device(acts, emb_hat)
@@ -256,11 +261,13 @@ class MonoScore(Metric):
     ``update(acts, emb)`` per batch, ``compute()`` -> ``(M,)`` float64
     scores, equal to ``mono_score`` on the concatenated data (see
     ``harmono.mono`` for the definition). One pass: the states are
-    ``S = sum_n ê_n a_n^T (D, M)``, ``E = sum_n ê_n (D,)``, ``sum_n a_n``,
+    ``S = sum_n a_n ê_n^T (M, D)``, ``E = sum_n ê_n (D,)``, ``sum_n a_n``,
     ``sum_n a_n^2``, the per-latent min and max ``(M,)`` and the count, all
     float64; they merge by sum, min and max, so any batching and any number
-    of ``torch.distributed`` processes give the same result. The largest
-    state takes ``8 D M`` bytes (50 MB for ``D = 768``, ``M = 8192``).
+    of ``torch.distributed`` processes give the same result. Batch matmuls
+    accumulate in place into a float32 copy of ``S`` that moves into the
+    float64 one every 65536 rows. The two take ``12 D M`` bytes (75 MB for
+    ``D = 768``, ``M = 8192``).
 
     Parameters
     ----------
@@ -297,6 +304,7 @@ class MonoScore(Metric):
         empty = MonoSums.empty(num_latents, emb_dim)
         for name in MonoSums.names():
             self.add_state(name, default=getattr(empty, name), dist_reduce_fx=MonoSums.reduction(name))
+        self._rows_since_flush = 0
 
     def _sums(self) -> MonoSums:
         return MonoSums(**{name: getattr(self, name) for name in MonoSums.names()})
@@ -314,14 +322,21 @@ class MonoScore(Metric):
         """
         checked = as_activations(acts, self.num_latents, self.validate)
         values = values_of(checked)
-        _require_same_device(values, self.emb_act, "the metric states")
-        emb_hat = unit_embeddings(
-            emb, num_rows(checked), self.emb_dim, self.validate, compute_dtype(values, emb)
-        )
-        _require_same_device(values, emb_hat)
-        merged = merge_sums(self._sums(), batch_sums(checked, emb_hat, self.num_latents))
-        for name in MonoSums.names():
-            setattr(self, name, getattr(merged, name))
+        _require_same_device(values, self.act_emb, "the metric states")
+        emb = check_embeddings(emb, num_rows(checked), self.emb_dim, self.validate)
+        emb = emb.to(compute_dtype(values, emb))
+        _require_same_device(values, emb)
+        sums = self._sums()
+        accumulate(sums, checked, emb, self.validate)
+        self._rows_since_flush += num_rows(checked)
+        if self._rows_since_flush >= FLUSH_ROWS:
+            sums.flush()
+            self._rows_since_flush = 0
+
+    def reset(self) -> None:
+        """Forget every batch seen."""
+        super().reset()
+        self._rows_since_flush = 0
 
     def compute(self) -> torch.Tensor:
         """``(M,)`` float64 scores of everything seen (NaN or 0 for dead latents)."""
@@ -375,6 +390,8 @@ def batch_mono_scores(
     """
     eps = _checks.require_positive_number("eps", eps)
     acts = as_activations(_checks.require_tensor("acts", acts), None, validate)
+    if validate:
+        _checks.require_finite("acts", acts)
     dtype = compute_dtype(acts, emb)
     emb_hat = unit_embeddings(emb, acts.shape[0], None, validate, dtype)
     _require_same_device(acts, emb_hat)

@@ -22,7 +22,14 @@ import torch
 from torchmetrics import Metric
 
 from harmono import _checks
-from harmono._mono_stats import Activations, SparseActivations, as_activations, num_rows, values_of
+from harmono._mono_stats import (
+    Activations,
+    SparseActivations,
+    as_activations,
+    num_rows,
+    require_distinct_per_row,
+    values_of,
+)
 
 __all__ = ["ClassPurity", "PurityResult", "class_purity"]
 
@@ -79,6 +86,16 @@ def _check_labels(
                 f"labels hold class indices in [{low}, {high}], expected values in [0, {num_classes - 1}]"
             )
     return labels.long()
+
+
+def _require_valid_values(acts: torch.Tensor | SparseActivations, validate: bool) -> None:
+    """Finite dense values; distinct indices in each sparse row (else a latent would count twice)."""
+    if not validate:
+        return
+    if isinstance(acts, SparseActivations):
+        require_distinct_per_row(acts.indices)
+    else:
+        _checks.require_finite("acts", acts)
 
 
 def batch_class_counts(
@@ -178,6 +195,7 @@ def class_purity(
     """
     threshold = _check_threshold(threshold)
     checked = as_activations(acts, num_latents, validate)
+    _require_valid_values(checked, validate)
     n = num_rows(checked)
     if num_classes is None:
         labels = _checks.require_tensor("labels", labels)
@@ -227,6 +245,7 @@ class ClassPurity(Metric):
     def update(self, acts: Activations, labels: torch.Tensor) -> None:
         """Add a batch of ``(B, M)`` (or sparse) activations and their ``(B,)`` labels."""
         checked = as_activations(acts, self.num_latents, self.validate)
+        _require_valid_values(checked, self.validate)
         labels = _check_labels(
             labels, num_rows(checked), values_of(checked).device, self.num_classes, self.validate
         )
