@@ -64,11 +64,12 @@ def stream(metric: MonoScore, acts, emb: torch.Tensor, batch: int) -> torch.Tens
     return metric.compute()
 
 
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Largest difference of two score vectors; NaN (dead) positions must agree."""
+def abs_diff(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Largest and 99th-percentile difference of two score vectors; NaN (dead) positions must agree."""
     if not torch.equal(torch.isnan(a), torch.isnan(b)):
-        return float("inf")
-    return float((a.double() - b.double()).nan_to_num(0.0).abs().max())
+        return {"max": float("inf"), "p99": float("inf")}
+    diff = (a.double() - b.double()).nan_to_num(0.0).abs()
+    return {"max": float(diff.max()), "p99": float(torch.quantile(diff, 0.99))}
 
 
 def measure(log2_n: int, data, args: argparse.Namespace) -> dict:
@@ -91,10 +92,10 @@ def measure(log2_n: int, data, args: argparse.Namespace) -> dict:
         "sparse_s": statistics.median(seconds["sparse"]),
         "single_pass_vs_matmul": median_ratio(seconds["single_pass"], seconds["matmul"]),
         "sparse_speedup": median_ratio(seconds["single_pass"], seconds["sparse"]),
-        "sparse_vs_dense_max_diff": max_abs_diff(stream(metric, (values, indices), emb, args.batch), single),
+        "sparse_vs_dense_diff": abs_diff(stream(metric, (values, indices), emb, args.batch), single),
         "pairwise_s": None,
         "pairwise_speedup": None,
-        "pairwise_vs_single_max_diff": None,
+        "pairwise_vs_single_diff": None,
     }
     if log2_n <= args.pairwise_max_log2:
         pairwise = {}
@@ -102,8 +103,18 @@ def measure(log2_n: int, data, args: argparse.Namespace) -> dict:
             lambda: pairwise.setdefault("scores", mono_score_pairwise(dense, emb)), args.device
         )
         row["pairwise_speedup"] = row["pairwise_s"] / row["single_pass_s"]
-        row["pairwise_vs_single_max_diff"] = max_abs_diff(pairwise["scores"], single)
+        row["pairwise_vs_single_diff"] = abs_diff(pairwise["scores"], single)
     return row
+
+
+def met_from(rows: list[dict], met) -> int | None:
+    """Smallest log2 N from which ``met(row)`` holds for every larger N measured, or None."""
+    first = None
+    for row in reversed(rows):
+        if not met(row):
+            break
+        first = row["log2_n"]
+    return first
 
 
 def print_table(rows: list[dict], record: dict) -> None:
@@ -179,22 +190,26 @@ def main() -> None:
         "shape": {"dim": args.dim, "latents": args.latents, "k": args.k, "batch": args.batch},
         "repeats": args.repeats,
         "targets": {"single_pass_vs_matmul": MATMUL_TARGET, "sparse_speedup": SPARSE_TARGET},
-        "met": {
-            "single_pass_vs_matmul": all(r["single_pass_vs_matmul"] <= MATMUL_TARGET for r in rows),
-            "sparse_speedup": all(r["sparse_speedup"] >= SPARSE_TARGET for r in rows),
+        "met_from_log2_n": {
+            "single_pass_vs_matmul": met_from(rows, lambda r: r["single_pass_vs_matmul"] <= MATMUL_TARGET),
+            "sparse_speedup": met_from(rows, lambda r: r["sparse_speedup"] >= SPARSE_TARGET),
         },
         "rows": rows,
     }
     print_table(rows, record)
-    verdict = {key: "met" if met else "MISSED" for key, met in record["met"].items()}
-    worst_pair = max(
-        (r["pairwise_vs_single_max_diff"] for r in rows if r["pairwise_s"] is not None), default=None
-    )
-    worst_sparse = max(r["sparse_vs_dense_max_diff"] for r in rows)
+    verdict = {
+        key: "missed at every N" if p is None else f"met for N >= 2^{p}"
+        for key, p in record["met_from_log2_n"].items()
+    }
+    pair_diffs = [r["pairwise_vs_single_diff"] for r in rows if r["pairwise_s"] is not None]
+    worst_pair = max((d["max"] for d in pair_diffs), default=float("nan"))
+    worst_pair_p99 = max((d["p99"] for d in pair_diffs), default=float("nan"))
+    worst_sparse = max(r["sparse_vs_dense_diff"]["max"] for r in rows)
     print(
-        f"targets at every N: single pass <= {MATMUL_TARGET}x matmul ({verdict['single_pass_vs_matmul']}), "
+        f"targets: single pass <= {MATMUL_TARGET}x matmul ({verdict['single_pass_vs_matmul']}), "
         f"sparse >= {SPARSE_TARGET:.0f}x faster than dense ({verdict['sparse_speedup']}); "
-        f"max |score diff|: single vs pairwise {worst_pair:.1e}, sparse vs dense {worst_sparse:.1e}"
+        f"|score diff| single vs pairwise: max {worst_pair:.1e}, 99th percentile {worst_pair_p99:.1e}; "
+        f"sparse vs dense: max {worst_sparse:.1e}"
     )
     device = args.device.split(":")[0]
     path = write_json(record, args.json, f"monoscore_{device}.json")

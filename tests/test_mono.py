@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import harmono.mono
 from harmono import MonoScore, SparseActivations, mono_score, mono_score_pairwise, summarize
 from naive_mono import naive_mono_score
 
@@ -118,16 +119,47 @@ def test_streaming_metric_equals_pairwise_for_any_batching(batching, dtype, atol
     assert_scores_equal(metric.compute(), mono_score_pairwise(acts.double(), emb.double()), atol)
 
 
-def test_float32_partial_sums_move_to_float64_without_changing_the_scores(monkeypatch):
-    import harmono.mono
+def relu_stream(n=N, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(4)
+    acts = torch.relu(torch.randn(n, M, generator=gen, dtype=torch.float64) - 0.5).to(dtype)
+    return acts, torch.randn(n, D, generator=gen, dtype=torch.float64).to(dtype)
 
+
+def test_float32_partial_sums_move_to_float64_without_changing_the_scores(monkeypatch):
     monkeypatch.setattr(harmono.mono, "FLUSH_ROWS", 50)
-    acts, emb = hard_problem(dtype=torch.float32)
+    acts, emb = relu_stream()
     metric = MonoScore(M, D)
     for start in range(0, N, 10):
         metric.update(acts[start : start + 10], emb[start : start + 10])
-    assert metric.act_emb.abs().sum() > 0 and metric.act_emb_recent.abs().sum() > 0  # both parts in use
+        if start + 10 == 50:  # just flushed
+            assert metric.act_emb.abs().sum() > 0 and metric.act_emb_recent.abs().sum() == 0
+    assert metric.act_emb_recent.abs().sum() > 0  # 20 rows since the flush at 100
     assert_scores_equal(metric.compute(), mono_score_pairwise(acts.double(), emb.double()), atol=1e-5)
+
+
+def test_forward_and_merge_state_keep_counting_rows_for_the_flush(monkeypatch):
+    monkeypatch.setattr(harmono.mono, "FLUSH_ROWS", 50)
+    acts, emb = relu_stream()
+    metric = MonoScore(M, D)
+    for start in range(0, 60, 10):
+        metric(acts[start : start + 10], emb[start : start + 10])
+    assert metric._rows_since_flush == 10 and metric.act_emb_recent.abs().sum() > 0
+    other = MonoScore(M, D)
+    other.update(acts[60:], emb[60:])
+    metric.merge_state(other)
+    assert metric.act_emb_recent.abs().sum() == 0 and metric._rows_since_flush == 0
+    assert_scores_equal(metric.compute(), mono_score_pairwise(acts.double(), emb.double()), atol=1e-5)
+
+
+def test_float64_input_keeps_nearly_single_active_latents():
+    """With float64 batches the dead test uses float64 rounding: a second activation of 1e-6 still counts."""
+    acts, emb = relu_stream(dtype=torch.float64)
+    acts[:, 0] = 0.0
+    acts[3, 0], acts[70, 0] = 1.0, 1e-6
+    reference = mono_score_pairwise(acts, emb)
+    assert not torch.isnan(reference[0])
+    assert_scores_equal(mono_score(acts, emb), reference, atol=1e-10)
+    assert torch.isnan(mono_score(acts.float(), emb.float())[0])  # float32: below the rounding, dead
 
 
 def topk_problem(n=N, m=M, k=5, seed=1):

@@ -1,4 +1,4 @@
-"""MonoScore and ClassPurity over 2 CPU processes (gloo) equal one process on all the data (float64)."""
+"""MonoScore and ClassPurity over 2 CPU processes (gloo) equal one process on all the data."""
 
 import torch
 import torch.distributed as dist
@@ -25,15 +25,18 @@ def worker(rank, world_size, init_file, out_file):
     try:
         acts, emb, labels = make_data()
         mine = slice(0, 23) if rank == 0 else slice(23, N)  # unequal shards
-        score, sparse_score, purity = MonoScore(M, D), MonoScore(M, D), ClassPurity(M, C)
+        score, sparse_score, float32_score = MonoScore(M, D), MonoScore(M, D), MonoScore(M, D)
+        purity = ClassPurity(M, C)
         for start in range(mine.start, mine.stop, 9):
             rows = slice(start, min(start + 9, mine.stop))
             score.update(acts[rows], emb[rows])
             sparse_score.update(acts[rows].topk(K, dim=1), emb[rows])
+            float32_score.update(acts[rows].float(), emb[rows].float())
             purity.update(acts[rows], labels[rows])
         result = {
             "dense": score.compute(),
             "sparse": sparse_score.compute(),
+            "float32": float32_score.compute(),
             "purity": purity.compute().binary,
         }
         if rank == 0:
@@ -65,4 +68,6 @@ def test_two_processes_merge_to_the_single_process_scores(tmp_path):
         equal_nan=True,
     )
     torch.testing.assert_close(merged["purity"], purity.compute().binary, equal_nan=True)
+    pairwise32 = mono_score_pairwise(acts.float().double(), emb.float().double())
+    torch.testing.assert_close(merged["float32"], pairwise32, rtol=0, atol=1e-5, equal_nan=True)
     assert torch.isnan(merged["dense"][0])

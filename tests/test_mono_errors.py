@@ -116,16 +116,38 @@ def test_metric_checks_its_dimensions_and_arguments():
         MonoScore(M, D).compute()
 
 
-def test_a_rejected_batch_leaves_the_metric_state_untouched():
+def with_value(tensor, row, col, value):
+    tensor = tensor.clone()
+    tensor[row, col] = value
+    return tensor
+
+
+REJECTED = {
+    "inf activation": lambda a, e, v, i: (with_value(a, 0, 0, math.inf), e),
+    "NaN embedding": lambda a, e, v, i: (a, with_value(e, 2, 1, math.nan)),
+    "zero embedding": lambda a, e, v, i: (a, with_value(e, 2, slice(None), 0.0)),
+    "mismatched N": lambda a, e, v, i: (a, e[:-1]),
+    "repeated sparse index": lambda a, e, v, i: ((v, with_value(i, 1, 1, int(i[1, 0]))), e),
+    "sparse index out of range": lambda a, e, v, i: ((v, with_value(i, 1, 1, M)), e),
+    "negative sparse index": lambda a, e, v, i: ((v, with_value(i, 1, 1, -2)), e),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+def test_a_rejected_batch_leaves_the_metric_state_untouched(case):
     acts, emb = good()
+    values, indices = sparse_good()
     metric = MonoScore(M, D)
     metric.update(acts, emb)
-    before = metric.compute()
-    bad = acts.clone()
-    bad[0, 0] = math.inf
+    metric.update((values, indices), emb)
+    before = {name: getattr(metric, name).clone() for name in metric._defaults}
+    rows_before = metric._rows_since_flush
+    bad_acts, bad_emb = REJECTED[case](acts, emb, values, indices)
     with pytest.raises(ValueError):
-        metric.update(bad, emb)
-    torch.testing.assert_close(metric.compute(), before, equal_nan=True)
+        metric.update(bad_acts, bad_emb)
+    for name, value in before.items():
+        assert torch.equal(getattr(metric, name), value), name
+    assert metric._rows_since_flush == rows_before
 
 
 def test_loss_and_summary_arguments():
@@ -163,5 +185,8 @@ def test_purity_input_checks():
         ClassPurity(M, 0)
     values, indices = sparse_good()
     indices[3, 1] = indices[3, 0]
-    with pytest.raises(ValueError, match=r"acts indices must be distinct within a row, got 1 row\(s\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"acts indices must be distinct within a row, got 1 repeated \(row, index\) pair\(s\)",
+    ):
         class_purity((values, indices), labels, num_classes=3, num_latents=M)

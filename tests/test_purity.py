@@ -28,7 +28,7 @@ def assert_matches_naive(result, acts, labels, threshold=0.0):
             assert math.isnan(result.binary[k]) and math.isnan(result.weighted[k])
         else:
             assert float(result.binary[k]) == binary
-            assert abs(float(result.weighted[k]) - weighted) < 1e-12
+            assert abs(float(result.weighted[k]) - weighted) < 1e-6  # float32 batch sums
 
 
 def test_purity_matches_a_per_latent_loop():

@@ -10,6 +10,7 @@ switched off by the caller.
 from __future__ import annotations
 
 import math
+import operator
 from numbers import Real
 
 import torch
@@ -90,10 +91,14 @@ def require_positive_number(name: str, value: object) -> float:
 
 
 def require_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int >= 1 (not a bool), else raise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """Return ``value`` as an int if it is an integer >= 1 (Python, numpy or 0-d tensor; not a bool)."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if isinstance(value, bool) or number is None or number < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return number
 
 
 def require_choice(name: str, value: object, choices: tuple[str, ...]) -> str:

@@ -15,9 +15,11 @@ batching or the number of processes.
 
 Numerics: the sums are kept in float64; each batch's matmul and column sums
 run in float32 (float64 for float64 input). When a latent's offset exceeds
-its spread in a batch (``|min| > max - min``), which would cost float32
+its spread in a dense batch (``|min| > max - min``), which would cost float32
 digits, the batch is shifted by its minimum and the shift is added back in
-float64.
+float64. Sparse batches are not shifted (their implicit zeros would have to
+be materialised): they suit codes whose minimum is 0 or close to it, such as
+TopK latents.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import NamedTuple
 import torch
 
 from harmono import _checks
+from harmono._dtypes import compute_dtype
 
 DEAD_POLICIES = ("nan", "zero")
 CPU_BLOCK_ROWS = 32
@@ -36,8 +39,11 @@ CPU_BLOCK_ROWS = 32
 FLUSH_ROWS = 2**16
 """Rows a stream accumulates in float32 before moving them into float64: one float32 matmul's worth."""
 STATE_DTYPE = torch.float64
-ROUNDING_SLACK = 64 * torch.finfo(torch.float32).eps
-"""Relative rounding of the float32 batch sums: a pair weight below it times the sums' scale counts as 0."""
+ROUNDING_SLACK = {
+    torch.float32: 64 * torch.finfo(torch.float32).eps,
+    torch.float64: 64 * torch.finfo(torch.float64).eps,
+}
+"""Relative rounding of the batch sums by matmul dtype: a pair weight below it times the sums' scale is 0."""
 
 
 class SparseActivations(NamedTuple):
@@ -100,6 +106,7 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
     indices = _checks.require_tensor("acts indices", acts[1])
     if num_latents is None:
         raise ValueError("sparse acts (values, indices) need num_latents: the number of latents M")
+    num_latents = _checks.require_positive_int("num_latents", num_latents)
     _checks.require_ndim("acts values", values, 2, "(N, k)")
     _checks.require_floating("acts values", values)
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
@@ -133,10 +140,13 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
 def require_distinct_per_row(indices: torch.Tensor) -> None:
     """Raise if a row of ``indices (N, k)`` lists a latent twice (reads the data)."""
     ordered = indices.sort(dim=1).values
-    repeats = int((ordered[:, 1:] == ordered[:, :-1]).any(dim=1).sum())
+    _require_no_repeats(int((ordered[:, 1:] == ordered[:, :-1]).sum()))
+
+
+def _require_no_repeats(repeats: int) -> None:
     if repeats:
         raise ValueError(
-            f"acts indices must be distinct within a row, got {repeats} row(s) with a repeated index"
+            f"acts indices must be distinct within a row, got {repeats} repeated (row, index) pair(s)"
         )
 
 
@@ -182,6 +192,25 @@ def unit_embeddings(
     return emb * inverse_norms(emb)[:, None]
 
 
+def checked_batch(
+    acts: object, emb: object, num_latents: int | None, emb_dim: int | None, validate: bool
+) -> tuple[torch.Tensor | SparseActivations, torch.Tensor]:
+    """Check a batch for the MonoScore: activations, then embeddings in the compute dtype.
+
+    Returns
+    -------
+    tuple
+        The checked activations (dense ``(N, M)`` or sparse) and ``emb (N, D)``
+        in float32 (float64 if the activations or ``emb`` are float64).
+    """
+    checked = as_activations(acts, num_latents, validate)
+    values = values_of(checked)
+    emb = check_embeddings(emb, num_rows(checked), emb_dim, validate)
+    if values.device != emb.device:
+        raise ValueError(f"acts and emb must be on one device, got {values.device} and {emb.device}")
+    return checked, emb.to(compute_dtype(values, emb))
+
+
 @dataclass
 class MonoSums:
     """The mergeable state of the MonoScore of ``M`` latents with ``D``-dim embeddings.
@@ -206,6 +235,9 @@ class MonoSums:
         ``(M,)`` float64, per-latent minimum (``+inf`` before any sample).
     act_max : torch.Tensor
         ``(M,)`` float64, per-latent maximum (``-inf`` before any sample).
+    float32_rows : torch.Tensor
+        ``()`` float64, rows whose matmul ran in float32 (they set the
+        rounding tolerance of the dead-latent test).
     """
 
     act_emb: torch.Tensor
@@ -216,6 +248,7 @@ class MonoSums:
     count: torch.Tensor
     act_min: torch.Tensor
     act_max: torch.Tensor
+    float32_rows: torch.Tensor
 
     @classmethod
     def empty(cls, num_latents: int, emb_dim: int, device: torch.device | str | None = None) -> MonoSums:
@@ -230,6 +263,7 @@ class MonoSums:
             count=torch.zeros((), **kw),
             act_min=torch.full((num_latents,), torch.inf, **kw),
             act_max=torch.full((num_latents,), -torch.inf, **kw),
+            float32_rows=torch.zeros((), **kw),
         )
 
     REDUCTIONS = {"act_min": "min", "act_max": "max"}
@@ -283,6 +317,8 @@ def accumulate(
             _accumulate_sparse(sums, acts, emb, validate)
         else:
             _accumulate_dense(sums, acts, emb, validate)
+        if emb.dtype != STATE_DTYPE:
+            sums.float32_rows.add_(num_rows(acts))
 
 
 def _accumulate_dense(sums: MonoSums, acts: torch.Tensor, emb: torch.Tensor, validate: bool) -> None:
@@ -313,10 +349,11 @@ def _accumulate_dense(sums: MonoSums, acts: torch.Tensor, emb: torch.Tensor, val
 
 
 def _column_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-column min, max, and float64 sum and sum of squares of ``x (N, M)``, in one pass.
+    """Per-column min, max, sum and sum of squares of ``x (N, M)``, in one pass.
 
-    On the CPU the pass runs over blocks of rows that stay in cache; elsewhere
-    over the whole batch.
+    The sums of a block of rows are taken in the dtype of ``x`` and added up
+    in float64. On the CPU a block is ``CPU_BLOCK_ROWS`` rows, which stay in
+    cache; elsewhere it is the whole batch.
     """
     rows = CPU_BLOCK_ROWS if x.device.type == "cpu" else x.shape[0]
     m = x.shape[1]
@@ -343,11 +380,9 @@ def _accumulate_sparse(sums: MonoSums, acts: SparseActivations, emb: torch.Tenso
     sorted_latent, order = torch.sort(latent.to(narrow), stable=True)
     sorted_row = order // k
     if validate:
-        repeats = int(((sorted_latent[1:] == sorted_latent[:-1]) & (sorted_row[1:] == sorted_row[:-1])).sum())
-        if repeats:
-            raise ValueError(
-                f"acts indices must be distinct within a row, got {repeats} repeated (row, index) pair(s)"
-            )
+        _require_no_repeats(
+            int(((sorted_latent[1:] == sorted_latent[:-1]) & (sorted_row[1:] == sorted_row[:-1])).sum())
+        )
     value = acts.values.to(emb.dtype).reshape(-1)
     listed = torch.bincount(latent, minlength=num_latents)
     has_implicit_zero = listed < n  # a latent some row does not list is 0 there
@@ -399,9 +434,11 @@ def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
 
     A latent is dead (NaN or 0 by ``dead``) when it is constant or fewer than
     two samples lie above its minimum: its pair weight
-    ``sum_{n<m} a_n a_m`` is zero up to the rounding of the float32 batch
-    sums (a relative ``64 * 2^-23`` of their scale). A latent whose largest
-    activation holds all but a ~1e-5 share of its squared mass counts as dead.
+    ``sum_{n<m} a_n a_m`` is zero up to the rounding of the batch sums, a
+    relative ``64 eps`` of their scale (``eps`` of float32, or of float64
+    when every batch was float64). With float32 batches, a latent whose
+    activations above its minimum are, but for one sample, below ~1e-5 of
+    that sample's counts as dead.
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     if float(sums.count) == 0:
@@ -413,7 +450,8 @@ def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
     pair_weight = u * u - v
     scale_u = sums.act_sum.abs() + n * low.abs()
     scale_v = sums.act_sq_sum + low.abs() * (2 * sums.act_sum.abs() + n * low.abs())
-    rounding = ROUNDING_SLACK * (scale_v + 2 * u.abs() * scale_u)
+    slack = ROUNDING_SLACK[torch.float32 if float(sums.float32_rows) > 0 else torch.float64]
+    rounding = slack * (scale_v + 2 * u.abs() * scale_u)
     alive = (sums.act_max > low) & (pair_weight > rounding)
     score = numerator / torch.where(alive, pair_weight, torch.ones_like(pair_weight))
     fill = torch.nan if dead == "nan" else 0.0

@@ -52,11 +52,10 @@ from harmono._mono_stats import (
     SparseActivations,
     accumulate,
     as_activations,
-    check_embeddings,
+    checked_batch,
     num_rows,
     scores_from_sums,
     unit_embeddings,
-    values_of,
 )
 
 __all__ = [
@@ -85,7 +84,7 @@ def mono_score(
     num_latents: int | None = None,
     validate: bool = True,
 ) -> torch.Tensor:
-    """The MonoScore of every latent over a dataset (exact, O(N D M)).
+    """The MonoScore of every latent over a dataset (exact; O(N M D), or O(N k D) for sparse input).
 
     ``MS_k = sum_{n<m} ã_nk ã_mk s_nm / sum_{n<m} ã_nk ã_mk`` with
     ``ã_nk = (a_nk - min_n a_nk) / (max_n a_nk - min_n a_nk)`` (min-max over
@@ -119,19 +118,18 @@ def mono_score(
     float64.
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
-    checked = as_activations(acts, num_latents, validate)
+    checked, emb = checked_batch(acts, emb, num_latents, None, validate)
     m = checked.shape[1] if isinstance(checked, torch.Tensor) else num_latents
-    values = values_of(checked)
-    emb = check_embeddings(emb, num_rows(checked), None, validate).to(compute_dtype(values, emb))
-    _require_same_device(values, emb)
-    sums = MonoSums.empty(m, emb.shape[1], device=values.device)
+    sums = MonoSums.empty(m, emb.shape[1], device=emb.device)
     accumulate(sums, checked, emb, validate)
     return scores_from_sums(sums, dead)
 
 
-def _require_same_device(acts: torch.Tensor, other: torch.Tensor, other_name: str = "emb") -> None:
-    if acts.device != other.device:
-        raise ValueError(f"acts and {other_name} must be on one device, got {acts.device} and {other.device}")
+def _require_same_device(tensor: torch.Tensor, other: torch.Tensor, other_name: str = "emb") -> None:
+    if tensor.device != other.device:
+        raise ValueError(
+            f"acts and {other_name} must be on one device, got {tensor.device} and {other.device}"
+        )
 
 
 def mono_score_pairwise(
@@ -320,18 +318,30 @@ class MonoScore(Metric):
         emb : torch.Tensor
             ``(B, D)`` embeddings of the same samples.
         """
-        checked = as_activations(acts, self.num_latents, self.validate)
-        values = values_of(checked)
-        _require_same_device(values, self.act_emb, "the metric states")
-        emb = check_embeddings(emb, num_rows(checked), self.emb_dim, self.validate)
-        emb = emb.to(compute_dtype(values, emb))
-        _require_same_device(values, emb)
-        sums = self._sums()
-        accumulate(sums, checked, emb, self.validate)
-        self._rows_since_flush += num_rows(checked)
+        checked, emb = checked_batch(acts, emb, self.num_latents, self.emb_dim, self.validate)
+        _require_same_device(emb, self.act_emb, "the metric states")
+        accumulate(self._sums(), checked, emb, self.validate)
+        self._count_rows(num_rows(checked))
+
+    def _count_rows(self, rows: int) -> None:
+        """Move the float32 partial sums into float64 once ``FLUSH_ROWS`` rows went into them."""
+        self._rows_since_flush += rows
         if self._rows_since_flush >= FLUSH_ROWS:
-            sums.flush()
+            self._sums().flush()
             self._rows_since_flush = 0
+
+    def forward(self, acts: Activations, emb: torch.Tensor) -> torch.Tensor:
+        """Add a batch and return the scores of that batch alone."""
+        rows_before = self._rows_since_flush  # torchmetrics resets around the batch
+        batch_scores = super().forward(acts, emb)
+        self._count_rows(rows_before)
+        return batch_scores
+
+    def merge_state(self, incoming_state: dict | Metric) -> None:
+        """Merge the states of another ``MonoScore`` (or a dict of them) into this one."""
+        super().merge_state(incoming_state)
+        self._sums().flush()
+        self._rows_since_flush = 0
 
     def reset(self) -> None:
         """Forget every batch seen."""
@@ -402,7 +412,8 @@ def batch_mono_scores(
         projected = emb_hat.T @ normed
         sq_sum = normed.square().sum(dim=0)
         total = normed.sum(dim=0)
-        pair_weight = 0.5 * (total * total - sq_sum)
+        # (u^2 - v) / 2 as a sum of non-negative terms: exactly 0 for a single active sample
+        pair_weight = 0.5 * (normed * (total - normed)).sum(dim=0)
         numerator = 0.5 * (projected.square().sum(dim=0) - sq_sum)
         active = pair_weight > eps
         safe_denominator = torch.where(active, pair_weight + eps, torch.ones_like(pair_weight))

@@ -22,7 +22,9 @@ import torch
 from torchmetrics import Metric
 
 from harmono import _checks
+from harmono._dtypes import compute_dtype
 from harmono._mono_stats import (
+    STATE_DTYPE,
     Activations,
     SparseActivations,
     as_activations,
@@ -32,8 +34,6 @@ from harmono._mono_stats import (
 )
 
 __all__ = ["ClassPurity", "PurityResult", "class_purity"]
-
-STATE_DTYPE = torch.float64
 
 
 class PurityResult(NamedTuple):
@@ -135,10 +135,12 @@ def batch_class_counts(
             where = (labels.repeat_interleave(k)[on], acts.indices.reshape(-1)[on])
             counts.index_put_(where, torch.ones_like(value[on]), accumulate=True)
             mass.index_put_(where, value[on], accumulate=True)
-        else:
+        else:  # batch sums in float32 (exact counts below 2^24 rows) or float64, then into float64
+            work = compute_dtype(acts)
             on = acts > threshold
-            counts.index_add_(0, labels, on.to(STATE_DTYPE))
-            mass.index_add_(0, labels, torch.where(on, acts, torch.zeros_like(acts)).to(STATE_DTYPE))
+            counts += torch.zeros_like(counts, dtype=work).index_add_(0, labels, on.to(work))
+            active_mass = torch.where(on, acts, torch.zeros_like(acts)).to(work)
+            mass += torch.zeros_like(mass, dtype=work).index_add_(0, labels, active_mass)
     return counts, mass
 
 
@@ -245,6 +247,11 @@ class ClassPurity(Metric):
     def update(self, acts: Activations, labels: torch.Tensor) -> None:
         """Add a batch of ``(B, M)`` (or sparse) activations and their ``(B,)`` labels."""
         checked = as_activations(acts, self.num_latents, self.validate)
+        if values_of(checked).device != self.counts.device:
+            raise ValueError(
+                f"acts must be on the device of the metric states, {self.counts.device}, "
+                f"got {values_of(checked).device}"
+            )
         _require_valid_values(checked, self.validate)
         labels = _check_labels(
             labels, num_rows(checked), values_of(checked).device, self.num_classes, self.validate
