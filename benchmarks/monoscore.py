@@ -173,7 +173,7 @@ def main() -> None:
         "--pairwise-max-log2", type=int, default=14, help="largest N (log2) for the pairwise run"
     )
     parser.add_argument("--batch", type=int, default=4096, help="rows per MonoScore.update")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, help="where to write the results (default: benchmarks/results/)")
     args = parser.parse_args()
 

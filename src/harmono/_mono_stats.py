@@ -128,7 +128,7 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
         )
     if validate:
         _checks.require_finite("acts values", values)
-        low, high = int(indices.min()), int(indices.max())
+        low, high = (int(v) for v in torch.aminmax(indices))
         if low < 0 or high >= num_latents:
             raise ValueError(
                 f"acts indices must lie in [0, {num_latents - 1}] (num_latents = {num_latents}), "
@@ -160,11 +160,8 @@ def num_rows(acts: torch.Tensor | SparseActivations) -> int:
     return values_of(acts).shape[0]
 
 
-def check_embeddings(emb: object, n: int, emb_dim: int | None, validate: bool) -> torch.Tensor:
-    """Check ``emb (N, D)``: shape, dtype and, with ``validate``, NaN/inf and zero rows.
-
-    A zero embedding has no direction (its self-similarity would be 0, not 1).
-    """
+def check_embeddings(emb: object, n: int, emb_dim: int | None) -> torch.Tensor:
+    """Check the shape and dtype of ``emb (N, D)``; its values are checked by ``inverse_norms``."""
     emb = _checks.require_tensor("emb", emb)
     _checks.require_ndim("emb", emb, 2, "(N, D)")
     _checks.require_floating("emb", emb)
@@ -173,29 +170,38 @@ def check_embeddings(emb: object, n: int, emb_dim: int | None, validate: bool) -
         raise ValueError(f"emb must have one row per sample of acts (N = {n}), got shape {tuple(emb.shape)}")
     if emb_dim is not None and emb.shape[1] != emb_dim:
         raise ValueError(f"emb must have {emb_dim} features (shape (N, {emb_dim})), got {tuple(emb.shape)}")
-    if validate:
-        _checks.require_finite("emb", emb)
-        _checks.require_nonzero_rows("emb", emb, "the cosine similarity")
     return emb
 
 
-def inverse_norms(emb: torch.Tensor) -> torch.Tensor:
-    """``(N,)`` ``1 / |emb_n|`` (a zero row gives a large finite number, not inf)."""
-    return 1.0 / torch.linalg.vector_norm(emb, dim=1).clamp_min(torch.finfo(emb.dtype).tiny)
+def inverse_norms(emb: torch.Tensor, validate: bool) -> torch.Tensor:
+    """``(N,)`` ``1 / |emb_n|``; with ``validate``, raise on NaN/inf or a zero row (one pass over ``emb``).
+
+    A zero embedding has no direction (its self-similarity would be 0, not 1).
+    """
+    norms = torch.linalg.vector_norm(emb, dim=1)
+    if validate and not bool((torch.isfinite(norms) & (norms > 0)).all()):
+        _checks.require_finite("emb", emb)
+        _checks.require_nonzero_rows("emb", emb, "the cosine similarity")
+        raise ValueError(f"emb has rows whose norm overflows or underflows {emb.dtype}: rescale them")
+    return 1.0 / norms.clamp_min(torch.finfo(emb.dtype).tiny)
 
 
 def unit_embeddings(
     emb: object, n: int, emb_dim: int | None, validate: bool, dtype: torch.dtype
 ) -> torch.Tensor:
-    """Check ``emb (N, D)`` (see ``check_embeddings``) and return ``ê = emb / |emb|`` in ``dtype``."""
-    emb = check_embeddings(emb, n, emb_dim, validate).to(dtype)
-    return emb * inverse_norms(emb)[:, None]
+    """Check ``emb (N, D)`` (values too with ``validate``) and return ``ê = emb / |emb|`` in ``dtype``."""
+    emb = check_embeddings(emb, n, emb_dim).to(dtype)
+    return emb * inverse_norms(emb, validate)[:, None]
 
 
 def checked_batch(
     acts: object, emb: object, num_latents: int | None, emb_dim: int | None, validate: bool
 ) -> tuple[torch.Tensor | SparseActivations, torch.Tensor]:
     """Check a batch for the MonoScore: activations, then embeddings in the compute dtype.
+
+    Only shapes, dtypes, devices and sparse indices are checked here; the
+    values of dense ``acts`` and of ``emb`` are checked by ``accumulate``, in
+    the passes it makes anyway.
 
     Returns
     -------
@@ -205,7 +211,7 @@ def checked_batch(
     """
     checked = as_activations(acts, num_latents, validate)
     values = values_of(checked)
-    emb = check_embeddings(emb, num_rows(checked), emb_dim, validate)
+    emb = check_embeddings(emb, num_rows(checked), emb_dim)
     if values.device != emb.device:
         raise ValueError(f"acts and emb must be on one device, got {values.device} and {emb.device}")
     return checked, emb.to(compute_dtype(values, emb))
@@ -304,8 +310,9 @@ def accumulate(
         ``(N, D)`` checked embeddings (any norm), in the compute dtype.
     validate : bool
         Raise on NaN/inf in dense ``acts`` (found from the column extremes,
-        no extra pass) and on an index repeated within a row of sparse
-        ``acts`` (found from the sort the sparse product needs anyway).
+        no extra pass), on NaN/inf or zero rows in ``emb`` (found from their
+        norms) and on an index repeated within a row of sparse ``acts``
+        (found from the sort the sparse product needs anyway).
 
     Notes
     -----
@@ -327,7 +334,7 @@ def _accumulate_dense(sums: MonoSums, acts: torch.Tensor, emb: torch.Tensor, val
     low, high, col_sum, col_sq_sum = _column_stats(x)
     if validate and not (torch.isfinite(low).all() and torch.isfinite(high).all()):
         _checks.require_finite("acts", acts)
-    emb_hat = emb * inverse_norms(emb)[:, None]
+    emb_hat = emb * inverse_norms(emb, validate)[:, None]
     emb_sum = emb_hat.sum(dim=0).to(STATE_DTYPE)
     # A latent whose offset exceeds its spread would lose float32 digits in the
     # matmul and the sums: shift the batch by its minimum, add the shift back in float64.
@@ -392,7 +399,7 @@ def _accumulate_sparse(sums: MonoSums, acts: SparseActivations, emb: torch.Tenso
     high = torch.where(has_implicit_zero, high.clamp_min(0.0), high)
     crow = torch.zeros(num_latents + 1, dtype=torch.long, device=latent.device)
     crow[1:] = listed.cumsum(0)
-    inv_norm = inverse_norms(emb)
+    inv_norm = inverse_norms(emb, validate)
     # l_n ê_n = (l_n / |e_n|) e_n: scale the N k values instead of the N D embeddings
     scaled = value.index_select(0, order) * inv_norm.index_select(0, sorted_row)
     with warnings.catch_warnings():

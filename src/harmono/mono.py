@@ -163,14 +163,14 @@ def mono_score_pairwise(
         ``(M,)`` scores in the compute dtype.
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
-    acts = as_activations(acts, None, validate=True)
+    acts = as_activations(_checks.require_tensor("acts", acts), None, validate=True)
     _checks.require_finite("acts", acts)
     dtype = compute_dtype(acts)
     emb_hat = unit_embeddings(emb, acts.shape[0], None, True, dtype)
     _require_same_device(acts, emb_hat)
     acts = acts.to(dtype)
     n, m = acts.shape
-    low, high = torch.aminmax(acts, dim=0)
+    low, high = acts.amin(dim=0), acts.amax(dim=0)
     spread = high - low
     normed = (acts - low) / torch.where(spread > 0, spread, torch.ones_like(spread))
     total = normed.sum(dim=0)
@@ -181,7 +181,7 @@ def mono_score_pairwise(
         stop = min(start + rows, n)
         block = normed[start:stop]
         sim = emb_hat[start:stop] @ emb_hat.T
-        sim[torch.arange(stop - start), torch.arange(start, stop)] = 0.0
+        sim[torch.arange(stop - start, device=sim.device), torch.arange(start, stop, device=sim.device)] = 0.0
         numerator += (block * (sim @ normed)).sum(dim=0)
         pair_weight += (block * (total - block)).sum(dim=0)
     alive = pair_weight > 0
@@ -265,7 +265,8 @@ class MonoScore(Metric):
     of ``torch.distributed`` processes give the same result. Batch matmuls
     accumulate in place into a float32 copy of ``S`` that moves into the
     float64 one every 65536 rows. The two take ``12 D M`` bytes (75 MB for
-    ``D = 768``, ``M = 8192``).
+    ``D = 768``, ``M = 8192``); torchmetrics keeps one more copy of the
+    initial states for ``reset``, and ``forward`` one of the current states.
 
     Parameters
     ----------
@@ -407,7 +408,7 @@ def batch_mono_scores(
     _require_same_device(acts, emb_hat)
     with torch.autocast(device_type=acts.device.type, enabled=False):
         acts = acts.to(dtype)
-        low, high = torch.aminmax(acts, dim=0)
+        low, high = acts.amin(dim=0), acts.amax(dim=0)
         normed = (acts - low) / (high - low + eps)
         projected = emb_hat.T @ normed
         sq_sum = normed.square().sum(dim=0)
@@ -435,7 +436,8 @@ def mono_loss(
     With ``average="active"`` (MonoLoss, for SAEs) the mean runs over the
     active latents ``A = {k : Z_k > eps}`` and the loss is 1 (with zero
     gradient) when none is active; with ``average="all"`` (the finetuning
-    regulariser) it runs over all ``M`` latents. The loss lies in ``[0, 2]``.
+    regulariser) it runs over all ``M`` latents. The loss lies in ``[0, 2]``
+    (up to rounding).
 
     Parameters
     ----------
