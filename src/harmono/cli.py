@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from harmono import __version__
 from harmono.config_cli import add_config_arguments, config_from_arguments
+from harmono.experiments.claims import Claim
 from harmono.experiments.mono_toy import MonoToyConfig, MonoToyResult, check_mono_toy_claims
 from harmono.experiments.toy_points import ToyPointsConfig, ToyResult, check_toy_claims
 from harmono.report.text_table import format_table
@@ -42,7 +43,7 @@ def mono_toy_table(result: MonoToyResult) -> str:
     return format_table(["latents fire on", "mean MonoScore", "range", "class purity"], rows)
 
 
-def _print_claims(claims: Sequence) -> None:
+def _print_claims(claims: Sequence[Claim]) -> None:
     for claim in claims:
         print(f"[{'holds' if claim.holds else 'DOES NOT HOLD'}] {claim.text}")
 

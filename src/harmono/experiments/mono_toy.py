@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harmono.experiments.claims import Claim
 from harmono.mono import MonoScore, mono_score_pairwise
 from harmono.purity import class_purity
 
@@ -145,36 +146,26 @@ def run_mono_toy(config: MonoToyConfig = MonoToyConfig()) -> MonoToyResult:
     )
 
 
-@dataclass(frozen=True)
-class MonoToyClaim:
-    """A statement about the toy and whether the run supports it."""
-
-    text: str
-    """The statement."""
-    holds: bool
-    """Whether the measured numbers support it."""
-
-
-def check_mono_toy_claims(result: MonoToyResult, tolerance: float = 0.05) -> list[MonoToyClaim]:
+def check_mono_toy_claims(result: MonoToyResult, tolerance: float = 0.05) -> list[Claim]:
     """The claims the toy demonstrates, checked on ``result``."""
     one, two, random = result.kinds
     return [
-        MonoToyClaim(
+        Claim(
             f"one-concept latents score the within-cluster similarity "
             f"({one.mean_score:.3f} vs {result.within_similarity:.3f}, within {tolerance})",
             abs(one.mean_score - result.within_similarity) < tolerance,
         ),
-        MonoToyClaim(
+        Claim(
             f"random latents score the mean similarity of the set "
             f"({random.mean_score:.3f} vs {result.mean_similarity:.3f}, within {tolerance})",
             abs(random.mean_score - result.mean_similarity) < tolerance,
         ),
-        MonoToyClaim(
+        Claim(
             f"two-concept latents lie between ({random.max_score:.3f} < {two.min_score:.3f} "
             f"<= {two.max_score:.3f} < {one.min_score:.3f})",
             random.max_score < two.min_score <= two.max_score < one.min_score,
         ),
-        MonoToyClaim(
+        Claim(
             f"the streaming single-pass score equals the O(N^2) definition "
             f"(max |diff| {result.max_pairwise_diff:.1e} < 1e-5)",
             result.max_pairwise_diff < 1e-5,

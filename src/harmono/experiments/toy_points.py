@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from harmono.experiments.claims import Claim
 from harmono.harmonic import HarmonicLinear
 
 TOY_CASES: dict[str, tuple[tuple[float, float], ...]] = {
@@ -152,17 +153,7 @@ def run_toy_points(config: ToyPointsConfig = ToyPointsConfig(), progress: bool =
     ]
 
 
-@dataclass(frozen=True)
-class ToyClaim:
-    """One claim of the paper about the toy cases, checked on fitted results."""
-
-    text: str
-    """The claim, in words."""
-    holds: bool
-    """Whether the results support it."""
-
-
-def check_toy_claims(results: list[ToyResult], tolerance: float = 1e-2) -> list[ToyClaim]:
+def check_toy_claims(results: list[ToyResult], tolerance: float = 1e-2) -> list[Claim]:
     """Check the paper's Fig. 1 claims on the results of :func:`run_toy_points`.
 
     Parameters
@@ -176,19 +167,19 @@ def check_toy_claims(results: list[ToyResult], tolerance: float = 1e-2) -> list[
     harmonic = [r for r in results if r.head == "harmonic"]
     linear = [r for r in results if r.head == "linear"]
     claims = [
-        ToyClaim(
+        Claim(
             f"harmonic centers converge to their points (every distance < {tolerance:g})",
             all(max(r.center_distances) < tolerance for r in harmonic),
         ),
-        ToyClaim(
+        Claim(
             "the harmonic head fits five_points, centre point included (loss < 1e-4)",
             by_key["five_points", "harmonic"].final_loss < 1e-4,
         ),
-        ToyClaim(
+        Claim(
             "linear weights grow past the points instead of converging to them",
             all(r.weight_norm > torch.tensor(TOY_CASES[r.case]).norm().item() for r in linear),
         ),
-        ToyClaim(
+        Claim(
             f"the linear head cannot fit the centre point (five_points loss >= log(5)/5 = "
             f"{LINEAR_FIVE_POINT_FLOOR:.3f})",
             by_key["five_points", "linear"].final_loss >= LINEAR_FIVE_POINT_FLOOR - 1e-6,
