@@ -150,7 +150,7 @@ def print_table(rows: list[dict], record: dict) -> None:
                     f"{r['matmul_s']:.3f}",
                     f"{r['single_pass_vs_matmul']:.2f}x",
                     f"{r['sparse_s']:.4f}",
-                    f"{r['sparse_speedup']:.1f}x",
+                    f"{r['sparse_speedup']:.2f}x",
                 )
                 for r in rows
             ],

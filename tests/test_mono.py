@@ -78,14 +78,16 @@ def test_invariant_to_a_latent_rescaling_and_shift():
     assert_scores_equal(mono_score(acts * gain + offset, emb), mono_score(acts, emb), atol=1e-9)
 
 
-def test_large_offsets_keep_float32_accuracy():
+@pytest.mark.parametrize("offset, scale", [(1e3, 1.0), (1e5, 1.0), (100.0, 1e-3), (-1e4, 1.0)])
+def test_large_offsets_keep_float32_accuracy(offset, scale):
     gen = torch.Generator().manual_seed(3)
-    acts = (1000.0 + torch.randn(500, 8, generator=gen)).float()
+    acts = (offset + scale * torch.randn(500, 8, generator=gen, dtype=torch.float64)).float()
     emb = torch.randn(500, 16, generator=gen)
     metric = MonoScore(8, 16)
     for chunk in range(0, 500, 64):
         metric.update(acts[chunk : chunk + 64], emb[chunk : chunk + 64])
     reference = mono_score_pairwise(acts.double(), emb.double())
+    assert not torch.isnan(reference).any()
     assert_scores_equal(metric.compute(), reference, atol=1e-5)
 
 

@@ -39,16 +39,17 @@ def worker(rank, world_size, init_file, out_file):
             "float32": float32_score.compute(),
             "purity": purity.compute().binary,
         }
-        if rank == 0:
-            save_file(result, out_file)
+        save_file(result, out_file.format(rank=rank))
     finally:
         dist.destroy_process_group()
 
 
 def test_two_processes_merge_to_the_single_process_scores(tmp_path):
-    out_file = str(tmp_path / "scores.safetensors")
+    out_file = str(tmp_path / "scores_{rank}.safetensors")
     mp.spawn(worker, args=(2, str(tmp_path / "init"), out_file), nprocs=2, join=True)
-    merged = load_file(out_file)
+    merged, merged_on_rank_1 = (load_file(out_file.format(rank=rank)) for rank in (0, 1))
+    for name, value in merged.items():
+        torch.testing.assert_close(merged_on_rank_1[name], value, rtol=0, atol=0, equal_nan=True)
     acts, emb, labels = make_data()
     top = acts.topk(K, dim=1)
     topk_dense = torch.zeros_like(acts).scatter_(1, top.indices, top.values)

@@ -133,8 +133,9 @@ REJECTED = {
 }
 
 
+@pytest.mark.parametrize("method", ["update", "forward"])
 @pytest.mark.parametrize("case", list(REJECTED))
-def test_a_rejected_batch_leaves_the_metric_state_untouched(case):
+def test_a_rejected_batch_leaves_the_metric_state_untouched(case, method):
     acts, emb = good()
     values, indices = sparse_good()
     metric = MonoScore(M, D)
@@ -144,10 +145,29 @@ def test_a_rejected_batch_leaves_the_metric_state_untouched(case):
     rows_before = metric._rows_since_flush
     bad_acts, bad_emb = REJECTED[case](acts, emb, values, indices)
     with pytest.raises(ValueError):
-        metric.update(bad_acts, bad_emb)
+        getattr(metric, method)(bad_acts, bad_emb)
     for name, value in before.items():
         assert torch.equal(getattr(metric, name), value), name
     assert metric._rows_since_flush == rows_before
+
+
+@pytest.mark.parametrize("method", ["update", "forward"])
+def test_a_rejected_batch_leaves_class_purity_untouched(method):
+    acts, _ = good()
+    labels = torch.randint(0, 3, (N,))
+    metric = ClassPurity(M, 3)
+    metric.update(acts, labels)
+    before = (metric.counts.clone(), metric.mass.clone())
+    with pytest.raises(ValueError, match="labels hold class indices"):
+        getattr(metric, method)(acts, labels.index_put((torch.tensor([0]),), torch.tensor(5)))
+    assert torch.equal(metric.counts, before[0]) and torch.equal(metric.mass, before[1])
+
+
+def test_non_tensor_embeddings_are_rejected():
+    acts, emb = good()
+    for call in (mono_loss, mono_score, mono_score_pairwise):
+        with pytest.raises(ValueError, match="emb must be a torch.Tensor, got list"):
+            call(acts, emb.tolist())
 
 
 def test_loss_and_summary_arguments():

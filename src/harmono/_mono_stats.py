@@ -13,13 +13,12 @@ so ``S (M, D)``, ``E (D,)``, ``L``, ``Q``, ``min``, ``max`` ``(M,)`` and ``N``
 are all a stream needs: sums add and extremes take the min/max, whatever the
 batching or the number of processes.
 
-Numerics: the sums are kept in float64; each batch's matmul and column sums
-run in float32 (float64 for float64 input). When a latent's offset exceeds
-its spread in a dense batch (``|min| > max - min``), which would cost float32
-digits, the batch is shifted by its minimum and the shift is added back in
-float64. Sparse batches are not shifted (their implicit zeros would have to
-be materialised): they suit codes whose minimum is 0 or close to it, such as
-TopK latents.
+Numerics: the sums are kept in float64; each dense batch's matmul and
+column sums run in float32 (float64 for float64 input) on the batch shifted
+by its own minimum (a no-op for ReLU-like latents, whose batch minimum is 0),
+and the shift is added back in float64, so an offset costs no digits. Sparse
+batches are not shifted (their implicit zeros would have to be
+materialised); their value sums are float64 and only their matmul is float32.
 """
 
 from __future__ import annotations
@@ -150,6 +149,11 @@ def _require_no_repeats(repeats: int) -> None:
         )
 
 
+def num_latents_of(acts: torch.Tensor | SparseActivations, num_latents: int | None) -> int:
+    """``M`` of checked activations: their width if dense, else ``num_latents``."""
+    return acts.shape[1] if isinstance(acts, torch.Tensor) else num_latents
+
+
 def values_of(acts: torch.Tensor | SparseActivations) -> torch.Tensor:
     """The value tensor of checked activations: ``(N, M)`` dense or ``(N, k)`` sparse."""
     return acts.values if isinstance(acts, SparseActivations) else acts
@@ -212,9 +216,26 @@ def checked_batch(
     checked = as_activations(acts, num_latents, validate)
     values = values_of(checked)
     emb = check_embeddings(emb, num_rows(checked), emb_dim)
-    if values.device != emb.device:
-        raise ValueError(f"acts and emb must be on one device, got {values.device} and {emb.device}")
+    require_same_device(values, emb, "emb")
     return checked, emb.to(compute_dtype(values, emb))
+
+
+def require_same_device(acts: torch.Tensor, other: torch.Tensor, other_name: str) -> None:
+    """Raise unless ``acts`` and ``other`` (named ``other_name`` in the message) share a device."""
+    if acts.device != other.device:
+        raise ValueError(f"acts and {other_name} must be on one device, got {acts.device} and {other.device}")
+
+
+def read_batch_values(acts: torch.Tensor | SparseActivations, emb: torch.Tensor) -> None:
+    """Every check of a batch that reads the data, in one place (``accumulate`` makes them on the way).
+
+    For callers that must reject a bad batch before they change anything.
+    """
+    if isinstance(acts, SparseActivations):
+        require_distinct_per_row(acts.indices)
+    else:
+        _checks.require_finite("acts", acts)
+    inverse_norms(emb, validate=True)
 
 
 @dataclass
@@ -317,7 +338,8 @@ def accumulate(
     Notes
     -----
     Dense input costs one ``(M, N) x (N, D)`` matmul and one more pass over
-    ``acts``; sparse input costs ``O(N k D)`` and ``O(N D)``.
+    ``acts`` (two more and a copy when a batch minimum is not 0); sparse input
+    costs ``O(N k D)`` and ``O(N D)``.
     """
     with torch.no_grad():
         if isinstance(acts, SparseActivations):
@@ -336,11 +358,11 @@ def _accumulate_dense(sums: MonoSums, acts: torch.Tensor, emb: torch.Tensor, val
         _checks.require_finite("acts", acts)
     emb_hat = emb * inverse_norms(emb, validate)[:, None]
     emb_sum = emb_hat.sum(dim=0).to(STATE_DTYPE)
-    # A latent whose offset exceeds its spread would lose float32 digits in the
-    # matmul and the sums: shift the batch by its minimum, add the shift back in float64.
+    # The float32 matmul and sums only ever see values >= 0 (x - min): an offset
+    # costs no digits, and their rounding stays relative to the shifted
+    # activations (see scores_from_sums). The shift is added back in float64.
     offset = low.to(STATE_DTYPE)
-    shifted = bool((low.abs() > high - low).any())
-    if shifted:
+    if bool((low != 0).any()):
         x = x - low
         _, _, col_sum, col_sq_sum = _column_stats(x)
         col_sq_sum += offset * (2 * col_sum + n * offset)
@@ -441,11 +463,14 @@ def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
 
     A latent is dead (NaN or 0 by ``dead``) when it is constant or fewer than
     two samples lie above its minimum: its pair weight
-    ``sum_{n<m} a_n a_m`` is zero up to the rounding of the batch sums, a
-    relative ``64 eps`` of their scale (``eps`` of float32, or of float64
-    when every batch was float64). With float32 batches, a latent whose
-    activations above its minimum are, but for one sample, below ~1e-5 of
-    that sample's counts as dead.
+    ``Z = u^2 - v = sum_{n != m} a_n a_m`` (``a = l - min``) is zero up to the
+    rounding of the sums. That rounding is ``64 eps32 (2 u^2 + v)`` for the
+    float32 batch sums, which only ever add values ``>= 0`` that are at most
+    ``a`` (dense batches are shifted by their minimum), plus ``64 eps64`` of
+    the raw float64 sums that the final shift by ``min`` cancels. With float32
+    batches, a latent whose mass above the minimum lies all but a ~1e-5
+    share in one sample therefore counts as dead; float64 streams resolve
+    ~1e-14.
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     if float(sums.count) == 0:
@@ -455,10 +480,11 @@ def scores_from_sums(sums: MonoSums, dead: str) -> torch.Tensor:
     v = sums.act_sq_sum - low * (2 * sums.act_sum - n * low)
     numerator = _shifted_sq_norms(sums, low) - v
     pair_weight = u * u - v
-    scale_u = sums.act_sum.abs() + n * low.abs()
-    scale_v = sums.act_sq_sum + low.abs() * (2 * sums.act_sum.abs() + n * low.abs())
-    slack = ROUNDING_SLACK[torch.float32 if float(sums.float32_rows) > 0 else torch.float64]
-    rounding = slack * (scale_v + 2 * u.abs() * scale_u)
+    raw_u = sums.act_sum.abs() + n * low.abs()
+    raw_v = sums.act_sq_sum + low.abs() * (2 * sums.act_sum.abs() + n * low.abs())
+    rounding = ROUNDING_SLACK[torch.float64] * (raw_v + 2 * u.abs() * raw_u)
+    if float(sums.float32_rows) > 0:
+        rounding = rounding + ROUNDING_SLACK[torch.float32] * (2 * u * u + v.abs())
     alive = (sums.act_max > low) & (pair_weight > rounding)
     score = numerator / torch.where(alive, pair_weight, torch.ones_like(pair_weight))
     fill = torch.nan if dead == "nan" else 0.0

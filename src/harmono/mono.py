@@ -53,9 +53,13 @@ from harmono._mono_stats import (
     accumulate,
     as_activations,
     checked_batch,
+    num_latents_of,
     num_rows,
+    read_batch_values,
+    require_same_device,
     scores_from_sums,
     unit_embeddings,
+    values_of,
 )
 
 __all__ = [
@@ -119,17 +123,9 @@ def mono_score(
     """
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     checked, emb = checked_batch(acts, emb, num_latents, None, validate)
-    m = checked.shape[1] if isinstance(checked, torch.Tensor) else num_latents
-    sums = MonoSums.empty(m, emb.shape[1], device=emb.device)
+    sums = MonoSums.empty(num_latents_of(checked, num_latents), emb.shape[1], device=emb.device)
     accumulate(sums, checked, emb, validate)
     return scores_from_sums(sums, dead)
-
-
-def _require_same_device(tensor: torch.Tensor, other: torch.Tensor, other_name: str = "emb") -> None:
-    if tensor.device != other.device:
-        raise ValueError(
-            f"acts and {other_name} must be on one device, got {tensor.device} and {other.device}"
-        )
 
 
 def mono_score_pairwise(
@@ -144,7 +140,7 @@ def mono_score_pairwise(
     Builds the similarity matrix ``s_nm`` block by block of rows (``block_bytes``
     each, so ``N = 16384`` fits in memory), zeroes its diagonal and sums
     ``ã_nk ã_mk s_nm`` and ``ã_nk ã_mk`` over all pairs ``n != m``. Costs
-    ``O(N^2 (D + M))``. Computes in the dtype of ``acts`` (at least float32).
+    ``O(N^2 (D + M))``. Computes in float32, or float64 if ``acts`` or ``emb`` is float64.
 
     Parameters
     ----------
@@ -165,9 +161,9 @@ def mono_score_pairwise(
     _checks.require_choice("dead", dead, DEAD_POLICIES)
     acts = as_activations(_checks.require_tensor("acts", acts), None, validate=True)
     _checks.require_finite("acts", acts)
-    dtype = compute_dtype(acts)
+    dtype = compute_dtype(acts, _checks.require_tensor("emb", emb))
     emb_hat = unit_embeddings(emb, acts.shape[0], None, True, dtype)
-    _require_same_device(acts, emb_hat)
+    require_same_device(acts, emb_hat, "emb")
     acts = acts.to(dtype)
     n, m = acts.shape
     low, high = acts.amin(dim=0), acts.amax(dim=0)
@@ -319,10 +315,16 @@ class MonoScore(Metric):
         emb : torch.Tensor
             ``(B, D)`` embeddings of the same samples.
         """
-        checked, emb = checked_batch(acts, emb, self.num_latents, self.emb_dim, self.validate)
-        _require_same_device(emb, self.act_emb, "the metric states")
+        checked, emb = self._checked(acts, emb)
         accumulate(self._sums(), checked, emb, self.validate)
         self._count_rows(num_rows(checked))
+
+    def _checked(
+        self, acts: Activations, emb: torch.Tensor
+    ) -> tuple[torch.Tensor | SparseActivations, torch.Tensor]:
+        checked, emb = checked_batch(acts, emb, self.num_latents, self.emb_dim, self.validate)
+        require_same_device(values_of(checked), self.act_emb, "the metric states")
+        return checked, emb
 
     def _count_rows(self, rows: int) -> None:
         """Move the float32 partial sums into float64 once ``FLUSH_ROWS`` rows went into them."""
@@ -332,9 +334,21 @@ class MonoScore(Metric):
             self._rows_since_flush = 0
 
     def forward(self, acts: Activations, emb: torch.Tensor) -> torch.Tensor:
-        """Add a batch and return the scores of that batch alone."""
+        """Add a batch and return the scores of that batch alone.
+
+        The batch is checked completely first: torchmetrics sets the states
+        aside while it scores the batch alone, so a batch rejected halfway
+        would lose them.
+        """
+        checked, checked_emb = self._checked(acts, emb)
+        if self.validate:
+            read_batch_values(checked, checked_emb)
         rows_before = self._rows_since_flush  # torchmetrics resets around the batch
-        batch_scores = super().forward(acts, emb)
+        validate, self.validate = self.validate, False
+        try:
+            batch_scores = super().forward(acts, emb)
+        finally:
+            self.validate = validate
         self._count_rows(rows_before)
         return batch_scores
 
@@ -403,9 +417,9 @@ def batch_mono_scores(
     acts = as_activations(_checks.require_tensor("acts", acts), None, validate)
     if validate:
         _checks.require_finite("acts", acts)
-    dtype = compute_dtype(acts, emb)
+    dtype = compute_dtype(acts, _checks.require_tensor("emb", emb))
     emb_hat = unit_embeddings(emb, acts.shape[0], None, validate, dtype)
-    _require_same_device(acts, emb_hat)
+    require_same_device(acts, emb_hat, "emb")
     with torch.autocast(device_type=acts.device.type, enabled=False):
         acts = acts.to(dtype)
         low, high = acts.amin(dim=0), acts.amax(dim=0)
@@ -455,7 +469,7 @@ def mono_loss(
     Returns
     -------
     torch.Tensor
-        Scalar loss in float32 (float64 for float64 input).
+        Scalar loss in float32 (float64 if ``acts`` or ``emb`` is float64).
     """
     _checks.require_choice("average", average, LOSS_AVERAGES)
     scores, active = batch_mono_scores(acts, emb, eps=eps, validate=validate)

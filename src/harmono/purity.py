@@ -28,8 +28,10 @@ from harmono._mono_stats import (
     Activations,
     SparseActivations,
     as_activations,
+    num_latents_of,
     num_rows,
     require_distinct_per_row,
+    require_same_device,
     values_of,
 )
 
@@ -78,7 +80,7 @@ def _check_labels(
             f"labels must have shape (N,) = ({n},), one per sample of acts, got {tuple(labels.shape)}"
         )
     if labels.device != device:
-        raise ValueError(f"labels must be on the device of acts, {device}, got {labels.device}")
+        raise ValueError(f"acts and labels must be on one device, got {device} and {labels.device}")
     if validate:
         low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= num_classes:
@@ -204,7 +206,7 @@ def class_purity(
         num_classes = int(labels.max()) + 1 if labels.numel() else 0
     _checks.require_positive_int("num_classes", num_classes)
     labels = _check_labels(labels, n, values_of(checked).device, num_classes, validate)
-    m = checked.shape[1] if isinstance(checked, torch.Tensor) else num_latents
+    m = num_latents_of(checked, num_latents)
     return purity_from_counts(*batch_class_counts(checked, labels, num_classes, m, threshold))
 
 
@@ -246,19 +248,30 @@ class ClassPurity(Metric):
 
     def update(self, acts: Activations, labels: torch.Tensor) -> None:
         """Add a batch of ``(B, M)`` (or sparse) activations and their ``(B,)`` labels."""
+        checked, labels = self._checked(acts, labels)
+        counts, mass = batch_class_counts(checked, labels, self.num_classes, self.num_latents, self.threshold)
+        self.counts = self.counts + counts
+        self.mass = self.mass + mass
+
+    def _checked(
+        self, acts: Activations, labels: torch.Tensor
+    ) -> tuple[torch.Tensor | SparseActivations, torch.Tensor]:
         checked = as_activations(acts, self.num_latents, self.validate)
-        if values_of(checked).device != self.counts.device:
-            raise ValueError(
-                f"acts must be on the device of the metric states, {self.counts.device}, "
-                f"got {values_of(checked).device}"
-            )
+        require_same_device(values_of(checked), self.counts, "the metric states")
         _require_valid_values(checked, self.validate)
         labels = _check_labels(
             labels, num_rows(checked), values_of(checked).device, self.num_classes, self.validate
         )
-        counts, mass = batch_class_counts(checked, labels, self.num_classes, self.num_latents, self.threshold)
-        self.counts = self.counts + counts
-        self.mass = self.mass + mass
+        return checked, labels
+
+    def forward(self, acts: Activations, labels: torch.Tensor) -> PurityResult:
+        """Add a batch and return the purity of that batch alone.
+
+        The batch is checked before torchmetrics sets the states aside to
+        score it alone, so a rejected batch loses nothing.
+        """
+        self._checked(acts, labels)
+        return super().forward(acts, labels)
 
     def compute(self) -> PurityResult:
         """Per-latent purity of everything seen."""
