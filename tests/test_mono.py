@@ -189,11 +189,12 @@ def test_sparse_values_can_be_negative_and_cover_every_row():
     n, m = 40, 6
     indices = torch.stack([torch.tensor([0]), torch.tensor([1])], dim=1).repeat(n, 1)
     indices[n // 2 :, 1] = 2
-    values = torch.randn(n, 2, generator=gen) - 3.0
-    dense = torch.zeros(n, m).scatter_(1, indices, values)
     emb = torch.randn(n, 5, generator=gen)
-    reference = mono_score_pairwise(dense.double(), emb.double())
-    assert_scores_equal(mono_score((values, indices), emb, num_latents=m), reference, atol=1e-5)
+    for values in (torch.randn(n, 2, generator=gen) - 3.0, torch.rand(n, 2, generator=gen) + 5.0):
+        dense = torch.zeros(n, m).scatter_(1, indices, values)
+        reference = mono_score_pairwise(dense.double(), emb.double())
+        assert not torch.isnan(reference[0])  # latent 0, listed in every row, has a score
+        assert_scores_equal(mono_score((values, indices), emb, num_latents=m), reference, atol=1e-5)
 
 
 def test_topk_result_is_accepted_as_sparse_input():

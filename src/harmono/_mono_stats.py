@@ -407,18 +407,14 @@ def _accumulate_sparse(sums: MonoSums, acts: SparseActivations, emb: torch.Tenso
     # latent's rows ascending, so an index repeated in a row lands next to its twin.
     narrow = torch.int16 if num_latents <= torch.iinfo(torch.int16).max else torch.int32
     sorted_latent, order = torch.sort(latent.to(narrow), stable=True)
-    sorted_row = order // k
+    sorted_row = torch.arange(n, device=latent.device).repeat_interleave(k).index_select(0, order)
     if validate:
         _require_no_repeats(
             int(((sorted_latent[1:] == sorted_latent[:-1]) & (sorted_row[1:] == sorted_row[:-1])).sum())
         )
     value = acts.values.to(emb.dtype).reshape(-1)
     listed = torch.bincount(latent, minlength=num_latents)
-    has_implicit_zero = listed < n  # a latent some row does not list is 0 there
-    low = _scatter_extreme(latent, value, num_latents, "amin")
-    high = _scatter_extreme(latent, value, num_latents, "amax")
-    low = torch.where(has_implicit_zero, low.clamp_max(0.0), low)
-    high = torch.where(has_implicit_zero, high.clamp_min(0.0), high)
+    low, high = _sparse_extremes(latent, value, listed, n)
     crow = torch.zeros(num_latents + 1, dtype=torch.long, device=latent.device)
     crow[1:] = listed.cumsum(0)
     inv_norm = inverse_norms(emb, validate)
@@ -431,12 +427,26 @@ def _accumulate_sparse(sums: MonoSums, acts: SparseActivations, emb: torch.Tenso
         )
         sums.product_target(value.dtype).addmm_(by_latent, emb)
     value64 = value.to(STATE_DTYPE)
-    sums.act_sum.index_add_(0, latent, value64)
-    sums.act_sq_sum.index_add_(0, latent, value64.square())
+    sums.act_sum.add_(torch.bincount(latent, weights=value64, minlength=num_latents))
+    sums.act_sq_sum.add_(torch.bincount(latent, weights=value64.square(), minlength=num_latents))
     sums.emb_sum.add_((inv_norm @ emb).to(STATE_DTYPE))
     sums.count.add_(n)
     torch.minimum(sums.act_min, low.to(STATE_DTYPE), out=sums.act_min)
     torch.maximum(sums.act_max, high.to(STATE_DTYPE), out=sums.act_max)
+
+
+def _sparse_extremes(
+    latent: torch.Tensor, value: torch.Tensor, listed: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-latent ``(M,)`` min and max of a sparse batch: listed values and the implicit zeros."""
+    num_latents = listed.shape[0]
+    has_implicit_zero = listed < n  # a latent some row does not list is 0 there
+    high = _scatter_extreme(latent, value, num_latents, "amax")
+    high = torch.where(has_implicit_zero, high.clamp_min(0.0), high)
+    if bool(has_implicit_zero.all()) and float(value.min()) >= 0:
+        return torch.zeros_like(high), high  # the common TopK case: every minimum is an implicit 0
+    low = _scatter_extreme(latent, value, num_latents, "amin")
+    return torch.where(has_implicit_zero, low.clamp_max(0.0), low), high
 
 
 def _scatter_extreme(
