@@ -458,7 +458,7 @@ def _scatter_extreme(
     return out.scatter_reduce_(0, latent, value, reduce=reduce, include_self=True)
 
 
-def _shifted_sq_norms(sums: MonoSums, low: torch.Tensor, rows: int = 512) -> torch.Tensor:
+def _shifted_sq_norms(sums: MonoSums, low: torch.Tensor, rows: int = 128) -> torch.Tensor:
     """``(M,)`` ``|S_k - low_k E|^2`` in float64, a block of latents at a time (no ``(M, D)`` temporary)."""
     out = torch.empty_like(low)
     for start in range(0, low.shape[0], rows):
