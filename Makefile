@@ -34,7 +34,7 @@ test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.demo-installed
-	@for script in benchmarks/*.py; do \
+	@for script in benchmarks/[!_]*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; \
 	done
 
