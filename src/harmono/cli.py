@@ -71,6 +71,76 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features_extract(args: argparse.Namespace) -> int:
+    from harmono.data import load_image_dataset
+    from harmono.features.encoders import load_encoder
+    from harmono.features.extract import ExtractConfig, extract_features
+
+    config = config_from_arguments(ExtractConfig, args)
+    dataset = load_image_dataset(config.dataset, config.split)
+    encoder = load_encoder(config.encoder, image_size=config.image_size)
+    report = extract_features(dataset, encoder, args.out, config, progress=not args.no_progress)
+    rate = report.extracted / report.seconds if report.seconds > 0 else 0.0
+    print(
+        f"{report.store}: encoded {report.extracted} samples in {report.seconds:.1f} s ({rate:.1f} img/s), "
+        f"{report.skipped} were stored already"
+    )
+    return 0
+
+
+def _features_info(args: argparse.Namespace) -> int:
+    import json
+
+    from harmono.features import FeatureStore
+    from harmono.features.extract import store_summary
+
+    print(json.dumps(store_summary(FeatureStore(args.path, verify=args.verify)), indent=1))
+    return 0
+
+
+def _features_probe(args: argparse.Namespace) -> int:
+    from harmono.analysis.probe import linear_probe
+    from harmono.features import FeatureStore
+
+    train, test = FeatureStore(args.train, verify="shape"), FeatureStore(args.test, verify="shape")
+    if train.metadata.get("class_names") != test.metadata.get("class_names"):
+        raise ValueError(f"{args.train} and {args.test} have different class names")
+    (train_batch,), (test_batch,) = train.view().batches(len(train)), test.view().batches(len(test))
+    num_classes = len(train.metadata["class_names"])
+    result = linear_probe(
+        train_batch.features, train_batch.labels, test_batch.features, test_batch.labels, num_classes
+    )
+    print(
+        f"linear probe on {len(train)} x {train.dim} features: train accuracy {result.train_accuracy:.4f}, "
+        f"test accuracy {result.test_accuracy:.4f} ({len(test)} samples)"
+    )
+    return 0
+
+
+def _add_features_commands(sub: argparse._SubParsersAction) -> None:
+    from harmono.features.extract import ExtractConfig
+
+    features = sub.add_parser("features", help="extract encoder features into a store, inspect a store")
+    commands = features.add_subparsers(dest="features_command", required=True)
+    extract = commands.add_parser("extract", help="encode an image dataset into a feature store (resumable)")
+    extract.add_argument("--out", required=True, help="store directory (an interrupted one is resumed)")
+    add_config_arguments(extract, ExtractConfig)
+    extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    extract.set_defaults(func=_features_extract)
+    info = commands.add_parser("info", help="describe a feature store and check its shards")
+    info.add_argument("path", help="store directory")
+    info.add_argument(
+        "--verify", choices=("checksum", "shape"), default="checksum", help="how to check the shards"
+    )
+    info.set_defaults(func=_features_info)
+    probe = commands.add_parser(
+        "probe", help="accuracy of a linear probe trained on one store, tested on another"
+    )
+    probe.add_argument("train", help="store of the training features")
+    probe.add_argument("test", help="store of the test features")
+    probe.set_defaults(func=_features_probe)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``harmono`` command."""
     parser = argparse.ArgumentParser(
@@ -85,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(demo.add_argument_group("MonoScore toy"), MonoToyConfig, prefix="mono")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_demo)
+    _add_features_commands(sub)
     return parser
 
 
@@ -97,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, ModuleNotFoundError) as err:
         print(f"harmono: error: {err}", file=sys.stderr)
         return 2
 

