@@ -1,32 +1,11 @@
-import gzip
 import importlib.util
 
 import numpy as np
 import pytest
 
+from fake_data import fake_fashion_mnist
 from harmono.data import ImageSet, image_folder, load_image_dataset
 from harmono.data import images as images_module
-
-
-def write_idx(path, array, magic):
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.astype(np.uint8).tobytes())
-
-
-def fake_fashion_mnist(folder, n_train=12, n_test=5, truncate=None):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("test", n_test)):
-        image_file, label_file = images_module.FASHION_MNIST_FILES[split]
-        images = rng.integers(0, 256, (n, 28, 28))
-        labels = np.arange(n) % 10
-        write_idx(folder / image_file, images, 2051)
-        write_idx(folder / label_file, labels, 2049)
-    if truncate:
-        data = gzip.open(folder / truncate).read()
-        with gzip.open(folder / truncate, "wb") as handle:
-            handle.write(data[:-10])
-    return folder
 
 
 def test_fashion_mnist_from_a_folder_of_idx_files(tmp_path):
