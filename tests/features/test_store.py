@@ -56,6 +56,11 @@ def test_float16_storage_and_random_access(tmp_path):
         assert torch.equal(row, expected[index]) and label == (index % N) % 3
     with pytest.raises(IndexError):
         store[N]
+    stored = torch.cat([b.features for b in store.view().batches(300, dtype=None)])
+    assert stored.dtype == torch.float16 and torch.equal(stored.float(), expected)
+    shuffled = next(iter(store.view().shuffled_batches(50, seed=1, dtype=None, normalize=True)))
+    assert shuffled.features.dtype == torch.float16
+    torch.testing.assert_close(shuffled.features.float().norm(dim=1), torch.ones(50), atol=2e-3, rtol=0)
     assert torch.equal(store.view(250, 260)[7][0], expected[257])
 
 

@@ -215,7 +215,7 @@ class Batch:
     Attributes
     ----------
     features : torch.Tensor
-        ``(B, D)`` float32 (or the requested dtype).
+        ``(B, D)`` float32, or the requested dtype.
     labels : torch.Tensor
         ``(B,)`` int64.
     indices : torch.Tensor
@@ -295,26 +295,25 @@ class FeatureStore:
         n = len(self)
         return self.view(rank * n // world_size, (rank + 1) * n // world_size)
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """``(stop - start, D)`` stored rows, copied out of the shards."""
-        if start >= stop:
-            return np.empty((0, self.dim), dtype=self.dtype)
-        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
-        parts = []
+    def rows(self, start: int, stop: int, dtype: np.dtype | str | None = None) -> np.ndarray:
+        """``(stop - start, D)`` stored rows, copied out of the shards (converted to ``dtype`` on the way)."""
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        out = np.empty((max(stop - start, 0), self.dim), dtype=dtype)
+        shard = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        filled = 0
         while start < stop:
-            local = start - self.offsets[first]
-            take = min(stop - start, self.shards[first].shape[0] - local)
-            parts.append(self.shards[first][local : local + take])
-            start += take
-            first += 1
-        return np.concatenate(parts) if len(parts) != 1 else np.array(parts[0])
+            local = start - int(self.offsets[shard])
+            take = min(stop - start, self.shards[shard].shape[0] - local)
+            out[filled : filled + take] = self.shards[shard][local : local + take]
+            start, filled, shard = start + take, filled + take, shard + 1
+        return out
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Row ``index``: ``(features (D,) float32, label)``."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"row {index} out of range for a store of {len(self)} rows")
         index %= len(self)
-        return torch.from_numpy(self.rows(index, index + 1)[0].astype(np.float32)), int(self.labels[index])
+        return torch.from_numpy(self.rows(index, index + 1, np.float32)[0]), int(self.labels[index])
 
 
 class StoreView(torch.utils.data.Dataset):
@@ -336,21 +335,28 @@ class StoreView(torch.utils.data.Dataset):
             raise IndexError(f"row {index} out of range for a view of {len(self)} rows")
         return self.store[self.start + index]
 
-    def _batch(self, features: np.ndarray, indices: np.ndarray, normalize: bool) -> Batch:
-        tensor = torch.from_numpy(features).float()
+    def _batch(
+        self, features: np.ndarray, indices: np.ndarray, normalize: bool, dtype: torch.dtype | None
+    ) -> Batch:
+        tensor = torch.from_numpy(features)  # torch converts float16 far faster than numpy
         if normalize:
-            tensor = torch.nn.functional.normalize(tensor, dim=1)
-        index_tensor = torch.from_numpy(indices)
-        return Batch(tensor, torch.from_numpy(self.store.labels[indices]), index_tensor)
+            tensor = torch.nn.functional.normalize(tensor.float(), dim=1)
+        if dtype is not None:
+            tensor = tensor.to(dtype)
+        return Batch(tensor, torch.from_numpy(self.store.labels[indices]), torch.from_numpy(indices))
 
-    def batches(self, batch_size: int, normalize: bool = False) -> Iterator[Batch]:
+    def batches(
+        self, batch_size: int, normalize: bool = False, dtype: torch.dtype | None = torch.float32
+    ) -> Iterator[Batch]:
         """Sequential batches over the view (the last may be shorter).
 
-        ``normalize`` L2-normalises each row at read time; the stored data is untouched.
+        ``normalize`` L2-normalises each row at read time (in float32); the
+        stored data is untouched. ``dtype=None`` keeps the stored dtype (the
+        fastest read: no conversion on the CPU).
         """
         for begin in range(self.start, self.stop, batch_size):
             end = min(begin + batch_size, self.stop)
-            yield self._batch(self.store.rows(begin, end), np.arange(begin, end), normalize)
+            yield self._batch(self.store.rows(begin, end), np.arange(begin, end), normalize, dtype)
 
     def shuffled_batches(
         self,
@@ -359,13 +365,15 @@ class StoreView(torch.utils.data.Dataset):
         buffer_rows: int = 2**16,
         block_rows: int = 4096,
         normalize: bool = False,
+        dtype: torch.dtype | None = torch.float32,
     ) -> Iterator[Batch]:
         """Every row once, in a seeded shuffled order, read in contiguous blocks through a mixing buffer.
 
         Blocks of ``block_rows`` consecutive rows are read in random order
         into a buffer of about ``buffer_rows``; the buffer is permuted and
         emitted in batches, the remainder mixing with the next blocks. The
-        same ``seed`` gives the same batches.
+        same ``seed`` gives the same batches. ``normalize`` and ``dtype`` as
+        for ``batches``.
         """
         rng = np.random.default_rng(seed)
         starts = np.arange(self.start, self.stop, block_rows)
@@ -386,6 +394,6 @@ class StoreView(torch.utils.data.Dataset):
             emit = len(pool) if last else (len(pool) // batch_size) * batch_size
             for begin_batch in range(0, emit, batch_size):
                 chosen = order[begin_batch : min(begin_batch + batch_size, emit)]
-                yield self._batch(pool[chosen], pool_indices[chosen], normalize)
+                yield self._batch(pool[chosen], pool_indices[chosen], normalize, dtype)
             features, indices = [pool[order[emit:]]], [pool_indices[order[emit:]]]
             held = len(indices[0])
