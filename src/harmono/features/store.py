@@ -339,10 +339,10 @@ class StoreView(torch.utils.data.Dataset):
         self, features: np.ndarray, indices: np.ndarray, normalize: bool, dtype: torch.dtype | None
     ) -> Batch:
         tensor = torch.from_numpy(features)  # torch converts float16 far faster than numpy
+        target = tensor.dtype if dtype is None else dtype
         if normalize:
             tensor = torch.nn.functional.normalize(tensor.float(), dim=1)
-        if dtype is not None:
-            tensor = tensor.to(dtype)
+        tensor = tensor.to(target)
         return Batch(tensor, torch.from_numpy(self.store.labels[indices]), torch.from_numpy(indices))
 
     def batches(
