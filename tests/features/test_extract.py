@@ -108,3 +108,15 @@ def test_cli_extract_info_probe(tmp_path, monkeypatch, capsys):
     assert "test accuracy" in capsys.readouterr().out
     assert main(["features", "info", str(tmp_path / "nothing")]) == 2
     assert "is not a feature store" in capsys.readouterr().err
+
+
+def test_paper_encoders_need_transformers_and_valid_arguments(monkeypatch):
+    from harmono.features import hf_encoders
+
+    with pytest.raises(ValueError, match="weights must be 'pretrained' or 'random'"):
+        hf_encoders.hf_encoder("vit", weights="imagenet")
+    with pytest.raises(ValueError, match="encoder must be one of"):
+        hf_encoders.hf_encoder("resnet50")
+    monkeypatch.setattr(hf_encoders.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="pip install transformers"):
+        load_encoder("dinov2")

