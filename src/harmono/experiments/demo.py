@@ -7,11 +7,11 @@ then what the MonoScore measures, on synthetic latents of known meaning.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harmono._io import write_json_atomically
 from harmono.experiments.mono_toy import MonoToyConfig, MonoToyResult, run_mono_toy
 from harmono.experiments.toy_points import ToyPointsConfig, ToyResult, run_toy_points
 
@@ -34,14 +34,6 @@ class DemoOutputs:
     """JSON with the MonoScore toy's config and result."""
 
 
-def _write_json(path: Path, record: dict) -> Path:
-    """Write ``record`` atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
-    return path
-
-
 def run_demo(
     out_dir: str | Path,
     toy_config: ToyPointsConfig | None = None,
@@ -58,12 +50,14 @@ def run_demo(
     logger.info("toy cases: %d Adam steps per fit, exponent n = %g", toy_config.steps, toy_config.exponent)
     results = run_toy_points(toy_config, progress=progress)
     figure = plot_toy_points(results, out_dir / "toy_points.png")
-    toy_json = _write_json(
-        out_dir / "toy_points.json", {"config": asdict(toy_config), "results": [asdict(r) for r in results]}
+    toy_json = write_json_atomically(
+        out_dir / "toy_points.json",
+        {"config": asdict(toy_config), "results": [asdict(r) for r in results]},
+        indent=1,
     )
     logger.info("MonoScore toy: %d clusters x %d samples", mono_config.clusters, mono_config.per_cluster)
     mono_result = run_mono_toy(mono_config)
-    mono_json = _write_json(
-        out_dir / "mono_toy.json", {"config": asdict(mono_config), "result": asdict(mono_result)}
+    mono_json = write_json_atomically(
+        out_dir / "mono_toy.json", {"config": asdict(mono_config), "result": asdict(mono_result)}, indent=1
     )
     return DemoOutputs(results, figure, toy_json, mono_result, mono_json)

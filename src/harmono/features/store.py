@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from harmono._io import write_atomically, write_json_atomically
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -51,18 +52,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file, sync it and rename it to ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
 def _write_manifest(directory: Path, manifest: dict) -> None:
-    _write_atomically(directory / MANIFEST, lambda h: h.write(json.dumps(manifest).encode()))
+    write_json_atomically(directory / MANIFEST, manifest)
 
 
 def _read_manifest(directory: Path) -> dict:
@@ -179,7 +170,7 @@ class FeatureStoreWriter:
         shard, rest = block[:rows], block[rows:]
         index = len(self.manifest["shards"])
         path = self.directory / _shard_name(index)
-        _write_atomically(path, lambda handle: np.save(handle, shard))
+        write_atomically(path, lambda handle: np.save(handle, shard))
         self.manifest["shards"].append(
             {
                 "file": path.name,
