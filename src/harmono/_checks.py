@@ -90,6 +90,14 @@ def require_positive_number(name: str, value: object) -> float:
     return value
 
 
+def require_at_least(owner: object, names: tuple[str, ...], minimum: int) -> None:
+    """Raise unless every attribute ``names`` of ``owner`` (e.g. a config) is ``>= minimum``."""
+    for name in names:
+        value = getattr(owner, name)
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 def require_positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int if it is an integer >= 1 (Python, numpy or 0-d tensor; not a bool)."""
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harmono import _checks
 from harmono.experiments.claims import Claim
 from harmono.mono import MonoScore, mono_score_pairwise
 from harmono.purity import class_purity
@@ -50,9 +51,7 @@ class MonoToyConfig:
     """Seed of the data."""
 
     def __post_init__(self) -> None:
-        for name in ("clusters", "per_cluster", "dim", "latents_per_kind", "batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _checks.require_at_least(self, ("clusters", "per_cluster", "dim", "latents_per_kind", "batch"), 1)
         if self.clusters < 2:
             raise ValueError(f"clusters must be >= 2 (two-concept latents need two), got {self.clusters}")
         if not (math.isfinite(self.spread) and self.spread >= 0):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from harmono import _checks
 from harmono.experiments.claims import Claim
 from harmono.harmonic import HarmonicLinear
 
@@ -57,8 +58,7 @@ class ToyPointsConfig:
     """Seed of the head's initialisation."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        _checks.require_at_least(self, ("steps",), 1)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not (math.isfinite(self.exponent) and self.exponent > 0):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from harmono import _checks
 from harmono.data.images import ImageSet
 from harmono.features.encoders import Encoder
 from harmono.features.store import DEFAULT_SHARD_ROWS, DTYPES, FeatureStore, FeatureStoreWriter
@@ -38,9 +39,7 @@ class ExtractConfig:
     """Rows per shard file."""
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "batch_size", "shard_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        _checks.require_at_least(self, ("image_size", "batch_size", "shard_rows"), 1)
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0: all samples), got {self.limit}")
         if self.dtype not in DTYPES:
