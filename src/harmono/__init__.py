@@ -1,13 +1,17 @@
 """harmono: interpretable models with harmonic loss and MonoLoss."""
 
-from harmono.harmonic import (
+from harmono._torchvision_shim import make_torchvision_importable
+
+make_torchvision_importable()  # before torchmetrics, which imports torchvision when it is installed
+
+from harmono.harmonic import (  # noqa: E402
     HarmonicLinear,
     default_exponent,
     harmax,
     harmonic_logits,
     harmonic_loss,
 )
-from harmono.mono import (
+from harmono.mono import (  # noqa: E402
     BatchMonoScores,
     MonoScore,
     MonoSummary,
@@ -18,7 +22,7 @@ from harmono.mono import (
     mono_score_pairwise,
     summarize,
 )
-from harmono.purity import ClassPurity, PurityResult, class_purity
+from harmono.purity import ClassPurity, PurityResult, class_purity  # noqa: E402
 
 __version__ = "0.1.0"
 

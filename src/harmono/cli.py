@@ -141,6 +141,34 @@ def _add_features_commands(sub: argparse._SubParsersAction) -> None:
     probe.set_defaults(func=_features_probe)
 
 
+def _data_download(args: argparse.Namespace) -> int:
+    from harmono.data.download import download_fashion_mnist
+    from harmono.data.images import FASHION_MNIST_ENV
+
+    root = download_fashion_mnist(args.out, args.mirror, progress=not args.no_progress)
+    print(f"Fashion-MNIST verified in {root}; use it with {FASHION_MNIST_ENV}={root}")
+    return 0
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    from harmono.data.download import FASHION_MNIST_URL
+
+    data = sub.add_parser("data", help="fetch a dataset explicitly (harmono never downloads on its own)")
+    commands = data.add_subparsers(dest="data_command", required=True)
+    download = commands.add_parser(
+        "download", help="download and verify Fashion-MNIST (where the Debian package is not installed)"
+    )
+    download.add_argument("dataset", choices=("fashion-mnist",), help="dataset to fetch")
+    download.add_argument("--out", required=True, help="folder for the IDX files")
+    download.add_argument(
+        "--mirror",
+        default=FASHION_MNIST_URL,
+        help=f"URL the file names are appended to (default: {FASHION_MNIST_URL})",
+    )
+    download.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    download.set_defaults(func=_data_download)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``harmono`` command."""
     parser = argparse.ArgumentParser(
@@ -156,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_demo)
     _add_features_commands(sub)
+    _add_data_commands(sub)
     return parser
 
 

@@ -36,6 +36,18 @@ def test_truncated_idx_file_is_reported(tmp_path):
         load_image_dataset("fashion-mnist", "test", root=tmp_path)
 
 
+def test_damaged_gzip_and_wrong_idx_files_are_reported(tmp_path):
+    fake_fashion_mnist(tmp_path)
+    images = tmp_path / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:-20])  # cut the gzip stream itself
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz is not a readable .gz file"):
+        load_image_dataset("fashion-mnist", "test", root=tmp_path)
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes((tmp_path / "train-images-idx3-ubyte.gz").read_bytes())
+    with pytest.raises(ValueError, match="expected an IDX file with magic number 2049, got 2051"):
+        load_image_dataset("fashion-mnist", "train", root=tmp_path)
+
+
 @pytest.mark.skipif(
     not (images_module.FASHION_MNIST_DEBIAN_DIR / "t10k-labels-idx1-ubyte.gz").is_file(),
     reason="the Debian package dataset-fashion-mnist is not installed",
@@ -78,11 +90,22 @@ def test_image_folder_reads_classes_from_folder_names(tmp_path):
                 tmp_path / name / f"{i}.png"
             )
     (tmp_path / "ant" / "notes.txt").write_text("not an image")
+    (tmp_path / "ant" / "folder.png").mkdir()
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    pil.fromarray(np.zeros((6, 5), np.uint8)).save(tmp_path / ".ipynb_checkpoints" / "x.png")
     ds = load_image_dataset(f"folder:{tmp_path}")
     assert ds.class_names == ("ant", "cat") and ds.labels.tolist() == [0, 0, 0, 1, 1]
     assert ds.ids[0] == "ant/0.png" and ds.image(0).shape == (6, 5) and ds.image(4).shape == (6, 5, 3)
     saved = np.asarray(pil.open(tmp_path / "cat" / "1.png"))
     assert np.array_equal(ds.image(4), saved)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    pil = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
+    (tmp_path / "deep").mkdir()
+    values = np.array([[0, 257, 40000, 65535]], dtype=np.uint16)
+    pil.fromarray(values).save(tmp_path / "deep" / "a.png")
+    assert image_folder(tmp_path).image(0).tolist() == [[0, 1, 156, 255]]
 
 
 def test_image_folder_errors(tmp_path):
@@ -100,6 +123,12 @@ def test_bad_names_and_splits(tmp_path):
         load_image_dataset("fashion-mnist", "val", root=tmp_path)
     with pytest.raises(ValueError, match="mnist has a single split, 'all'"):
         load_image_dataset("mnist", "train")
+    with pytest.raises(ValueError, match="mnist takes no options"):
+        load_image_dataset("mnist", root=tmp_path)
+    with pytest.raises(ValueError, match="an image folder takes no options"):
+        load_image_dataset(f"folder:{tmp_path}", root=tmp_path)
+    with pytest.raises(ValueError, match=r"expected labels in \[0, 2\).*got labels from 0 to 5"):
+        ImageSet("x", np.array([0, 5]), ("a", "b"), ("0", "1"), images=np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="expected 3 items"):
         ImageSet(
             "x", np.zeros(3, dtype=np.int64), ("a",), ("0", "1", "2"), images=np.zeros((2, 4, 4), np.uint8)

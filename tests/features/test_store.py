@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harmono.features import FeatureStore, FeatureStoreWriter
+from harmono.features import store as store_module
 
 N, D = 1000, 8
 META = {"encoder": "synthetic", "output": "pooled", "dataset": "test/train", "class_names": ["a", "b", "c"]}
@@ -91,16 +92,45 @@ def test_shuffled_batches_are_a_seeded_permutation(tmp_path):
 def test_rank_views_are_disjoint_and_cover_the_store(tmp_path):
     write_store(tmp_path)
     store = FeatureStore(tmp_path)
-    seen = []
-    for rank in range(3):
-        view = store.rank_view(rank, 3)
-        seen += torch.cat([b.indices for b in view.batches(128)]).tolist()
-    assert sorted(seen) == list(range(N)) and len(seen) == N
+    for equal, sizes in ((True, [333] * 3), (False, [333, 333, 334])):
+        views = [store.rank_view(rank, 3, equal=equal) for rank in range(3)]
+        assert [len(v) for v in views] == sizes
+        seen = [i for v in views for i in torch.cat([b.indices for b in v.batches(128)]).tolist()]
+        assert sorted(seen) == list(range(sum(sizes))) and len(set(seen)) == len(seen)
     loader = torch.utils.data.DataLoader(store.rank_view(1, 3), batch_size=50)
     features, labels = next(iter(loader))
     assert features.shape == (50, D) and labels.dtype == torch.int64
     with pytest.raises(ValueError, match=r"rank must lie in \[0, 3\)"):
         store.rank_view(3, 3)
+    with pytest.raises(ValueError, match="world_size must be a positive int, got"):
+        store.rank_view(0, 0)
+
+
+def test_shuffled_batches_of_a_rank_view_cover_exactly_its_rows(tmp_path):
+    write_store(tmp_path)
+    view = FeatureStore(tmp_path).rank_view(2, 3)
+    batches = list(view.shuffled_batches(64, seed=1, buffer_rows=100, block_rows=30))
+    indices = torch.cat([b.indices for b in batches])
+    assert sorted(indices.tolist()) == list(range(view.start, view.stop))
+    expected = torch.from_numpy(features_of(all_ids()))[indices]
+    assert torch.equal(torch.cat([b.features for b in batches]), expected)
+
+
+def test_read_sizes_and_ranges_are_checked(tmp_path):
+    write_store(tmp_path, n=40)
+    store = FeatureStore(tmp_path)
+    view = store.view()
+    for call, name in (
+        (lambda: next(view.batches(0)), "batch_size"),
+        (lambda: next(view.batches(-1)), "batch_size"),
+        (lambda: next(view.shuffled_batches(8, seed=0, block_rows=-1)), "block_rows"),
+        (lambda: next(view.shuffled_batches(8, seed=0, buffer_rows=0)), "buffer_rows"),
+    ):
+        with pytest.raises(ValueError, match=f"{name} must be a positive int, got"):
+            call()
+    for start, stop in ((0, 41), (-1, 1), (5, 4)):
+        with pytest.raises(ValueError, match=r"expected rows with 0 <= start <= stop <= 40"):
+            store.rows(start, stop)
 
 
 def test_corrupted_truncated_and_missing_shards_are_detected(tmp_path):
@@ -124,13 +154,13 @@ def test_corrupted_truncated_and_missing_shards_are_detected(tmp_path):
         FeatureStore(tmp_path / "elsewhere")
 
 
-def test_an_unclosed_writer_resumes_without_duplicates(tmp_path):
+def test_an_interrupted_writer_resumes_without_duplicates(tmp_path):
     ids = all_ids()
-    writer = FeatureStoreWriter(tmp_path, D, META, dtype="float32", shard_rows=256)
-    writer.append(
-        features_of(ids[:600]), ids[:600], [0] * 600
-    )  # two shards written, 88 rows buffered and lost
-    resumed = FeatureStoreWriter(tmp_path, D, META, dtype="float32", shard_rows=256)
+    with pytest.raises(KeyboardInterrupt):
+        with FeatureStoreWriter(tmp_path, D, META, dtype="float32", shard_rows=256) as writer:
+            writer.append(features_of(ids[:600]), ids[:600], [0] * 600)  # two shards, 88 rows buffered
+            raise KeyboardInterrupt
+    resumed = FeatureStoreWriter(tmp_path, D, {**META, "class_names": ("a", "b", "c")}, "float32", 256)
     todo = resumed.remaining(ids)
     assert todo == list(range(512, N))
     rest = [ids[i] for i in todo]
@@ -140,6 +170,83 @@ def test_an_unclosed_writer_resumes_without_duplicates(tmp_path):
     assert store.ids == ids and torch.equal(
         torch.cat([b.features for b in store.view().batches(N)]), torch.from_numpy(features_of(ids))
     )
+
+
+def test_crash_between_shard_and_manifest_resumes(tmp_path, monkeypatch):
+    """The shard file is renamed into place, then the writer dies before the manifest names it."""
+    ids = all_ids(300)
+    writer = FeatureStoreWriter(tmp_path, D, META, dtype="float32", shard_rows=100)
+    writer.append(features_of(ids[:100]), ids[:100], [0] * 100)
+
+    def die(directory, manifest):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "_write_manifest", die)
+    with pytest.raises(KeyboardInterrupt):
+        writer.append(features_of(ids[100:200]), ids[100:200], [0] * 100)
+    monkeypatch.undo()
+    writer._release_lock()  # what the operating system does for a killed process
+    (tmp_path / "shard_00002.npy.tmp").write_bytes(b"half a shard")
+    assert (tmp_path / "shard_00001.npy").is_file()  # on disk, not in the manifest
+    resumed = FeatureStoreWriter(tmp_path, D, META, dtype="float32", shard_rows=100)
+    assert not list(tmp_path.glob("*.tmp"))
+    todo = [ids[i] for i in resumed.remaining(ids)]
+    assert todo == ids[100:]
+    resumed.append(features_of(todo), todo, [0] * len(todo))
+    resumed.close()
+    store = FeatureStore(tmp_path)
+    assert store.ids == ids and np.array_equal(store.rows(0, 300), features_of(ids))
+
+
+def test_a_second_writer_is_locked_out(tmp_path):
+    writer = FeatureStoreWriter(tmp_path, D, META)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from harmono.features import FeatureStoreWriter as W; W({str(tmp_path)!r}, 8, {{}})",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode != 0 and "being written by another process" in child.stderr
+    writer.close()
+    FeatureStoreWriter(tmp_path, D, META).close()
+
+
+def test_float16_overflow_is_rejected(tmp_path):
+    writer = FeatureStoreWriter(tmp_path, D, META, dtype="float16", shard_rows=2)
+    big = features_of(all_ids(2))
+    big[0, 0] = 1e5
+    with pytest.raises(ValueError, match=r"expected features within \+-65504 for a float16 store"):
+        writer.append(big, all_ids(2), [0, 0])
+    writer.append(big / 10, all_ids(2), [0, 0])
+    writer.close()
+    assert np.isfinite(FeatureStore(tmp_path).rows(0, 2, np.float32)).all()
+
+
+def test_metadata_json_cannot_hold_is_rejected_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="expected JSON-ready metadata"):
+        FeatureStoreWriter(tmp_path, D, {**META, "count": np.int64(3)})
+    assert not (tmp_path / "manifest.json").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_damaged_stores_are_reported_on_resume_and_open(tmp_path):
+    write_store(tmp_path, n=600)
+    (tmp_path / "shard_00001.npy").write_bytes(b"")
+    for open_store in (
+        lambda: FeatureStore(tmp_path, verify="shape"),
+        lambda: FeatureStoreWriter(tmp_path, D, META, dtype="float32", shard_rows=256),
+    ):
+        with pytest.raises(ValueError, match="shard_00001.npy is not a readable .npy shard"):
+            open_store()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["shards"][0]["labels"].pop()
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ValueError, match="expected 256 ids and labels for shard_00000.npy, got 256 ids and 255"
+    ):
+        FeatureStore(tmp_path, verify="shape")
 
 
 def test_writer_rejects_bad_input(tmp_path):
@@ -158,6 +265,7 @@ def test_writer_rejects_bad_input(tmp_path):
     writer.append(features_of(ids[:4]), ids[:4], [0] * 4)
     with pytest.raises(ValueError, match=r"1 id\(s\) are stored already"):
         writer.append(features_of(ids[3:5]), ids[3:5], [0, 0])
+    writer.close()
     with pytest.raises(ValueError, match="holds a store with dim = 8"):
         FeatureStoreWriter(tmp_path, 9, META)
     with pytest.raises(ValueError, match="holds a store with metadata"):

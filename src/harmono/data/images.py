@@ -81,6 +81,11 @@ class ImageSet:
         wrong = {k: v for k, v in sizes.items() if v != n}
         if wrong:
             raise ValueError(f"{self.name}: expected {n} items (one per label), got {wrong}")
+        if n and not (0 <= self.labels.min() and self.labels.max() < len(self.class_names)):
+            raise ValueError(
+                f"{self.name}: expected labels in [0, {len(self.class_names)}) (one per class name), "
+                f"got labels from {self.labels.min()} to {self.labels.max()}"
+            )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,14 +97,21 @@ class ImageSet:
         from PIL import Image
 
         with Image.open(self.paths[index]) as img:
-            return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+            if img.mode.startswith("I"):  # 16-bit grayscale: scale 0..65535 to 0..255, not clip
+                pixels = np.asarray(img, dtype=np.float64) * (255 / 65535)
+                return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+            return np.asarray(img.convert("L" if img.mode in ("L", "1", "F") else "RGB"))
 
 
 def _idx_array(path: Path, magic: int) -> np.ndarray:
     """Read a gzipped IDX file (uint8 data) and check its header."""
-    data = gzip.open(path).read()
-    if len(data) < 8 or int.from_bytes(data[:4], "big") != magic:
-        raise ValueError(f"{path} is not an IDX file with magic number {magic}")
+    try:
+        data = gzip.open(path).read()
+    except (EOFError, OSError) as err:
+        raise ValueError(f"{path} is not a readable .gz file ({err}); it is truncated or corrupted") from err
+    found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    if len(data) < 8 or found != magic:
+        raise ValueError(f"{path}: expected an IDX file with magic number {magic}, got {found}")
     ndim = magic & 0xFF
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
@@ -179,14 +191,22 @@ def sklearn_digits(split: str = "all") -> ImageSet:
 
 
 def image_folder(root: str | Path) -> ImageSet:
-    """Images under ``root/<class name>/`` (``.jpg``, ``.jpeg``, ``.png``), classes sorted by name."""
+    """Images under ``root/<class name>/`` (``.jpg``, ``.jpeg``, ``.png``), classes sorted by name.
+
+    Hidden folders and files (``.ipynb_checkpoints``, ...) are ignored.
+    16-bit grayscale images are scaled to 0..255.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist (expected root/<class name>/*.jpg|png)")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(
+            p
+            for p in (root / name).iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        )
         paths += files
         labels += [label] * len(files)
     if not paths:
@@ -225,9 +245,13 @@ def load_image_dataset(name: str, split: str | None = None, **kwargs) -> ImageSe
     if name.startswith("folder:"):
         if split not in (None, "all"):
             raise ValueError(f"an image folder has a single split, 'all', got {split!r}")
+        if kwargs:
+            raise ValueError(f"an image folder takes no options, got {sorted(kwargs)}")
         return image_folder(name.removeprefix("folder:"))
     if name not in IMAGE_DATASETS:
         raise ValueError(f"dataset must be one of {tuple(IMAGE_DATASETS)} or 'folder:<path>', got {name!r}")
+    if kwargs and name != "fashion-mnist":
+        raise ValueError(f"{name} takes no options (only fashion-mnist takes root=), got {sorted(kwargs)}")
     loader = IMAGE_DATASETS[name]
     if split is None:
         split = "train" if name == "fashion-mnist" else "all"

