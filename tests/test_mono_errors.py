@@ -158,7 +158,7 @@ def test_a_rejected_batch_leaves_class_purity_untouched(method):
     metric = ClassPurity(M, 3)
     metric.update(acts, labels)
     before = (metric.counts.clone(), metric.mass.clone())
-    with pytest.raises(ValueError, match="labels hold class indices"):
+    with pytest.raises(ValueError, match="labels has class indices"):
         getattr(metric, method)(acts, labels.index_put((torch.tensor([0]),), torch.tensor(5)))
     assert torch.equal(metric.counts, before[0]) and torch.equal(metric.mass, before[1])
 
@@ -188,11 +188,11 @@ def test_purity_input_checks():
     acts, _ = good()
     labels = torch.randint(0, 3, (N,))
     with pytest.raises(
-        ValueError, match=r"labels hold class indices in \[-1, 2\], expected values in \[0, 2\]"
+        ValueError, match=r"labels has class indices in \[-1, 2\], expected values in \[0, 2\]"
     ):
         class_purity(acts, labels.index_put((torch.tensor([0]),), torch.tensor(-1)), num_classes=3)
     with pytest.raises(
-        ValueError, match=r"labels hold class indices in \[0, 2\], expected values in \[0, 1\]"
+        ValueError, match=r"labels has class indices in \[0, 2\], expected values in \[0, 1\]"
     ):
         class_purity(acts, labels.index_put((torch.tensor([0]),), torch.tensor(2)), num_classes=2)
     with pytest.raises(ValueError, match=r"labels must have shape \(N,\) = \(10,\)"):

@@ -117,34 +117,38 @@ def require_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 
 
 def require_class_targets(
-    target: torch.Tensor,
-    batch_shape: torch.Size,
+    target: object,
+    batch_shape: tuple[int, ...],
     num_classes: int,
-    ignore_index: int,
-    read_values: bool,
-) -> None:
-    """Check integer class targets of shape ``batch_shape`` in ``[0, num_classes)``.
+    ignore_index: int | None = None,
+    read_values: bool = True,
+    *,
+    name: str = "target",
+    shape_doc: str | None = None,
+) -> torch.Tensor:
+    """Check integer class indices of shape ``batch_shape`` in ``[0, num_classes)``; return them.
 
-    Entries equal to ``ignore_index`` are allowed anywhere. The range check
-    reads the data and runs only when ``read_values`` is true.
+    Entries equal to ``ignore_index`` (when given) are allowed anywhere. The
+    range check reads the data and runs only when ``read_values`` is true.
+    ``shape_doc`` describes the expected shape in the error message.
     """
-    require_tensor("target", target)
+    target = require_tensor(name, target)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise ValueError(
-            f"target must hold integer class indices (e.g. torch.long), got dtype {target.dtype}"
+            f"{name} must hold integer class indices (e.g. torch.long), got dtype {target.dtype}"
         )
-    if target.shape != batch_shape:
+    if target.shape != tuple(batch_shape):
         raise ValueError(
-            f"target must have the leading shape of x, {tuple(batch_shape)}, got {tuple(target.shape)}"
+            f"{name} must have {shape_doc or f'shape {tuple(batch_shape)}'}, got {tuple(target.shape)}"
         )
-    if not read_values or target.numel() == 0:
-        return
-    counted = target[target != ignore_index]
+    if not read_values:
+        return target
+    counted = target if ignore_index is None else target[target != ignore_index]
     if counted.numel() == 0:
-        return
+        return target
     low, high = int(counted.min()), int(counted.max())
     if low < 0 or high >= num_classes:
-        raise ValueError(
-            f"target holds class indices in [{low}, {high}], expected values in "
-            f"[0, {num_classes - 1}] (or ignore_index={ignore_index})"
-        )
+        allowed = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+        expected = f"[0, {num_classes - 1}]{allowed}"
+        raise ValueError(f"{name} has class indices in [{low}, {high}], expected values in {expected}")
+    return target

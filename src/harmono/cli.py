@@ -72,14 +72,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _features_extract(args: argparse.Namespace) -> int:
-    from harmono.data import load_image_dataset
-    from harmono.features.encoders import load_encoder
-    from harmono.features.extract import ExtractConfig, extract_features
+    from harmono.features.extract import ExtractConfig, extract_from_config
 
     config = config_from_arguments(ExtractConfig, args)
-    dataset = load_image_dataset(config.dataset, config.split)
-    encoder = load_encoder(config.encoder, image_size=config.image_size)
-    report = extract_features(dataset, encoder, args.out, config, progress=not args.no_progress)
+    report = extract_from_config(config, args.out, progress=not args.no_progress)
     rate = report.extracted / report.seconds if report.seconds > 0 else 0.0
     print(
         f"{report.store}: encoded {report.extracted} samples in {report.seconds:.1f} s ({rate:.1f} img/s), "
@@ -99,17 +95,11 @@ def _features_info(args: argparse.Namespace) -> int:
 
 
 def _features_probe(args: argparse.Namespace) -> int:
-    from harmono.analysis.probe import linear_probe
+    from harmono.analysis.probe import probe_stores
     from harmono.features import FeatureStore
 
     train, test = FeatureStore(args.train, verify="shape"), FeatureStore(args.test, verify="shape")
-    if train.metadata.get("class_names") != test.metadata.get("class_names"):
-        raise ValueError(f"{args.train} and {args.test} have different class names")
-    (train_batch,), (test_batch,) = train.view().batches(len(train)), test.view().batches(len(test))
-    num_classes = len(train.metadata["class_names"])
-    result = linear_probe(
-        train_batch.features, train_batch.labels, test_batch.features, test_batch.labels, num_classes
-    )
+    result = probe_stores(train, test)
     print(
         f"linear probe on {len(train)} x {train.dim} features: train accuracy {result.train_accuracy:.4f}, "
         f"test accuracy {result.test_accuracy:.4f} ({len(test)} samples)"

@@ -292,7 +292,14 @@ def harmonic_loss(
     num_classes, dim = centers.shape
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
         raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
-    _checks.require_class_targets(target, x.shape[:-1], num_classes, ignore_index, validate)
+    _checks.require_class_targets(
+        target,
+        x.shape[:-1],
+        num_classes,
+        ignore_index,
+        validate,
+        shape_doc=f"the leading shape of x, {tuple(x.shape[:-1])}",
+    )
     if target.device != x.device:
         raise ValueError(f"target is on {target.device} but x is on {x.device}")
     n = _resolve_exponent(exponent, dim)

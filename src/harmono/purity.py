@@ -70,23 +70,17 @@ def _check_threshold(threshold: float) -> float:
 def _check_labels(
     labels: object, n: int, device: torch.device, num_classes: int, validate: bool
 ) -> torch.Tensor:
-    labels = _checks.require_tensor("labels", labels)
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(
-            f"labels must hold integer class indices (e.g. torch.long), got dtype {labels.dtype}"
-        )
-    if labels.shape != (n,):
-        raise ValueError(
-            f"labels must have shape (N,) = ({n},), one per sample of acts, got {tuple(labels.shape)}"
-        )
+    labels = _checks.require_class_targets(
+        labels,
+        (n,),
+        num_classes,
+        None,
+        validate,
+        name="labels",
+        shape_doc=f"shape (N,) = ({n},), one per sample of acts",
+    )
     if labels.device != device:
         raise ValueError(f"acts and labels must be on one device, got {device} and {labels.device}")
-    if validate:
-        low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= num_classes:
-            raise ValueError(
-                f"labels hold class indices in [{low}, {high}], expected values in [0, {num_classes - 1}]"
-            )
     return labels.long()
 
 

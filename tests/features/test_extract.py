@@ -1,3 +1,4 @@
+import dataclasses
 import importlib.util
 import json
 
@@ -120,3 +121,121 @@ def test_paper_encoders_need_transformers_and_valid_arguments(monkeypatch):
     monkeypatch.setattr(hf_encoders.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="pip install transformers"):
         load_encoder("dinov2")
+
+
+@needs_efficientnet
+def test_preprocessing_matches_pillow_per_channel():
+    """Channel order, per-channel mean/std and antialiased resizing, against Pillow and numpy."""
+    pil = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
+    encoder = load_encoder("efficientnet-lite0", weights="random", image_size=16)
+    encoder = dataclasses.replace(encoder, mean=(0.1, 0.5, 0.9), std=(0.2, 0.3, 0.4))
+    rng = np.random.default_rng(3)
+    native = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    expected = (native / 255.0 - np.array(encoder.mean)) / np.array(encoder.std)
+    np.testing.assert_allclose(encoder.preprocess([native])[0].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    large = np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((8, 8, 1))).astype(np.uint8)
+    large = (large.astype(int) + rng.integers(-20, 21, large.shape)).clip(0, 255).astype(np.uint8)
+    resized = np.asarray(pil.fromarray(large).resize((16, 16), pil.BILINEAR), dtype=np.float64)
+    expected = (resized / 255.0 - np.array(encoder.mean)) / np.array(encoder.std)
+    got = encoder.preprocess([large])[0].permute(1, 2, 0).numpy()
+    assert np.abs(got - expected).max() < 1.5 / 255 / min(encoder.std)  # Pillow rounds to uint8
+
+
+@needs_efficientnet
+def test_preprocessing_rejects_what_it_cannot_read():
+    encoder = load_encoder("efficientnet-lite0", weights="random", image_size=32)
+    for image, got in (
+        (np.zeros((4, 4), np.float32), r"float32 \(4, 4\)"),
+        (np.zeros((4, 4, 4), np.uint8), r"uint8 \(4, 4, 4\)"),
+        (np.zeros(4, np.uint8), r"uint8 \(4,\)"),
+    ):
+        with pytest.raises(ValueError, match=rf"image 1: expected uint8 \(H, W\) or \(H, W, 3\), got {got}"):
+            encoder.preprocess([np.zeros((4, 4), np.uint8), image])
+
+
+@needs_efficientnet
+def test_an_extraction_that_failed_can_be_retried_in_the_same_process(tmp_path):
+    dataset = tiny_images()
+    encoder = load_encoder("efficientnet-lite0", weights="random", image_size=32)
+    config = ExtractConfig(batch_size=4, dtype="float32", shard_rows=4)
+    calls = []
+
+    def failing(pixels):
+        calls.append(len(pixels))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encoder.features(pixels)
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(dataset, dataclasses.replace(encoder, features=failing), tmp_path, config, False)
+    report = extract_features(dataset, encoder, tmp_path, config, progress=False)
+    assert (report.extracted, report.skipped) == (8, 4) and FeatureStore(tmp_path).ids == list(dataset.ids)
+
+
+def test_checkpoint_and_size_reach_the_right_loader_argument(monkeypatch):
+    from harmono.features import encoders, extract
+
+    seen = {}
+    monkeypatch.setattr(extract, "load_encoder", lambda name, **kwargs: seen.update(kwargs) or _Stub())
+    extract.load_encoder_for(ExtractConfig(encoder="openclip", checkpoint="ViT-B-32:openai", device="cpu"))
+    assert seen == {"model": "ViT-B-32", "pretrained": "openai"}
+    seen.clear()
+    extract.load_encoder_for(ExtractConfig(encoder="openclip", checkpoint="/ckpt/a:b.pt", image_size=64))
+    assert seen == {"pretrained": "/ckpt/a:b.pt", "image_size": 64}
+    seen.clear()
+    extract.load_encoder_for(ExtractConfig(encoder="vit", checkpoint="my/vit"))
+    assert seen == {"source": "my/vit"}
+    assert set(extract.CHECKPOINT_ARGUMENT) == set(encoders.ENCODERS)
+
+
+class _Stub:
+    model = torch.nn.Linear(1, 1)
+
+
+def test_probe_stores_must_hold_the_same_features(tmp_path):
+    from harmono.analysis.probe import probe_stores
+    from harmono.features import FeatureStoreWriter
+
+    def store(name, image_size, rows=6):
+        meta = {"encoder": "e", "weights": "w", "output": "pooled", "image_size": image_size,
+                "dataset": name, "class_names": ["a", "b"]}  # fmt: skip
+        with FeatureStoreWriter(tmp_path / name, 3, meta, dtype="float32") as writer:
+            if rows:
+                writer.append(np.random.default_rng(0).normal(size=(rows, 3)), list(map(str, range(rows))),
+                              [i % 2 for i in range(rows)])  # fmt: skip
+        return FeatureStore(tmp_path / name)
+
+    train, test = store("train", 32), store("test", 32)
+    assert 0 <= probe_stores(train, test).test_accuracy <= 1
+    with pytest.raises(ValueError, match=r"differing in \{'image_size': \(32, 64\)\}"):
+        probe_stores(train, store("other", 64))
+    with pytest.raises(ValueError, match="expected a store with features, got 0 rows"):
+        probe_stores(train, store("empty", 32, rows=0))
+
+
+def test_linear_probe_checks_its_input():
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 0])
+    with pytest.raises(ValueError, match="expected >= 2 training and >= 1 test samples, got 1 and 5"):
+        linear_probe(x[:1], y[:1], x, y, 2)
+    with pytest.raises(ValueError, match=r"train_y must have shape \(5,\), got \(4,\)"):
+        linear_probe(x, y[:4], x, y, 2)
+    with pytest.raises(ValueError, match="test_y must hold integer class indices"):
+        linear_probe(x, y, x, y.float(), 2)
+    with pytest.raises(
+        ValueError, match=r"train_y has class indices in \[0, 1\], expected values in \[0, 0\]"
+    ):
+        linear_probe(x, y, x, y, 1)
+
+
+@needs_efficientnet
+def test_cli_extracts_an_image_folder(tmp_path, capsys):
+    pil = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
+    for name in ("cat", "dog"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for i in range(3):
+            pil.fromarray(np.full((9, 9, 3), 40 * i, np.uint8)).save(tmp_path / "images" / name / f"{i}.png")
+    argv = ["features", "extract", "--dataset", f"folder:{tmp_path / 'images'}", "--out", str(tmp_path / "s"),
+            "--image-size", "32", "--no-progress", "--checkpoint", "random", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0 and "encoded 6 samples" in capsys.readouterr().out
+    store = FeatureStore(tmp_path / "s")
+    assert store.metadata["class_names"] == ["cat", "dog"] and store.metadata["weights"] == "random"

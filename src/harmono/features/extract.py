@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from harmono import _checks
-from harmono.data.images import ImageSet
-from harmono.features.encoders import Encoder
+from harmono.data.images import ImageSet, load_image_dataset
+from harmono.features.encoders import Encoder, load_encoder
 from harmono.features.store import DEFAULT_SHARD_ROWS, DTYPES, FeatureStore, FeatureStoreWriter
 
 logger = logging.getLogger("harmono")
@@ -25,10 +26,15 @@ class ExtractConfig:
     """Encoder name (see harmono.features.encoders.ENCODERS)."""
     dataset: str = "fashion-mnist"
     """Dataset name, or folder:<path> for an image folder."""
-    split: str = "train"
-    """Dataset split (train/test for Fashion-MNIST, all for the others)."""
-    image_size: int = 96
-    """Side the images are resized to."""
+    split: str = ""
+    """Dataset split: train/test for Fashion-MNIST, all for the others (empty: train, resp. all)."""
+    checkpoint: str = ""
+    """Weights to load (empty: the encoder's default): a .pth path for efficientnet-lite0; a checkpoint
+    name or directory for clip/siglip2/vit/dinov2; a tag or file, optionally ARCH:TAG, for openclip."""
+    image_size: int = 0
+    """Side the images are resized to (0: the encoder's default; 96 for efficientnet-lite0)."""
+    device: str = "auto"
+    """Device to encode on: auto (cuda when available), cpu, cuda, cuda:1, ..."""
     batch_size: int = 256
     """Images per forward pass."""
     limit: int = 0
@@ -39,7 +45,8 @@ class ExtractConfig:
     """Rows per shard file."""
 
     def __post_init__(self) -> None:
-        _checks.require_at_least(self, ("image_size", "batch_size", "shard_rows"), 1)
+        _checks.require_at_least(self, ("batch_size", "shard_rows"), 1)
+        _checks.require_at_least(self, ("image_size",), 0)
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0: all samples), got {self.limit}")
         if self.dtype not in DTYPES:
@@ -60,6 +67,44 @@ class ExtractReport:
     """Wall time of the encoding."""
 
 
+CHECKPOINT_ARGUMENT = {
+    "efficientnet-lite0": "weights",
+    "clip": "source",
+    "siglip2": "source",
+    "vit": "source",
+    "dinov2": "source",
+    "openclip": "pretrained",
+}
+"""Encoder name -> the loader argument ``ExtractConfig.checkpoint`` is passed as."""
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_encoder_for(config: ExtractConfig) -> Encoder:
+    """The encoder ``config`` names, with its checkpoint and input size, on its device."""
+    kwargs: dict[str, object] = {}
+    if config.image_size:
+        kwargs["image_size"] = config.image_size
+    if config.checkpoint:
+        checkpoint = config.checkpoint
+        if config.encoder == "openclip" and ":" in checkpoint and "/" not in checkpoint.split(":")[0]:
+            kwargs["model"], checkpoint = checkpoint.split(":", 1)
+        kwargs[CHECKPOINT_ARGUMENT.get(config.encoder, "weights")] = checkpoint
+    encoder = load_encoder(config.encoder, **kwargs)
+    encoder.model.to(_device(config.device))
+    return encoder
+
+
+def extract_from_config(config: ExtractConfig, out: str | Path, progress: bool = True) -> ExtractReport:
+    """Load the dataset and encoder ``config`` names and run ``extract_features``."""
+    dataset = load_image_dataset(config.dataset, config.split or None)
+    return extract_features(dataset, load_encoder_for(config), out, config, progress)
+
+
 def extract_features(
     dataset: ImageSet,
     encoder: Encoder,
@@ -70,7 +115,9 @@ def extract_features(
     """Encode ``dataset`` (its first ``config.limit`` samples) into the store ``out``.
 
     Samples whose id is in the store already are skipped, so a killed run
-    continues where its last shard ended.
+    continues where its last shard ended. Of ``config`` this uses
+    ``batch_size``, ``limit``, ``dtype`` and ``shard_rows``; ``encoder`` and
+    ``dataset`` are given loaded (see ``extract_from_config``).
     """
     metadata = {
         "encoder": encoder.name,
@@ -80,21 +127,20 @@ def extract_features(
         "dataset": dataset.name,
         "class_names": list(dataset.class_names),
     }
-    writer = FeatureStoreWriter(
-        out, encoder.feature_dim, metadata, dtype=config.dtype, shard_rows=config.shard_rows
-    )
     count = min(config.limit, len(dataset)) if config.limit else len(dataset)
-    todo = writer.remaining(dataset.ids[:count])
-    logger.info("%s: %d samples to encode, %d stored already", dataset.name, len(todo), count - len(todo))
-    start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"{encoder.name} on {dataset.name}", unit="img", disable=not progress)
-    for begin in range(0, len(todo), config.batch_size):
-        chunk = todo[begin : begin + config.batch_size]
-        features = encoder.encode([dataset.image(i) for i in chunk])
-        writer.append(features, [dataset.ids[i] for i in chunk], dataset.labels[chunk].tolist())
-        bar.update(len(chunk))
-    bar.close()
-    writer.close()
+    with FeatureStoreWriter(
+        out, encoder.feature_dim, metadata, dtype=config.dtype, shard_rows=config.shard_rows
+    ) as writer:
+        todo = writer.remaining(dataset.ids[:count])
+        logger.info("%s: %d samples to encode, %d stored already", dataset.name, len(todo), count - len(todo))
+        start = time.perf_counter()
+        desc = f"{encoder.name} on {dataset.name}"
+        with tqdm(total=len(todo), desc=desc, unit="img", disable=not progress) as bar:
+            for begin in range(0, len(todo), config.batch_size):
+                chunk = todo[begin : begin + config.batch_size]
+                features = encoder.encode([dataset.image(i) for i in chunk])
+                writer.append(features, [dataset.ids[i] for i in chunk], dataset.labels[chunk].tolist())
+                bar.update(len(chunk))
     return ExtractReport(Path(out), len(todo), count - len(todo), time.perf_counter() - start)
 
 

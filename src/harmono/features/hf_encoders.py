@@ -7,12 +7,18 @@
 | ``vit`` | ``google/vit-large-patch16-224`` (supervised) | CLS token of the last hidden state |
 | ``dinov2`` | ``facebook/dinov2-base`` | CLS token after the final layer norm |
 
+Images are fed at the checkpoint's native size (224 for DINOv2, whose config
+says 518, as in its reference preprocessing) unless ``image_size`` asks for
+another; the position embeddings are then interpolated. Half-precision
+checkpoints are loaded in float32.
+
 ``weights="pretrained"`` loads ``source`` (a checkpoint name in the user's
 Hugging Face cache, or a local directory) with ``local_files_only=True``: it
 never downloads. ``weights="random"`` builds the architecture from ``config``
 (or the local config of ``source``) with random weights. The CLIP checkpoint
 must be in the ``transformers`` format (LAION's repositories ship it beside
-the ``open_clip`` files). Images are resized bilinearly with antialiasing;
+the ``open_clip`` files; ``openclip`` in ``harmono.features.openclip_encoders``
+reads the ``open_clip`` files themselves). Images are resized bilinearly with antialiasing;
 the official preprocessing of CLIP resizes bicubically, so features can
 differ slightly from the reference pipeline.
 """
@@ -53,6 +59,12 @@ class HFEncoderSpec:
     """``read(model_outputs) -> (B, D)`` features."""
     dim_attribute: str
     """Config attribute holding ``D``."""
+    native_size: int | None = None
+    """Input side the checkpoint is used at (None: the config's ``image_size``)."""
+    model_kwargs: tuple[tuple[str, object], ...] = ()
+    """Extra constructor arguments (e.g. no ViT pooler, which the checkpoint does not train)."""
+    interpolates_always: bool = False
+    """The model interpolates position embeddings itself (no ``interpolate_pos_encoding`` argument)."""
 
 
 HF_ENCODERS: dict[str, HFEncoderSpec] = {
@@ -67,13 +79,29 @@ HF_ENCODERS: dict[str, HFEncoderSpec] = {
     "vit": HFEncoderSpec(
         "ViTModel", "ViTConfig", "google/vit-large-patch16-224",
         "cls", HALF, HALF, lambda out: out.last_hidden_state[:, 0], "hidden_size",
+        model_kwargs=(("add_pooling_layer", False),),
     ),
     "dinov2": HFEncoderSpec(
         "Dinov2Model", "Dinov2Config", "facebook/dinov2-base",
         "cls", IMAGENET_MEAN, IMAGENET_STD, lambda out: out.pooler_output, "hidden_size",
+        native_size=224, interpolates_always=True,
     ),
 }  # fmt: skip
 """Name -> how to load it."""
+
+
+def _local_config(transformers, spec: HFEncoderSpec, source: str):
+    """The vision config of ``source``, from local files only.
+
+    A full CLIP checkpoint keeps ``projection_dim`` at its top level; the
+    vision config is given it, since the vision model reads it there.
+    """
+    config = getattr(transformers, spec.config_class).from_pretrained(source, local_files_only=True)
+    if spec.config_class == "CLIPVisionConfig":
+        full = transformers.AutoConfig.from_pretrained(source, local_files_only=True)
+        if getattr(full, "model_type", None) == "clip":
+            config.projection_dim = full.projection_dim
+    return config
 
 
 def hf_encoder(
@@ -94,7 +122,7 @@ def hf_encoder(
     weights : {"pretrained", "random"}
         Load the checkpoint, or build the architecture with random weights.
     image_size : int, optional
-        Input side (default: the config's ``image_size``).
+        Input side (default: the checkpoint's native size; see the module docstring).
     config : transformers config, optional
         For ``weights="random"``: the architecture (default: ``source``'s local config).
     """
@@ -110,24 +138,31 @@ def hf_encoder(
     spec = HF_ENCODERS[name]
     source = source or spec.source
     model_class = getattr(transformers, spec.model_class)
+    model_kwargs = dict(spec.model_kwargs)
     try:
         if weights == "random":
-            config = config or getattr(transformers, spec.config_class).from_pretrained(
-                source, local_files_only=True
-            )
-            model = model_class(config)
+            config = config or _local_config(transformers, spec, source)
+            model = model_class(config, **model_kwargs)
         else:
-            model = model_class.from_pretrained(source, local_files_only=True)
+            config = _local_config(transformers, spec, source)
+            model = model_class.from_pretrained(source, config=config, local_files_only=True, **model_kwargs)
     except OSError as err:
         raise FileNotFoundError(
             f"{name}: no local copy of {source!r} ({err.__class__.__name__}). harmono never downloads: "
             "put the checkpoint in your Hugging Face cache or pass source= a local directory"
         ) from err
-    model.eval()
+    model.float().eval()
     config = model.config
+    native = spec.native_size or int(config.image_size)
+    side = int(image_size or native)
+    extra = (
+        {"interpolate_pos_encoding": True}
+        if side != config.image_size and not spec.interpolates_always
+        else {}
+    )
 
     def features(pixels: torch.Tensor) -> torch.Tensor:
-        return spec.read(model(pixel_values=pixels))
+        return spec.read(model(pixel_values=pixels, **extra))
 
     return Encoder(
         name=name,
@@ -135,7 +170,7 @@ def hf_encoder(
         features=features,
         feature_dim=int(getattr(config, spec.dim_attribute)),
         output=spec.output,
-        image_size=int(image_size or config.image_size),
+        image_size=side,
         mean=spec.mean,
         std=spec.std,
         weights=source if weights == "pretrained" else "random",

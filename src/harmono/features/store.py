@@ -117,7 +117,7 @@ class FeatureStoreWriter:
     Parameters
     ----------
     directory : str or Path
-        The store. If it holds a manifest already, writing resumes: the
+        The store. If it holds shards already, writing resumes: the
         metadata must match, and ``done_ids`` says which samples to skip.
     dim : int
         ``D``, features per sample.
@@ -162,21 +162,21 @@ class FeatureStoreWriter:
             "complete": False,
             "shards": [],
         }
-        if (self.directory / MANIFEST).is_file():
-            self.manifest = _read_manifest(self.directory)
+        existing = _read_manifest(self.directory) if (self.directory / MANIFEST).is_file() else None
+        if existing and existing["shards"]:
             for key in ("dim", "dtype", "metadata"):
-                if self.manifest[key] != fresh[key]:
+                if existing[key] != fresh[key]:
                     raise ValueError(
-                        f"{self.directory} holds a store with {key} = {self.manifest[key]!r}, "
+                        f"{self.directory} holds a store with {key} = {existing[key]!r}, "
                         f"not {fresh[key]!r}: use another directory to write different features"
                     )
-            for entry in self.manifest["shards"]:
+            for entry in existing["shards"]:
                 _open_shard(self.directory, entry, dim, np.dtype(dtype), verify="shape")
-            self.manifest["complete"] = False
-            _write_manifest(self.directory, self.manifest)
-        else:
+            existing["complete"] = False
+            self.manifest = existing
+        else:  # new, or holding no shard yet: nothing to resume, any settings go
             self.manifest = fresh
-            _write_manifest(self.directory, self.manifest)
+        _write_manifest(self.directory, self.manifest)
         self.dim, self.dtype, self.shard_rows = dim, np.dtype(dtype), shard_rows
         self.done_ids = {i for shard in self.manifest["shards"] for i in shard["ids"]}
         self._features: list[np.ndarray] = []
