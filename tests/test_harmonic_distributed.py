@@ -30,15 +30,22 @@ def make_model_and_data():
     return model, x, target
 
 
+def ddp_step(rank, world_size, out_file):
+    model, x, target = make_model_and_data()
+    ddp = DistributedDataParallel(model)
+    shard = slice(rank * BATCH // world_size, (rank + 1) * BATCH // world_size)
+    ddp(x[shard], target[shard]).backward()
+    if rank == 0:
+        save_file({name: p.grad.contiguous() for name, p in model.named_parameters()}, out_file)
+
+
 def ddp_worker(rank, world_size, init_file, out_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        model, x, target = make_model_and_data()
-        ddp = DistributedDataParallel(model)
-        shard = slice(rank * BATCH // world_size, (rank + 1) * BATCH // world_size)
-        ddp(x[shard], target[shard]).backward()
-        if rank == 0:
-            save_file({name: p.grad.contiguous() for name, p in model.named_parameters()}, out_file)
+        # DDP's reducer is freed when ddp_step returns, while the process group is alive: freeing it
+        # later would run the gloo group's destructor with the GIL held, which can deadlock.
+        ddp_step(rank, world_size, out_file)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
