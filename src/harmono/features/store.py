@@ -374,6 +374,18 @@ class FeatureStore:
             start, filled, shard = start + take, filled + take, shard + 1
         return out
 
+    def take(self, indices: np.ndarray, dtype: np.dtype | str | None = None) -> np.ndarray:
+        """``(len(indices), D)`` rows at arbitrary ``indices`` (e.g. a shuffled batch's), in their order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and not (0 <= indices.min() and indices.max() < len(self)):
+            raise ValueError(f"expected row indices in [0, {len(self)}), got {indices.min()} .. {indices.max()}")
+        out = np.empty((len(indices), self.dim), dtype=self.dtype if dtype is None else np.dtype(dtype))
+        shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        for shard in np.unique(shard_of):
+            chosen = np.flatnonzero(shard_of == shard)
+            out[chosen] = self.shards[shard][indices[chosen] - self.offsets[shard]]
+        return out
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Row ``index``: ``(features (D,) float32, label)``."""
         if not -len(self) <= index < len(self):
