@@ -309,3 +309,13 @@ def test_extraction_killed_at_any_point_resumes_to_the_full_store(tmp_path):
     assert len(set(store.ids)) == N
     rows = torch.cat([b.features for b in store.view().batches(N)])
     assert torch.equal(rows, torch.from_numpy(features_of(store.ids)))
+
+
+def test_take_reads_rows_at_arbitrary_indices(tmp_path):
+    ids = write_store(tmp_path)
+    store = FeatureStore(tmp_path)
+    indices = np.random.default_rng(0).permutation(N)[:300]
+    assert np.array_equal(store.take(indices), features_of(ids)[indices])
+    assert store.take(np.array([], dtype=np.int64)).shape == (0, D)
+    with pytest.raises(ValueError, match=r"expected row indices in \[0, 1000\), got 5 .. 1000"):
+        store.take(np.array([5, 1000]))
