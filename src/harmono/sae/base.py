@@ -1,0 +1,255 @@
+"""The sparse autoencoder all architectures share: encode, decode, losses, decoder constraint, save/load.
+
+An SAE maps ``x (B, d_in)`` to latents ``z (B, d_sae)`` and back::
+
+    x_in = x * input_scale
+    pre  = (x_in - b_dec) @ W_enc + b_enc          (B, d_sae)
+    z    = activation(pre)                          architecture-specific
+    x̂    = (z @ W_dec + b_dec) / input_scale        (B, d_in)
+
+``W_dec (d_sae, d_in)`` has unit-norm rows (atoms): the trainer removes the
+gradient component parallel to each atom before a step and renormalises
+after it. At initialisation ``W_enc = W_decᵀ`` and ``b_dec`` is the geometric
+median (or mean) of a data sample. The losses are computed in the scaled
+input space and returned by name in ``SAEOutput.losses``; the trainer adds
+``mono_coef * mono_loss`` to them.
+
+``save_pretrained(dir)`` writes ``config.json`` and ``model.safetensors``
+with ``input_scale`` folded into the weights (the saved SAE takes raw
+inputs); ``SAE.from_pretrained(dir)`` reads them back through the
+architecture registry without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save
+from torch import nn
+
+from harmono import _checks
+from harmono._io import write_atomically, write_json_atomically
+from harmono.sae.config import B_DEC_INITS, SAEConfig
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+REGISTRY: dict[str, type[SAE]] = {}
+"""Architecture name -> SAE class."""
+
+
+class SAEOutput(NamedTuple):
+    """What ``SAE.forward`` returns."""
+
+    reconstruction: torch.Tensor
+    """``(B, d_in)`` x̂, in the input's scale."""
+    latents: torch.Tensor
+    """``(B, d_sae)`` z."""
+    pre_activations: torch.Tensor
+    """``(B, d_sae)`` encoder output before the activation."""
+    losses: dict[str, torch.Tensor]
+    """Scalar loss terms by name (``reconstruction`` and the architecture's own)."""
+
+
+def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1e-6) -> torch.Tensor:
+    """The geometric median of ``points (N, D)`` by Weiszfeld's iterations, in float64.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(D,)``, the point minimising the sum of Euclidean distances to ``points``.
+    """
+    points = points.double()
+    median = points.mean(dim=0)
+    for _ in range(iterations):
+        weights = 1 / torch.linalg.vector_norm(points - median, dim=1).clamp_min(1e-12)
+        updated = (weights[:, None] * points).sum(dim=0) / weights.sum()
+        done = torch.linalg.vector_norm(updated - median) <= tol * torch.linalg.vector_norm(median).clamp_min(
+            1
+        )
+        median = updated
+        if done:
+            break
+    return median
+
+
+class SAE(nn.Module):
+    """Base class: subclasses set ``architecture`` and implement ``activate`` (and extra losses).
+
+    Parameters
+    ----------
+    config : SAEConfig
+        Its ``architecture`` must be the subclass's.
+    """
+
+    architecture: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.architecture:
+            REGISTRY[cls.architecture] = cls
+
+    def __init__(self, config: SAEConfig):
+        super().__init__()
+        if config.architecture != self.architecture:
+            raise ValueError(f"{type(self).__name__} needs architecture {self.architecture!r}, got {config}")
+        self.config = config
+        atoms = F.normalize(torch.randn(config.d_sae, config.d_in), dim=1)
+        self.W_dec = nn.Parameter(atoms)
+        self.W_enc = nn.Parameter(atoms.T.clone())
+        self.b_enc = nn.Parameter(torch.zeros(config.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(config.d_in))
+
+    # -- the forward pass -------------------------------------------------------------------------
+
+    def check_input(self, x: object) -> torch.Tensor:
+        """``x`` as a validated ``(B, d_in)`` floating tensor (clear errors otherwise)."""
+        x = _checks.require_tensor("x", x)
+        _checks.require_floating("x", x)
+        if x.ndim != 2 or x.shape[1] != self.config.d_in:
+            raise ValueError(f"x must have shape (B, d_in) = (B, {self.config.d_in}), got {tuple(x.shape)}")
+        _checks.require_non_empty("x", x, f"(B, {self.config.d_in})")
+        return x
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, d_sae)`` encoder output of raw inputs ``x (B, d_in)``."""
+        return (x * self.config.input_scale - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """``(B, d_sae)`` latents of pre-activations (architecture-specific)."""
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, d_sae)`` latents of ``x (B, d_in)``."""
+        return self.activate(self.pre_activations(self.check_input(x)))
+
+    def decode_scaled(self, latents: torch.Tensor) -> torch.Tensor:
+        """``(B, d_in)`` reconstruction in the scaled input space."""
+        return latents @ self.W_dec + self.b_dec
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """``(B, d_in)`` reconstruction of ``latents (B, d_sae)``, in the input's scale."""
+        return self.decode_scaled(latents) / self.config.input_scale
+
+    def extra_losses(
+        self, x_in: torch.Tensor, pre: torch.Tensor, latents: torch.Tensor, recon_in: torch.Tensor,
+        dead_mask: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        """Sparsity and auxiliary loss terms by name (none by default)."""
+        return {}
+
+    def forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None = None) -> SAEOutput:
+        """Encode, decode and compute the losses of ``x (B, d_in)``.
+
+        ``dead_mask (d_sae,)`` bool marks the latents the trainer counts as
+        dead (used by the AuxK loss of TopK and BatchTopK).
+        """
+        x = self.check_input(x)
+        x_in = x * self.config.input_scale
+        pre = (x_in - self.b_dec) @ self.W_enc + self.b_enc
+        latents, recon_in = self.activate_and_decode(pre)
+        losses = {"reconstruction": self.reconstruction_loss(recon_in, x_in)}
+        losses.update(self.extra_losses(x_in, pre, latents, recon_in, dead_mask))
+        return SAEOutput(recon_in / self.config.input_scale, latents, pre, losses)
+
+    def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and scaled reconstruction; subclasses with sparse codes decode them sparsely."""
+        latents = self.activate(pre)
+        return latents, self.decode_scaled(latents)
+
+    def reconstruction_loss(self, recon_in: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
+        """``mse``: mean squared error per element; ``nmse``: per-sample error / mean squared input."""
+        error = (recon_in - x_in).float().square()
+        if self.config.reconstruction_loss == "mse":
+            return error.mean()
+        return (error.mean(dim=1) / x_in.float().square().mean(dim=1).clamp_min(1e-12)).mean()
+
+    # -- the decoder constraint and initialisation ------------------------------------------------
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Rescale every atom (row of ``W_dec``) to unit norm."""
+        self.W_dec.div_(torch.linalg.vector_norm(self.W_dec, dim=1, keepdim=True).clamp_min(1e-12))
+
+    @torch.no_grad()
+    def remove_parallel_gradient(self) -> None:
+        """Remove from ``W_dec.grad`` each row's component along its (unit-norm) atom."""
+        if self.W_dec.grad is not None:
+            parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
+            self.W_dec.grad.sub_(parallel * self.W_dec)
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: torch.Tensor, b_dec: str = "geometric_median") -> None:
+        """Set ``b_dec`` from a data sample ``x (N, d_in)`` (raw inputs) and ``W_enc = W_decᵀ``.
+
+        ``b_dec`` is ``"geometric_median"`` (Weiszfeld), ``"mean"`` or ``"zeros"``.
+        """
+        _checks.require_choice("b_dec", b_dec, B_DEC_INITS)
+        x = self.check_input(x) * self.config.input_scale
+        _checks.require_finite("x", x)
+        center = {
+            "geometric_median": geometric_median,
+            "mean": lambda v: v.mean(dim=0),
+            "zeros": torch.zeros_like,
+        }
+        value = center[b_dec](x.double()) if b_dec != "zeros" else torch.zeros(self.config.d_in)
+        self.b_dec.copy_(value.reshape(-1).to(self.b_dec))
+        self.normalize_decoder()
+        self.W_enc.copy_(self.W_dec.T)
+
+    # -- saving and loading -----------------------------------------------------------------------
+
+    def inference_state(self) -> dict[str, torch.Tensor]:
+        """Tensors to save, with ``input_scale`` folded in (the saved SAE takes raw inputs)."""
+        scale = self.config.input_scale
+        state = {
+            name: tensor.detach().float().cpu().contiguous() for name, tensor in self.state_dict().items()
+        }
+        state["W_enc"] = state["W_enc"] * scale
+        state["b_dec"] = state["b_dec"] / scale
+        state["W_dec"] = state["W_dec"] / scale
+        return state
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``; return it."""
+        from harmono import __version__
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = SAEConfig.from_dict({**self.config.to_dict(), "input_scale": 1.0})
+        state = self.inference_state()
+        write_atomically(directory / WEIGHTS_FILE, lambda handle: handle.write(save(state)))
+        record = {**config.to_dict(), "harmono_version": __version__}
+        write_json_atomically(directory / CONFIG_FILE, record, indent=1)
+        return directory
+
+    @staticmethod
+    def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> SAE:
+        """The SAE saved in ``directory`` by ``save_pretrained`` (safetensors; nothing is unpickled)."""
+        directory = Path(directory)
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory} is not a saved SAE: {name} is missing")
+        try:
+            record = json.loads((directory / CONFIG_FILE).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{directory / CONFIG_FILE} is not valid JSON ({err})") from err
+        record.pop("harmono_version", None)
+        architecture = record.get("architecture")
+        if architecture not in REGISTRY:
+            raise ValueError(
+                f"{directory}: architecture must be one of {tuple(REGISTRY)}, got {architecture!r}"
+            )
+        sae = REGISTRY[architecture](SAEConfig.from_dict(record))
+        state = load_file(directory / WEIGHTS_FILE)
+        expected = {name: tuple(t.shape) for name, t in sae.state_dict().items()}
+        found = {name: tuple(t.shape) for name, t in state.items()}
+        if expected != found:
+            raise ValueError(
+                f"{directory / WEIGHTS_FILE} does not fit its config: expected {expected}, got {found}"
+            )
+        sae.load_state_dict(state)
+        return sae.to(device)
