@@ -378,7 +378,8 @@ class FeatureStore:
         """``(len(indices), D)`` rows at arbitrary ``indices`` (e.g. a shuffled batch's), in their order."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and not (0 <= indices.min() and indices.max() < len(self)):
-            raise ValueError(f"expected row indices in [0, {len(self)}), got {indices.min()} .. {indices.max()}")
+            found = f"{indices.min()} .. {indices.max()}"
+            raise ValueError(f"expected row indices in [0, {len(self)}), got {found}")
         out = np.empty((len(indices), self.dim), dtype=self.dtype if dtype is None else np.dtype(dtype))
         shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
         for shard in np.unique(shard_of):

@@ -228,7 +228,7 @@ class SAE(nn.Module):
 
     @staticmethod
     def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> SAE:
-        """The SAE saved in ``directory`` by ``save_pretrained`` (safetensors; nothing is unpickled)."""
+        """The SAE saved in ``directory`` by ``save_pretrained``, in eval mode (nothing is unpickled)."""
         directory = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (directory / name).is_file():
@@ -252,4 +252,4 @@ class SAE(nn.Module):
                 f"{directory / WEIGHTS_FILE} does not fit its config: expected {expected}, got {found}"
             )
         sae.load_state_dict(state)
-        return sae.to(device)
+        return sae.to(device).eval()

@@ -34,7 +34,7 @@ class _JumpReLUFunction(torch.autograd.Function):
     def forward(ctx, pre, threshold, bandwidth):
         ctx.save_for_backward(pre, threshold)
         ctx.bandwidth = bandwidth
-        return pre * (pre > threshold)
+        return torch.where(pre > threshold, pre, 0.0)
 
     @staticmethod
     def backward(ctx, grad):

@@ -134,7 +134,7 @@ class BatchTopKSAE(_AuxKMixin):
         if self.training or self.threshold < 0:
             rows, columns, values = self._select(pre)
             return scatter_dense(tuple(pre.shape), rows, columns, values)
-        return pre * (pre > self.threshold)
+        return torch.where(pre > self.threshold, pre, 0.0)
 
     def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: batch top-``k B``, threshold update and sparse decoding; else the dense path."""
