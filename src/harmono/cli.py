@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     _add_features_commands(sub)
     _add_data_commands(sub)
+    from harmono.sae.cli import add_sae_commands
+
+    add_sae_commands(sub)
     return parser
 
 

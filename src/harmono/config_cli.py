@@ -57,15 +57,20 @@ def _dest(prefix: str, name: str) -> str:
     return f"{prefix}_{name}" if prefix else name
 
 
-def add_config_arguments(parser: argparse._ActionsContainer, cls: type, prefix: str = "") -> None:
+def add_config_arguments(
+    parser: argparse._ActionsContainer, cls: type, prefix: str = "", exclude: tuple[str, ...] = ()
+) -> None:
     """Add one option per field of the config dataclass ``cls`` to ``parser``.
 
     Only fields of type int, float, str or bool are supported; bools become
-    ``--flag / --no-flag`` pairs.
+    ``--flag / --no-flag`` pairs. Fields in ``exclude`` get no option (the
+    caller passes them to ``config_from_arguments``).
     """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if field.name in exclude:
+            continue
         kind = hints[field.name]
         if kind not in _PARSEABLE:
             raise TypeError(f"{cls.__name__}.{field.name}: type {kind} has no command-line form")
@@ -83,9 +88,15 @@ def add_config_arguments(parser: argparse._ActionsContainer, cls: type, prefix: 
             parser.add_argument(option, dest=dest, type=kind, default=field.default, help=help_text)
 
 
-def config_from_arguments(cls: type[ConfigT], args: argparse.Namespace, prefix: str = "") -> ConfigT:
-    """Build the config ``cls`` from options added by :func:`add_config_arguments`."""
+def config_from_arguments(
+    cls: type[ConfigT], args: argparse.Namespace, prefix: str = "", **given: Any
+) -> ConfigT:
+    """Build the config ``cls`` from options added by :func:`add_config_arguments`.
+
+    ``given`` supplies the fields that were excluded from the options.
+    """
     values: dict[str, Any] = {
-        field.name: getattr(args, _dest(prefix, field.name)) for field in dataclasses.fields(cls)
+        field.name: given[field.name] if field.name in given else getattr(args, _dest(prefix, field.name))
+        for field in dataclasses.fields(cls)
     }
     return cls(**values)

@@ -214,3 +214,43 @@ def test_bad_input_is_reported(synthetic, tmp_path):
     train_sae(sae_config, synthetic_config(epochs=1), store, tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="holds a run with another train"):
         train_sae(sae_config, synthetic_config(epochs=2, lr=5e-4), store, tmp_path / "run", progress=False)
+
+
+def test_cli_train_eval_compare(synthetic, tmp_path, capsys):
+    from harmono.cli import main
+
+    _, store = synthetic
+    common = [
+        "--features",
+        str(store.directory),
+        "--d-sae",
+        "64",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "256",
+        "--lr",
+        "1e-3",
+        "--no-l2-normalize",
+        "--no-progress",
+    ]
+    for name, arch, extra in (
+        ("plain", "topk", ["--k", "3"]),
+        ("mono", "batchtopk", ["--k", "3", "--mono-coef", "0.1"]),
+    ):
+        assert main(["sae", "train", "--arch", arch, "--out", str(tmp_path / name), *common, *extra]) == 0
+        assert (
+            main(["sae", "eval", str(tmp_path / name), "--features", str(store.directory), "--no-progress"])
+            == 0
+        )
+        summary = json.loads(capsys.readouterr().out.split("SAE saved in")[-1].split("\n", 1)[1])
+        assert 0.5 < summary["r2"] <= 1 and summary["rows"] == len(store)
+    assert main(["sae", "compare", str(tmp_path / "plain"), str(tmp_path / "mono")]) == 0
+    table = capsys.readouterr().out
+    assert "batchtopk" in table and "0.1" in table and "MonoScore" in table
+    assert main(["sae", "compare", str(tmp_path / "nothing")]) == 2
+    assert "harmono sae eval" in capsys.readouterr().err
+    assert (
+        main(["sae", "train", "--arch", "topk", "--out", str(tmp_path / "bad"), *common, "--k", "100"]) == 2
+    )
+    assert "k must be <= d_sae = 64, got 100" in capsys.readouterr().err

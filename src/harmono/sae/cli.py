@@ -1,0 +1,125 @@
+"""``harmono sae train | eval | compare``: thin wrappers over ``train_sae`` and ``evaluate_sae``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harmono.config_cli import add_config_arguments, config_from_arguments
+from harmono.report.text_table import format_table
+from harmono.sae.config import ARCHITECTURES, SAEConfig
+from harmono.sae.train import RUN_FILE, TrainConfig
+
+EVALUATION_FILE = "evaluation.json"
+COMPARE_COLUMNS = ("R2", "L0", "dead", "MonoScore", "MonoScore (dead=0)", "purity bin", "purity wtd")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from harmono.features import FeatureStore
+    from harmono.sae.train import train_sae
+
+    store = FeatureStore(args.features, verify="shape")
+    embeddings = FeatureStore(args.embeddings, verify="shape") if args.embeddings else None
+    sae_config = config_from_arguments(
+        SAEConfig, args, architecture=args.arch, d_in=store.dim, input_scale=1.0
+    )
+    config = config_from_arguments(TrainConfig, args)
+    result = train_sae(
+        sae_config, config, store, args.out, embeddings=embeddings, progress=not args.no_progress
+    )
+    loss, l0 = (result.last_metrics.get(name, float("nan")) for name in ("loss", "l0"))
+    print(
+        f"{args.out}: {result.steps} steps in {result.seconds:.1f} s; last loss {loss:.4g}, L0 {l0:.1f}; "
+        f"SAE saved in {Path(args.out) / 'sae'}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from harmono.features import FeatureStore
+    from harmono.sae.base import SAE
+    from harmono.sae.evaluate import evaluate_sae
+
+    run = Path(args.run)
+    sae = SAE.from_pretrained(run / "sae")
+    train = json.loads((run / RUN_FILE).read_text())["train"] if (run / RUN_FILE).is_file() else {}
+    store = FeatureStore(args.features, verify="shape")
+    embeddings = FeatureStore(args.embeddings, verify="shape") if args.embeddings else None
+    result = evaluate_sae(
+        sae,
+        store,
+        batch_size=args.batch_size,
+        l2_normalize=train.get("l2_normalize", True),
+        embeddings=embeddings,
+        table=run / EVALUATION_FILE,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(result.as_dict(), indent=1))
+    return 0
+
+
+def compare_rows(runs: list[Path]) -> list[tuple[str, ...]]:
+    """One table row per run directory: its architecture, MonoLoss weight and evaluation summary."""
+    rows = []
+    for run in runs:
+        path = run / EVALUATION_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
+        summary = json.loads(path.read_text())["summary"]
+        setup = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).is_file() else {}
+        mono = summary["mono"]
+        rows.append(
+            (
+                str(run),
+                setup.get("sae", {}).get("architecture", "?"),
+                f"{setup.get('train', {}).get('mono_coef', 0):g}",
+                f"{summary['r2']:.4f}",
+                f"{summary['l0']:.1f}",
+                f"{summary['dead_fraction']:.3f}",
+                f"{mono['mean']:.4f}",
+                f"{mono['mean_dead_as_zero']:.4f}",
+                f"{summary['purity_binary']:.3f}",
+                f"{summary['purity_weighted']:.3f}",
+            )
+        )
+    return rows
+
+
+def _compare(args: argparse.Namespace) -> int:
+    rows = compare_rows([Path(run) for run in args.runs])
+    print(format_table(["run", "arch", "mono_coef", *COMPARE_COLUMNS], rows))
+    return 0
+
+
+def add_sae_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``harmono sae`` and its subcommands to the top-level parser."""
+    sae = sub.add_parser("sae", help="train, evaluate and compare sparse autoencoders")
+    commands = sae.add_subparsers(dest="sae_command", required=True)
+    train = commands.add_parser("train", help="train an SAE on a feature store (resumable; torchrun for DDP)")
+    train.add_argument("--features", required=True, help="feature store to train on")
+    train.add_argument("--arch", required=True, choices=ARCHITECTURES, help="SAE architecture")
+    train.add_argument("--out", required=True, help="run directory (an interrupted run is resumed)")
+    train.add_argument(
+        "--embeddings", help="store of MonoLoss embeddings, row-aligned (default: the SAE input)"
+    )
+    add_config_arguments(
+        train.add_argument_group("SAE"), SAEConfig, exclude=("architecture", "d_in", "input_scale")
+    )
+    add_config_arguments(train.add_argument_group("training"), TrainConfig)
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=_train)
+    evaluate = commands.add_parser(
+        "eval", help="R2, L0, dead, MonoScore and purity of a trained SAE on a store"
+    )
+    evaluate.add_argument("run", help="run directory written by `harmono sae train`")
+    evaluate.add_argument("--features", required=True, help="feature store to evaluate on")
+    evaluate.add_argument(
+        "--embeddings", help="store of MonoScore embeddings, row-aligned (default: the SAE input)"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
+    evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    evaluate.set_defaults(func=_evaluate)
+    compare = commands.add_parser("compare", help="a table of the evaluations of several runs")
+    compare.add_argument("runs", nargs="+", help="run directories, each evaluated with `harmono sae eval`")
+    compare.set_defaults(func=_compare)
