@@ -34,6 +34,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from harmono import _checks
+from harmono._io import write_json_atomically
 from harmono.features.store import FeatureStore, StoreView
 from harmono.mono import mono_loss
 from harmono.sae import SAE, SAEConfig, create_sae
@@ -82,6 +83,8 @@ class TrainConfig:
     """fp32, or bf16 autocast with fp32 parameters."""
     seed: int = 0
     """Initialisation and data order."""
+    device: str = "auto"
+    """auto (cuda when available; the local rank's GPU under torchrun), cpu, cuda, cuda:1, ..."""
     checkpoint_every: int = 200
     """Steps between checkpoints (a last one is written at the end)."""
     log_every: int = 10
@@ -124,6 +127,15 @@ def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return torch.device("cuda", rank % torch.cuda.device_count())
 
 
 def _rows(store: FeatureStore, indices: np.ndarray, normalize: bool) -> torch.Tensor:
@@ -175,9 +187,12 @@ def _run_record(sae_config: SAEConfig, config: TrainConfig, store: FeatureStore,
 def _check_resumable(out: Path, record: dict) -> None:
     saved = json.loads((out / RUN_FILE).read_text())
     for key in ("sae", "train", "world_size"):
-        if saved.get(key) != json.loads(json.dumps(record[key])):
+        mine, theirs = json.loads(json.dumps(record[key])), saved.get(key)
+        if key == "train":  # a run may resume on another device
+            mine, theirs = {**mine, "device": None}, {**(theirs or {}), "device": None}
+        if theirs != mine:
             raise ValueError(
-                f"{out} holds a run with another {key} ({saved.get(key)}); resume it with the same settings "
+                f"{out} holds a run with another {key} ({theirs}); resume it with the same settings "
                 "or train into another directory"
             )
 
@@ -269,7 +284,9 @@ def train_sae(
     sae.initialize_from_data(sample, config.b_dec_init)
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, eps=config.adam_eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
-    since_fired = torch.zeros(sae_config.d_sae, dtype=torch.int64)
+    device = _device(config.device)
+    sae.to(device)
+    since_fired = torch.zeros(sae_config.d_sae, dtype=torch.int64, device=device)
     record = _run_record(sae_config, config, store, world)
 
     step = 0
@@ -281,7 +298,7 @@ def train_sae(
             {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         )
         optimizer.load_state_dict(optimizer_state(tensors, state["optimizer"]))
-        since_fired = tensors["since_fired"].clone()
+        since_fired = tensors["since_fired"].to(device)
         torch.set_rng_state(tensors["rng"])
         step = int(state["step"])
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -289,14 +306,17 @@ def train_sae(
         )
         logger.info("%s: resumed at step %d of %d", out, step, total)
     elif rank == 0:
-        (out / RUN_FILE).write_text(json.dumps(record, indent=1))
+        write_json_atomically(out / RUN_FILE, record, indent=1)
     if rank == 0:
         logger.info("dead latent: no activation in the last %d samples", config.dead_samples)
 
-    model = torch.nn.parallel.DistributedDataParallel(sae, broadcast_buffers=False) if world > 1 else sae
+    model = sae
+    if world > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(sae, device_ids=device_ids, broadcast_buffers=False)
     log = _MetricLog(out, step, config.tensorboard, active=rank == 0)
     autocast = (
-        torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         if config.precision == "bf16"
         else contextlib.nullcontext()
     )
@@ -311,6 +331,8 @@ def train_sae(
             if position < skip:
                 continue
             _checks.require_finite("features", x)
+            x = x.to(device, non_blocking=True)
+            emb = emb.to(device, non_blocking=True) if emb is not None else None
             with autocast:
                 output = model(x, dead_mask=since_fired >= config.dead_samples)
                 losses = dict(output.losses)
