@@ -90,6 +90,14 @@ def require_positive_number(name: str, value: object) -> float:
     return value
 
 
+def require_non_negative_number(name: str, value: float) -> float:
+    """Return ``value`` as a float if finite and >= 0, else raise."""
+    value = float(value)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
 def require_at_least(owner: object, names: tuple[str, ...], minimum: int) -> None:
     """Raise unless every attribute ``names`` of ``owner`` (e.g. a config) is ``>= minimum``."""
     for name in names:

@@ -54,8 +54,7 @@ class MonoToyConfig:
         _checks.require_at_least(self, ("clusters", "per_cluster", "dim", "latents_per_kind", "batch"), 1)
         if self.clusters < 2:
             raise ValueError(f"clusters must be >= 2 (two-concept latents need two), got {self.clusters}")
-        if not (math.isfinite(self.spread) and self.spread >= 0):
-            raise ValueError(f"spread must be a finite number >= 0, got {self.spread}")
+        _checks.require_non_negative_number("spread", self.spread)
         if not 0 < self.fire_rate <= 1:
             raise ValueError(f"fire_rate must lie in (0, 1], got {self.fire_rate}")
 

@@ -59,12 +59,9 @@ class ToyPointsConfig:
 
     def __post_init__(self) -> None:
         _checks.require_at_least(self, ("steps",), 1)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if not (math.isfinite(self.exponent) and self.exponent > 0):
-            raise ValueError(f"exponent must be a finite number > 0, got {self.exponent}")
-        if not (math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps}")
+        _checks.require_positive_number("lr", self.lr)
+        _checks.require_positive_number("exponent", self.exponent)
+        _checks.require_non_negative_number("eps", self.eps)
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,7 @@ class ExtractConfig:
         _checks.require_at_least(self, ("image_size",), 0)
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0: all samples), got {self.limit}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        _checks.require_choice("dtype", self.dtype, DTYPES)
 
 
 @dataclass(frozen=True)

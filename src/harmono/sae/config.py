@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
 from harmono import _checks
@@ -58,13 +57,9 @@ class SAEConfig:
         if self.k > self.d_sae:
             raise ValueError(f"k must be <= d_sae = {self.d_sae}, got {self.k}")
         for name in ("aux_coef", "l0_coef", "l1_coef"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            _checks.require_non_negative_number(name, getattr(self, name))
         for name in ("threshold_init", "bandwidth", "input_scale"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+            _checks.require_positive_number(name, getattr(self, name))
         if not 0 < self.threshold_momentum <= 1:
             raise ValueError(f"threshold_momentum must lie in (0, 1], got {self.threshold_momentum}")
         if self.reconstruction:

@@ -100,8 +100,7 @@ class TrainConfig:
         for name in ("lr", "adam_eps"):
             _checks.require_positive_number(name, getattr(self, name))
         for name in ("grad_clip", "mono_coef"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+            _checks.require_non_negative_number(name, getattr(self, name))
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError(f"decay_fraction must lie in [0, 1], got {self.decay_fraction}")
         _checks.require_choice("mono_average", self.mono_average, ("active", "all"))
