@@ -9,6 +9,7 @@ switched off by the caller.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import operator
 from numbers import Real
@@ -115,6 +116,12 @@ def require_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or number is None or number < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return number
+
+
+def require_package(module: str, needed_by: str, install: str) -> None:
+    """Raise ``ModuleNotFoundError`` saying how to install ``module`` unless it is importable."""
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"{needed_by} needs the package {module!r}: {install}")
 
 
 def require_choice(name: str, value: object, choices: tuple[str, ...]) -> str:

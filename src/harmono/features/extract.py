@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from harmono import _checks
+from harmono._device import resolve_device
 from harmono.data.images import ImageSet, load_image_dataset
 from harmono.features.encoders import Encoder, load_encoder
 from harmono.features.store import DEFAULT_SHARD_ROWS, DTYPES, FeatureStore, FeatureStoreWriter
@@ -77,12 +77,6 @@ CHECKPOINT_ARGUMENT = {
 """Encoder name -> the loader argument ``ExtractConfig.checkpoint`` is passed as."""
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def load_encoder_for(config: ExtractConfig) -> Encoder:
     """The encoder ``config`` names, with its checkpoint and input size, on its device."""
     kwargs: dict[str, object] = {}
@@ -94,7 +88,7 @@ def load_encoder_for(config: ExtractConfig) -> Encoder:
             kwargs["model"], checkpoint = checkpoint.split(":", 1)
         kwargs[CHECKPOINT_ARGUMENT.get(config.encoder, "weights")] = checkpoint
     encoder = load_encoder(config.encoder, **kwargs)
-    encoder.model.to(_device(config.device))
+    encoder.model.to(resolve_device(config.device))
     return encoder
 
 

@@ -26,12 +26,12 @@ differ slightly from the reference pipeline.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from harmono import _checks
 from harmono.features.encoders import Encoder
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -130,10 +130,7 @@ def hf_encoder(
         raise ValueError(f"encoder must be one of {tuple(HF_ENCODERS)}, got {name!r}")
     if weights not in ("pretrained", "random"):
         raise ValueError(f"weights must be 'pretrained' or 'random', got {weights!r}")
-    if importlib.util.find_spec("transformers") is None:
-        raise ModuleNotFoundError(
-            f"the {name} encoder needs the package 'transformers': pip install transformers"
-        )
+    _checks.require_package("transformers", f"the {name} encoder", "pip install transformers")
     transformers = importlib.import_module("transformers")
     spec = HF_ENCODERS[name]
     source = source or spec.source

@@ -27,12 +27,12 @@ torchvision importable (see ``harmono._torchvision_shim``).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 from pathlib import Path
 
 import torch
 
+from harmono import _checks
 from harmono._torchvision_shim import make_torchvision_importable
 from harmono.features.encoders import Encoder
 
@@ -43,11 +43,12 @@ URL_CACHE = Path("~/.cache/clip")
 
 
 def _open_clip():
-    if importlib.util.find_spec("open_clip") is None:
-        raise ModuleNotFoundError(
-            "the openclip encoder needs the package 'open_clip': pip install 'harmono[openclip]' "
-            "(with the CPU build of torch, add --constraint constraints.txt to keep torchvision==0.28.0)"
-        )
+    _checks.require_package(
+        "open_clip",
+        "the openclip encoder",
+        "pip install 'harmono[openclip]' (with the CPU build of torch, add --constraint constraints.txt "
+        "to keep torchvision==0.28.0)",
+    )
     make_torchvision_importable()
     return importlib.import_module("open_clip")
 

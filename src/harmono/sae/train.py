@@ -34,6 +34,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from harmono import _checks
+from harmono._device import resolve_device
 from harmono._io import write_json_atomically
 from harmono.features.store import FeatureStore, StoreView
 from harmono.mono import mono_loss
@@ -126,15 +127,6 @@ def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def _device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-    return torch.device("cuda", rank % torch.cuda.device_count())
 
 
 def _rows(store: FeatureStore, indices: np.ndarray, normalize: bool) -> torch.Tensor:
@@ -283,7 +275,7 @@ def train_sae(
     sae.initialize_from_data(sample, config.b_dec_init)
     optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, eps=config.adam_eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config, total))
-    device = _device(config.device)
+    device = resolve_device(config.device)
     sae.to(device)
     since_fired = torch.zeros(sae_config.d_sae, dtype=torch.int64, device=device)
     record = _run_record(sae_config, config, store, world)
