@@ -116,7 +116,10 @@ class SAE(nn.Module):
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, d_sae)`` encoder output of raw inputs ``x (B, d_in)``."""
-        return (x * self.config.input_scale - self.b_dec) @ self.W_enc + self.b_enc
+        return self._pre_activations_scaled(x * self.config.input_scale)
+
+    def _pre_activations_scaled(self, x_in: torch.Tensor) -> torch.Tensor:
+        return (x_in - self.b_dec) @ self.W_enc + self.b_enc
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """``(B, d_sae)`` latents of pre-activations (architecture-specific)."""
@@ -149,7 +152,7 @@ class SAE(nn.Module):
         """
         x = self.check_input(x)
         x_in = x * self.config.input_scale
-        pre = (x_in - self.b_dec) @ self.W_enc + self.b_enc
+        pre = self._pre_activations_scaled(x_in)
         latents, recon_in = self.activate_and_decode(pre)
         losses = {"reconstruction": self.reconstruction_loss(recon_in, x_in)}
         losses.update(self.extra_losses(x_in, pre, latents, recon_in, dead_mask))
@@ -190,13 +193,13 @@ class SAE(nn.Module):
         _checks.require_choice("b_dec", b_dec, B_DEC_INITS)
         x = self.check_input(x) * self.config.input_scale
         _checks.require_finite("x", x)
-        center = {
-            "geometric_median": geometric_median,
-            "mean": lambda v: v.mean(dim=0),
-            "zeros": torch.zeros_like,
-        }
-        value = center[b_dec](x.double()) if b_dec != "zeros" else torch.zeros(self.config.d_in)
-        self.b_dec.copy_(value.reshape(-1).to(self.b_dec))
+        if b_dec == "geometric_median":
+            value = geometric_median(x)
+        elif b_dec == "mean":
+            value = x.double().mean(dim=0)
+        else:
+            value = torch.zeros(self.config.d_in)
+        self.b_dec.copy_(value.to(self.b_dec))
         self.normalize_decoder()
         self.W_enc.copy_(self.W_dec.T)
 

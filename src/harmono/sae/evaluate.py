@@ -13,7 +13,6 @@ where the store has labels, and a per-latent table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -153,8 +152,3 @@ def evaluate_sae(
             rows.append(row)
         write_json_atomically(Path(table), {"summary": result.as_dict(), "latents": rows})
     return result
-
-
-def load_evaluation(path: str | Path) -> dict:
-    """The summary of a per-latent table written by ``evaluate_sae``."""
-    return json.loads(Path(path).read_text())["summary"]

@@ -94,8 +94,7 @@ class TopKSAE(_AuxKMixin):
     def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents and their reconstruction, decoded from indices and values."""
         values, indices = self._select(pre)
-        rows = torch.arange(len(pre), device=pre.device).repeat_interleave(self.config.k)
-        latents = scatter_dense(tuple(pre.shape), rows, indices.reshape(-1), values.reshape(-1))
+        latents = torch.zeros_like(pre).scatter(1, indices, values)
         offsets = torch.arange(len(pre), device=pre.device) * self.config.k
         return latents, decode_sparse(
             self.W_dec, self.b_dec, indices.reshape(-1), values.reshape(-1), offsets

@@ -369,8 +369,6 @@ def train_sae(
                 tic, tic_step = time.perf_counter(), step
             if step % config.checkpoint_every == 0 or step == total:
                 _save(out, step, sae, optimizer, since_fired, rank)
-            if step >= total or (step - epoch * steps_per_epoch) >= steps_per_epoch:
-                break
     bar.close()
     log.close()
     sae.eval()
