@@ -63,7 +63,33 @@ class SparseActivations(NamedTuple):
     indices: torch.Tensor
 
 
-Activations = torch.Tensor | SparseActivations | tuple[torch.Tensor, torch.Tensor]
+class SparseEntries(NamedTuple):
+    """Activations listed entry by entry: row ``rows[j]`` holds ``values[j]`` at latent ``columns[j]``.
+
+    Every (row, latent) pair not listed is 0. Rows may list different numbers
+    of latents (BatchTopK codes, the nonzeros of ReLU latents). The entries
+    come in row-major order (``rows`` non-decreasing, as ``nonzero()``
+    returns them) and a row lists a latent at most once.
+
+    Attributes
+    ----------
+    values : torch.Tensor
+        ``(nnz,)`` floating activations.
+    rows : torch.Tensor
+        ``(nnz,)`` integer rows in ``[0, num_rows)``, non-decreasing.
+    columns : torch.Tensor
+        ``(nnz,)`` integer latent indices in ``[0, M)``.
+    num_rows : int
+        ``N``, the rows of the batch (a row may list nothing).
+    """
+
+    values: torch.Tensor
+    rows: torch.Tensor
+    columns: torch.Tensor
+    num_rows: int
+
+
+Activations = torch.Tensor | SparseActivations | SparseEntries | tuple[torch.Tensor, torch.Tensor]
 
 
 def as_activations(acts: object, num_latents: int | None, validate: bool) -> torch.Tensor | SparseActivations:
@@ -134,6 +160,67 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
                 f"got values in [{low}, {high}]"
             )
     return SparseActivations(values, indices.long())
+
+
+def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEntries:
+    """Check sparse activations, ``(values, indices)`` pairs or ``SparseEntries``, as ``SparseEntries``.
+
+    Parameters
+    ----------
+    acts : SparseEntries or (values, indices)
+        Entries, or ``(N, k)`` values and indices (converted to entries).
+    num_latents : int or None
+        ``M`` (required).
+    validate : bool
+        Also read the data: NaN/inf values, the index ranges, the row order
+        and repeated (row, latent) entries.
+
+    Returns
+    -------
+    SparseEntries
+    """
+    if not isinstance(acts, SparseEntries):
+        values, indices = _as_sparse(acts, num_latents, validate)
+        n, k = values.shape
+        rows = torch.arange(n, device=values.device).repeat_interleave(k)
+        entries = SparseEntries(values.reshape(-1), rows, indices.reshape(-1), n)
+        if validate:
+            require_distinct_per_row(indices)
+        return entries
+    if num_latents is None:
+        raise ValueError("sparse acts need num_latents: the number of latents M")
+    num_latents = _checks.require_positive_int("num_latents", num_latents)
+    num_rows_ = _checks.require_positive_int("acts num_rows", acts.num_rows)
+    values = _checks.require_tensor("acts values", acts.values)
+    _checks.require_floating("acts values", values)
+    for name in ("values", "rows", "columns"):
+        tensor = _checks.require_tensor(f"acts {name}", getattr(acts, name))
+        _checks.require_ndim(f"acts {name}", tensor, 1, "(nnz,)")
+        if tensor.shape != values.shape or tensor.device != values.device:
+            raise ValueError(
+                f"acts {name} must have the shape and device of values ({tuple(values.shape)}, "
+                f"{values.device}), got {tuple(tensor.shape)} on {tensor.device}"
+            )
+        if name != "values" and (
+            tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
+        ):
+            raise ValueError(
+                f"acts {name} must be an integer tensor (e.g. torch.long), got dtype {tensor.dtype}"
+            )
+    rows, columns = acts.rows.long(), acts.columns.long()
+    if validate and values.numel():
+        _checks.require_finite("acts values", values)
+        for name, index, size in (("rows", rows, num_rows_), ("columns", columns, num_latents)):
+            low, high = (int(v) for v in torch.aminmax(index))
+            if low < 0 or high >= size:
+                raise ValueError(f"acts {name} must lie in [0, {size - 1}], got values in [{low}, {high}]")
+        if bool((rows[1:] < rows[:-1]).any()):
+            raise ValueError(
+                "acts entries must come in row-major order (rows non-decreasing), got rows out of order"
+            )
+        ordered = torch.sort(rows * num_latents + columns).values
+        _require_no_repeats(int((ordered[1:] == ordered[:-1]).sum()))
+    return SparseEntries(values, rows, columns, num_rows_)
 
 
 def require_distinct_per_row(indices: torch.Tensor) -> None:

@@ -44,14 +44,17 @@ from torchmetrics import Metric
 
 from harmono import _checks
 from harmono._dtypes import compute_dtype
+from harmono._mono_sparse_loss import sparse_batch_scores
 from harmono._mono_stats import (
     DEAD_POLICIES,
     FLUSH_ROWS,
     Activations,
     MonoSums,
     SparseActivations,
+    SparseEntries,
     accumulate,
     as_activations,
+    as_entries,
     checked_batch,
     num_latents_of,
     num_rows,
@@ -67,6 +70,7 @@ __all__ = [
     "MonoScore",
     "MonoSummary",
     "SparseActivations",
+    "SparseEntries",
     "batch_mono_scores",
     "mono_loss",
     "mono_score",
@@ -384,7 +388,12 @@ class BatchMonoScores(NamedTuple):
 
 
 def batch_mono_scores(
-    acts: torch.Tensor, emb: torch.Tensor, *, eps: float = DEFAULT_LOSS_EPS, validate: bool = True
+    acts: Activations,
+    emb: torch.Tensor,
+    *,
+    num_latents: int | None = None,
+    eps: float = DEFAULT_LOSS_EPS,
+    validate: bool = True,
 ) -> BatchMonoScores:
     """Differentiable per-latent MonoScore of a batch (batch-local min-max), as MonoLoss trains it.
 
@@ -398,15 +407,23 @@ def batch_mono_scores(
 
     Parameters
     ----------
-    acts : torch.Tensor
-        ``(B, M)`` activations (e.g. SAE latents).
+    acts : torch.Tensor, (values, indices) or SparseEntries
+        ``(B, M)`` activations (e.g. SAE latents), or sparse ones: TopK-style
+        ``(B, k)`` values and indices, or ``SparseEntries`` (any number of
+        latents per row). Sparse input costs ``O(nnz D)`` instead of the
+        dense ``O(B M D)``, both ways, and gives the same scores and the same
+        gradients for the listed values (an unlisted entry gets none: list
+        every entry whose gradient is needed, zeros included).
     emb : torch.Tensor
         ``(B, D)`` embeddings of the same samples (the SAE input in MonoLoss).
+        With sparse ``acts`` no gradient reaches them.
+    num_latents : int, optional
+        ``M``; required for sparse ``acts``.
     eps : float
         The MonoLoss ``eps`` (``1e-8``): added to the range and to ``Z_k``,
         and the activity threshold on ``Z_k``.
     validate : bool
-        Read the data to reject NaN/inf and zero embeddings.
+        Read the data to reject NaN/inf, zero embeddings and bad sparse indices.
 
     Returns
     -------
@@ -414,7 +431,9 @@ def batch_mono_scores(
         ``scores (M,)`` and ``active (M,)``.
     """
     eps = _checks.require_positive_number("eps", eps)
-    acts = as_activations(_checks.require_tensor("acts", acts), None, validate)
+    if isinstance(acts, tuple):
+        return _sparse_batch_mono_scores(acts, emb, num_latents, eps, validate)
+    acts = as_activations(_checks.require_tensor("acts", acts), num_latents, validate)
     if validate:
         _checks.require_finite("acts", acts)
     dtype = compute_dtype(acts, _checks.require_tensor("emb", emb))
@@ -436,10 +455,31 @@ def batch_mono_scores(
     return BatchMonoScores(scores, active)
 
 
+def _sparse_batch_mono_scores(
+    acts: tuple, emb: object, num_latents: int | None, eps: float, validate: bool
+) -> BatchMonoScores:
+    entries = as_entries(acts, num_latents, validate)
+    emb = _checks.require_tensor("emb", emb)
+    if emb.requires_grad and torch.is_grad_enabled():
+        raise ValueError(
+            "with sparse acts no gradient reaches emb, but emb requires grad: pass emb.detach() "
+            "(MonoLoss scores against fixed embeddings) or dense acts"
+        )
+    dtype = compute_dtype(entries.values, emb)
+    emb_hat = unit_embeddings(emb, entries.num_rows, None, validate, dtype)
+    require_same_device(entries.values, emb_hat, "emb")
+    with torch.autocast(device_type=emb_hat.device.type, enabled=False):
+        scores, active = sparse_batch_scores(
+            entries._replace(values=entries.values.to(dtype)), emb_hat, num_latents, eps
+        )
+    return BatchMonoScores(scores, active)
+
+
 def mono_loss(
-    acts: torch.Tensor,
+    acts: Activations,
     emb: torch.Tensor,
     *,
+    num_latents: int | None = None,
     eps: float = DEFAULT_LOSS_EPS,
     average: str = "active",
     validate: bool = True,
@@ -455,10 +495,13 @@ def mono_loss(
 
     Parameters
     ----------
-    acts : torch.Tensor
-        ``(B, M)`` activations; gradients flow into them.
+    acts : torch.Tensor, (values, indices) or SparseEntries
+        ``(B, M)`` activations, or sparse ones (see ``batch_mono_scores``);
+        gradients flow into them.
     emb : torch.Tensor
         ``(B, D)`` embeddings of the same samples.
+    num_latents : int, optional
+        ``M``; required for sparse ``acts``.
     eps : float
         See ``batch_mono_scores``.
     average : {"active", "all"}
@@ -472,7 +515,7 @@ def mono_loss(
         Scalar loss in float32 (float64 if ``acts`` or ``emb`` is float64).
     """
     _checks.require_choice("average", average, LOSS_AVERAGES)
-    scores, active = batch_mono_scores(acts, emb, eps=eps, validate=validate)
+    scores, active = batch_mono_scores(acts, emb, num_latents=num_latents, eps=eps, validate=validate)
     if average == "all":
         return 1.0 - scores.mean()
     return 1.0 - scores.sum() / active.sum().clamp_min(1)

@@ -33,6 +33,7 @@ from torch import nn
 
 from harmono import _checks
 from harmono._io import write_atomically, write_json_atomically
+from harmono._mono_stats import SparseEntries
 from harmono.sae.config import B_DEC_INITS, SAEConfig
 
 CONFIG_FILE = "config.json"
@@ -52,6 +53,8 @@ class SAEOutput(NamedTuple):
     """``(B, d_sae)`` encoder output before the activation."""
     losses: dict[str, torch.Tensor]
     """Scalar loss terms by name (``reconstruction`` and the architecture's own)."""
+    code: SparseEntries | None = None
+    """The latents as entries, when the architecture selects them sparsely (TopK, BatchTopK training)."""
 
 
 def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1e-6) -> torch.Tensor:
@@ -153,15 +156,38 @@ class SAE(nn.Module):
         x = self.check_input(x)
         x_in = x * self.config.input_scale
         pre = self._pre_activations_scaled(x_in)
-        latents, recon_in = self.activate_and_decode(pre)
+        latents, recon_in, code = self.activate_and_decode(pre)
         losses = {"reconstruction": self.reconstruction_loss(recon_in, x_in)}
         losses.update(self.extra_losses(x_in, pre, latents, recon_in, dead_mask))
-        return SAEOutput(recon_in / self.config.input_scale, latents, pre, losses)
+        return SAEOutput(recon_in / self.config.input_scale, latents, pre, losses, code)
 
-    def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents and scaled reconstruction; subclasses with sparse codes decode them sparsely."""
+    def activate_and_decode(
+        self, pre: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, SparseEntries | None]:
+        """Latents, scaled reconstruction and sparse code (subclasses that select sparsely decode from it)."""
         latents = self.activate(pre)
-        return latents, self.decode_scaled(latents)
+        return latents, self.decode_scaled(latents), None
+
+    def gradient_support(self, pre: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """``(B, d_sae)`` bool: the latent entries through which a gradient reaches the parameters.
+
+        The nonzero latents by default (a zero of ReLU or of a top-k
+        selection passes no gradient back).
+        """
+        return latents != 0
+
+    def sparse_code(self, output: SAEOutput) -> SparseEntries:
+        """The latents of ``output`` as ``SparseEntries``, differentiable, for a sparse loss on them.
+
+        Lists every entry whose gradient reaches the parameters (see
+        ``gradient_support``), so a loss computed from these entries (e.g.
+        ``mono_loss(code, x, num_latents=d_sae)``) trains the SAE exactly as
+        the same loss on the dense latents.
+        """
+        if output.code is not None:
+            return output.code
+        rows, columns = self.gradient_support(output.pre_activations, output.latents).nonzero(as_tuple=True)
+        return SparseEntries(output.latents[rows, columns], rows, columns, len(output.latents))
 
     def reconstruction_loss(self, recon_in: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """``mse``: mean squared error per element; ``nmse``: per-sample error / mean squared input."""

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from harmono._mono_stats import SparseEntries
 from harmono.sae.base import SAE
 from harmono.sae.config import SAEConfig
 
@@ -91,14 +92,16 @@ class TopKSAE(_AuxKMixin):
         values, indices = self._select(pre)
         return torch.zeros_like(pre).scatter(1, indices, values)
 
-    def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents and their reconstruction, decoded from indices and values."""
+    def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, SparseEntries]:
+        """Latents, their reconstruction decoded from indices and values, and that code."""
         values, indices = self._select(pre)
         latents = torch.zeros_like(pre).scatter(1, indices, values)
-        offsets = torch.arange(len(pre), device=pre.device) * self.config.k
-        return latents, decode_sparse(
-            self.W_dec, self.b_dec, indices.reshape(-1), values.reshape(-1), offsets
+        rows = torch.arange(len(pre), device=pre.device)
+        code = SparseEntries(
+            values.reshape(-1), rows.repeat_interleave(self.config.k), indices.reshape(-1), len(pre)
         )
+        recon = decode_sparse(self.W_dec, self.b_dec, code.columns, code.values, rows * self.config.k)
+        return latents, recon, code
 
 
 class BatchTopKSAE(_AuxKMixin):
@@ -135,8 +138,10 @@ class BatchTopKSAE(_AuxKMixin):
             return scatter_dense(tuple(pre.shape), rows, columns, values)
         return torch.where(pre > self.threshold, pre, 0.0)
 
-    def activate_and_decode(self, pre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training: batch top-``k B``, threshold update and sparse decoding; else the dense path."""
+    def activate_and_decode(
+        self, pre: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, SparseEntries | None]:
+        """Training: batch top-``k B``, threshold update, sparse decoding, the code; else the dense path."""
         if not self.training:
             return super().activate_and_decode(pre)
         rows, columns, values = self._select(pre)
@@ -144,4 +149,5 @@ class BatchTopKSAE(_AuxKMixin):
         latents = scatter_dense(tuple(pre.shape), rows, columns, values)
         starts = torch.zeros(len(pre), dtype=torch.long, device=pre.device)
         starts[1:] = torch.bincount(rows, minlength=len(pre)).cumsum(0)[:-1]
-        return latents, decode_sparse(self.W_dec, self.b_dec, columns, values, starts)
+        recon = decode_sparse(self.W_dec, self.b_dec, columns, values, starts)
+        return latents, recon, SparseEntries(values, rows, columns, len(pre))

@@ -3,7 +3,10 @@
 The loss of a step is the SAE's own terms (``reconstruction`` and ``aux``,
 ``l0`` or ``l1``) plus ``mono = mono_coef * mono_loss(latents, emb)``, where
 ``emb`` is the SAE input (the paper's default) or the rows of a second store
-with the same ids. Every term is logged by name in ``metrics.jsonl``.
+with the same ids. Every term is logged by name in ``metrics.jsonl``. The
+loss reads the latents as sparse entries (``SAE.sparse_code``: the top-k
+code, or every entry a gradient can pass), which costs ``O(B k d_in)``
+instead of the ``O(B d_sae d_in)`` of dense latents, with the same gradients.
 
 Determinism and resume: batches come from the store's seeded shuffled reader
 (seed and epoch fix the order), so a run resumed from a checkpoint skips to
@@ -329,8 +332,10 @@ def train_sae(
                 losses = dict(output.losses)
                 if config.mono_coef:
                     target = x if emb is None else emb
-                    losses["mono"] = config.mono_coef * mono_loss(output.latents.float(), target,
-                                                                  average=config.mono_average)  # fmt: skip
+                    code = sae.sparse_code(output)
+                    losses["mono"] = config.mono_coef * mono_loss(
+                        code, target, num_latents=sae_config.d_sae, average=config.mono_average
+                    )
             loss = sum(losses.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
