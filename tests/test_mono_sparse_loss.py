@@ -173,6 +173,8 @@ def test_bad_sparse_input_is_refused():
     repeated[1] = repeated[0]
     with pytest.raises(ValueError, match="distinct"):
         mono_loss(entries._replace(columns=repeated), emb, num_latents=M)
+    with pytest.raises(ValueError, match="distinct"):
+        mono_loss((values.reshape(N, 3), repeated.reshape(N, 3)), emb, num_latents=M)
     with pytest.raises(ValueError, match=r"columns must lie in \[0, 24\], got values in \[0, 29\]"):
         mono_loss(entries, emb, num_latents=M - 5)
     with pytest.raises(ValueError, match=r"rows must lie in \[0, 9\], got values in \[0, 47\]"):

@@ -35,11 +35,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from harmono._mono_stats import SparseEntries
+from harmono._mono_stats import SparseEntries, latent_order, require_no_repeated_entries
 
 
 def sparse_batch_scores(
-    entries: SparseEntries, emb_hat: torch.Tensor, num_latents: int, eps: float
+    entries: SparseEntries, emb_hat: torch.Tensor, num_latents: int, eps: float, validate: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-latent batch MonoScore of sparse activations; differentiable in ``entries.values``.
 
@@ -53,13 +53,16 @@ def sparse_batch_scores(
         ``M``.
     eps : float
         The MonoLoss ``eps`` (see ``harmono.mono.batch_mono_scores``).
+    validate : bool
+        Raise on a repeated (row, latent) entry (found from the sort by latent).
 
     Returns
     -------
     tuple of torch.Tensor
         ``scores (M,)`` (0 for inactive latents) and ``active (M,)`` bool.
     """
-    return _SparseBatchScores.apply(entries.values, entries.rows, entries.columns, emb_hat, num_latents, eps)
+    values, rows, columns = entries.values, entries.rows, entries.columns
+    return _SparseBatchScores.apply(values, rows, columns, emb_hat, num_latents, eps, validate)
 
 
 def _sum_by_latent(columns: torch.Tensor, weights: torch.Tensor, num_latents: int) -> torch.Tensor:
@@ -88,11 +91,12 @@ class _SparseBatchScores(torch.autograd.Function):
     """Batch MonoScore of ``(values, rows, columns)`` entries; see the module docstring."""
 
     @staticmethod
-    def forward(ctx, values, rows, columns, emb_hat, num_latents, eps):
+    def forward(ctx, values, rows, columns, emb_hat, num_latents, eps, validate):
         n, m = emb_hat.shape[0], num_latents
-        narrow = torch.int16 if m <= torch.iinfo(torch.int16).max else torch.int32
-        order = torch.sort(columns.to(narrow), stable=True).indices
+        order = latent_order(columns, m)[1]
         columns, rows, values = columns[order], rows[order], values[order]
+        if validate:
+            require_no_repeated_entries(columns, rows)
         listed = torch.bincount(columns, minlength=m)
         implicit_count = (n - listed).to(values.dtype)
         low = _extreme(columns, values, listed < n, "amin")
@@ -154,4 +158,4 @@ class _SparseBatchScores(torch.autograd.Function):
             + grad_high[columns] * _share_at(high, values, columns, implicit_count, m)
         )
         grad_values = torch.empty_like(grad).index_copy_(0, order, grad)
-        return grad_values, None, None, None, None, None
+        return grad_values, None, None, None, None, None, None

@@ -172,8 +172,9 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
     num_latents : int or None
         ``M`` (required).
     validate : bool
-        Also read the data: NaN/inf values, the index ranges, the row order
-        and repeated (row, latent) entries.
+        Also read the data: NaN/inf values, the index ranges and the row
+        order. Repeated (row, latent) entries are left to the caller's sort
+        by latent (``latent_order`` and ``require_no_repeated_entries``).
 
     Returns
     -------
@@ -183,10 +184,7 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
         values, indices = _as_sparse(acts, num_latents, validate)
         n, k = values.shape
         rows = torch.arange(n, device=values.device).repeat_interleave(k)
-        entries = SparseEntries(values.reshape(-1), rows, indices.reshape(-1), n)
-        if validate:
-            require_distinct_per_row(indices)
-        return entries
+        return SparseEntries(values.reshape(-1), rows, indices.reshape(-1), n)
     if num_latents is None:
         raise ValueError("sparse acts need num_latents: the number of latents M")
     num_latents = _checks.require_positive_int("num_latents", num_latents)
@@ -218,9 +216,23 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
             raise ValueError(
                 "acts entries must come in row-major order (rows non-decreasing), got rows out of order"
             )
-        ordered = torch.sort(rows * num_latents + columns).values
-        _require_no_repeats(int((ordered[1:] == ordered[:-1]).sum()))
     return SparseEntries(values, rows, columns, num_rows_)
+
+
+def latent_order(columns: torch.Tensor, num_latents: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group row-major entries by latent: ``(sorted columns, order)`` of a stable sort of ``columns (nnz,)``.
+
+    The stable sort keeps each latent's rows ascending, so an entry repeated
+    within a row lands next to its twin (see ``require_no_repeated_entries``).
+    """
+    narrow = torch.int16 if num_latents <= torch.iinfo(torch.int16).max else torch.int32
+    return torch.sort(columns.to(narrow), stable=True)
+
+
+def require_no_repeated_entries(sorted_columns: torch.Tensor, sorted_rows: torch.Tensor) -> None:
+    """Raise if a (row, latent) entry repeats, given entries in ``latent_order`` (reads the data)."""
+    same = (sorted_columns[1:] == sorted_columns[:-1]) & (sorted_rows[1:] == sorted_rows[:-1])
+    _require_no_repeats(int(same.sum()))
 
 
 def require_distinct_per_row(indices: torch.Tensor) -> None:
@@ -490,15 +502,10 @@ def _accumulate_sparse(sums: MonoSums, acts: SparseActivations, emb: torch.Tenso
     n, k = acts.values.shape
     num_latents = sums.act_sum.shape[0]
     latent = acts.indices.reshape(-1)
-    # Group the entries by latent (the CSR order). A stable sort keeps each
-    # latent's rows ascending, so an index repeated in a row lands next to its twin.
-    narrow = torch.int16 if num_latents <= torch.iinfo(torch.int16).max else torch.int32
-    sorted_latent, order = torch.sort(latent.to(narrow), stable=True)
+    sorted_latent, order = latent_order(latent, num_latents)
     sorted_row = torch.arange(n, device=latent.device).repeat_interleave(k).index_select(0, order)
     if validate:
-        _require_no_repeats(
-            int(((sorted_latent[1:] == sorted_latent[:-1]) & (sorted_row[1:] == sorted_row[:-1])).sum())
-        )
+        require_no_repeated_entries(sorted_latent, sorted_row)
     value = acts.values.to(emb.dtype).reshape(-1)
     listed = torch.bincount(latent, minlength=num_latents)
     low, high = _sparse_extremes(latent, value, listed, n)

@@ -470,7 +470,7 @@ def _sparse_batch_mono_scores(
     require_same_device(entries.values, emb_hat, "emb")
     with torch.autocast(device_type=emb_hat.device.type, enabled=False):
         scores, active = sparse_batch_scores(
-            entries._replace(values=entries.values.to(dtype)), emb_hat, num_latents, eps
+            entries._replace(values=entries.values.to(dtype)), emb_hat, num_latents, eps, validate
         )
     return BatchMonoScores(scores, active)
 

@@ -25,6 +25,33 @@ def batch(n=16, seed=1):
     return torch.randn(n, D_IN, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.parametrize("architecture", ["jumprelu", "relu"])
+def test_sparse_latents_are_decoded_from_their_code_with_the_dense_gradients(architecture, monkeypatch):
+    """At L0 well under d_sae / 16 the latents are decoded from their entries; nothing else changes."""
+    sae = make(architecture, threshold_init=2.2, bandwidth=0.4)  # pre-activations are about N(0, 1)
+    with torch.no_grad():
+        sae.b_enc.fill_(-2.0 if architecture == "relu" else 0.0)
+    x = batch(n=64)
+
+    def forward_and_grads():
+        sae.zero_grad()
+        out = sae(x)
+        sum(out.losses.values()).backward()
+        return out, {name: p.grad.clone() for name, p in sae.named_parameters()}
+
+    sparse_out, sparse_grads = forward_and_grads()
+    monkeypatch.setattr("harmono.sae.base.SPARSE_DECODE_MAX_DENSITY", 0.0)
+    dense_out, dense_grads = forward_and_grads()
+    assert sparse_out.code is not None and dense_out.code is None
+    assert 0 < len(sparse_out.code.values) <= sparse_out.latents.numel() / 16
+    torch.testing.assert_close(sparse_out.reconstruction, dense_out.reconstruction)
+    for name, grad in dense_grads.items():
+        torch.testing.assert_close(sparse_grads[name], grad, msg=name)
+    if architecture == "jumprelu":  # zeros near θ are in the code: the reconstruction reaches θ through them
+        assert float(dense_grads["threshold"].abs().max()) > 0
+        assert bool((sparse_out.code.values == 0).any())
+
+
 def test_topk_sparse_path_equals_a_dense_reference_with_gradients():
     sae = make("topk")
     x = batch()

@@ -40,6 +40,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 REGISTRY: dict[str, type[SAE]] = {}
 """Architecture name -> SAE class."""
+SPARSE_DECODE_MAX_DENSITY = 1 / 16
+"""Latents are decoded from their nonzero entries up to this fraction of them, by a dense product above
+(on the CPU ``embedding_bag`` costs about 14x the dense product per entry)."""
 
 
 class SAEOutput(NamedTuple):
@@ -54,7 +57,37 @@ class SAEOutput(NamedTuple):
     losses: dict[str, torch.Tensor]
     """Scalar loss terms by name (``reconstruction`` and the architecture's own)."""
     code: SparseEntries | None = None
-    """The latents as entries, when the architecture selects them sparsely (TopK, BatchTopK training)."""
+    """The latents as entries, when they were decoded from them (always for TopK and BatchTopK training)."""
+
+
+def decode_sparse(
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
+    columns: torch.Tensor,
+    values: torch.Tensor,
+    offsets: torch.Tensor,
+) -> torch.Tensor:
+    """``(B, d_in)`` reconstruction from a CSR code: ``Σ values[j] W_dec[columns[j]] + b_dec`` per row.
+
+    Parameters
+    ----------
+    W_dec : torch.Tensor
+        ``(d_sae, d_in)`` atoms.
+    b_dec : torch.Tensor
+        ``(d_in,)``.
+    columns, values : torch.Tensor
+        ``(nnz,)`` latent index and activation of each nonzero, row by row.
+    offsets : torch.Tensor
+        ``(B,)`` start of each row in ``columns``.
+    """
+    weights = values.to(W_dec.dtype)
+    return F.embedding_bag(columns, W_dec, offsets, mode="sum", per_sample_weights=weights) + b_dec
+
+
+def row_starts(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """``(B,)`` offset of each row's first entry, for row-major entries of rows ``rows (nnz,)``."""
+    counts = torch.bincount(rows, minlength=num_rows)
+    return counts.cumsum(0) - counts
 
 
 def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1e-6) -> torch.Tensor:
@@ -164,9 +197,19 @@ class SAE(nn.Module):
     def activate_and_decode(
         self, pre: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, SparseEntries | None]:
-        """Latents, scaled reconstruction and sparse code (subclasses that select sparsely decode from it)."""
+        """Latents, scaled reconstruction and, when decoded from it, the sparse code.
+
+        Latents with at most ``SPARSE_DECODE_MAX_DENSITY`` of their entries in
+        ``gradient_support`` are decoded from those entries (``embedding_bag``,
+        ``O(nnz d_in)`` both ways), others by the dense ``O(B d_sae d_in)``
+        product; the gradients are the same.
+        """
         latents = self.activate(pre)
-        return latents, self.decode_scaled(latents), None
+        code = self._code_of(pre, latents, SPARSE_DECODE_MAX_DENSITY)
+        if code is None:
+            return latents, self.decode_scaled(latents), None
+        starts = row_starts(code.rows, len(pre))
+        return latents, decode_sparse(self.W_dec, self.b_dec, code.columns, code.values, starts), code
 
     def gradient_support(self, pre: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """``(B, d_sae)`` bool: the latent entries through which a gradient reaches the parameters.
@@ -176,18 +219,33 @@ class SAE(nn.Module):
         """
         return latents != 0
 
-    def sparse_code(self, output: SAEOutput) -> SparseEntries:
+    def sparse_code(self, output: SAEOutput, max_density: float = 1.0) -> SparseEntries | None:
         """The latents of ``output`` as ``SparseEntries``, differentiable, for a sparse loss on them.
 
         Lists every entry whose gradient reaches the parameters (see
         ``gradient_support``), so a loss computed from these entries (e.g.
         ``mono_loss(code, x, num_latents=d_sae)``) trains the SAE exactly as
         the same loss on the dense latents.
+
+        Parameters
+        ----------
+        output : SAEOutput
+            A forward pass of this SAE.
+        max_density : float
+            Return None instead when the code would list more than this
+            fraction of the ``B d_sae`` entries (a loss on the dense latents
+            is then cheaper: an untrained ReLU SAE fires half its latents).
         """
-        if output.code is not None:
-            return output.code
-        rows, columns = self.gradient_support(output.pre_activations, output.latents).nonzero(as_tuple=True)
-        return SparseEntries(output.latents[rows, columns], rows, columns, len(output.latents))
+        if output.code is None:
+            return self._code_of(output.pre_activations, output.latents, max_density)
+        return None if output.code.values.numel() > max_density * output.latents.numel() else output.code
+
+    def _code_of(self, pre: torch.Tensor, latents: torch.Tensor, max_density: float) -> SparseEntries | None:
+        rows, columns = self.gradient_support(pre, latents).nonzero(as_tuple=True)
+        if len(rows) > max_density * latents.numel():
+            return None
+        flat = rows * latents.shape[1] + columns
+        return SparseEntries(latents.reshape(-1)[flat], rows, columns, len(latents))
 
     def reconstruction_loss(self, recon_in: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
         """``mse``: mean squared error per element; ``nmse``: per-sample error / mean squared input."""

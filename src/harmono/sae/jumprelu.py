@@ -78,9 +78,12 @@ class JumpReLUSAE(SAE):
         return _JumpReLUFunction.apply(pre.float(), threshold, self.config.bandwidth).to(pre.dtype)
 
     def gradient_support(self, pre: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """The nonzero latents and the zeros within half a bandwidth of θ (they pass a gradient to θ)."""
-        pre, threshold = pre.float(), self._threshold()
-        return (pre > threshold) | (_kernel(pre, threshold, self.config.bandwidth) != 0)
+        """``pre > θ - ε``: the nonzero latents and the zeros near θ, which pass a gradient to θ.
+
+        The kernel reaches ``ε / 2`` below θ; the whole bandwidth keeps every
+        such zero whatever the rounding (an extra zero listed passes nothing).
+        """
+        return pre > self._threshold() - self.config.bandwidth
 
     def extra_losses(self, x_in, pre, latents, recon_in, dead_mask):
         """``{"l0": l0_coef * mean active count}``, differentiable through the step's pseudo-derivative."""

@@ -8,8 +8,8 @@ kept (a float32 buffer, saved with the weights, averaged over ranks under
 ``torch.distributed``).
 
 Both decode from indices and values with ``embedding_bag`` (``O(B k d_in)``
-instead of the dense ``O(B d_sae d_in)``), whose backward pass is index-based
-too. AuxK (Gao et al. 2024): the ``k_aux`` largest pre-activations among the
+instead of the dense ``O(B d_sae d_in)``, see ``harmono.sae.base``), whose
+backward pass is index-based too. AuxK (Gao et al. 2024): the ``k_aux`` largest pre-activations among the
 latents the trainer counts as dead reconstruct the detached residual; the
 loss is normalised by the residual's variance and weighted by ``aux_coef``.
 """
@@ -18,35 +18,10 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
 from harmono._mono_stats import SparseEntries
-from harmono.sae.base import SAE
+from harmono.sae.base import SAE, decode_sparse, row_starts
 from harmono.sae.config import SAEConfig
-
-
-def decode_sparse(
-    W_dec: torch.Tensor,
-    b_dec: torch.Tensor,
-    columns: torch.Tensor,
-    values: torch.Tensor,
-    offsets: torch.Tensor,
-) -> torch.Tensor:
-    """``(B, d_in)`` reconstruction from a CSR code: ``Σ values[j] W_dec[columns[j]] + b_dec`` per row.
-
-    Parameters
-    ----------
-    W_dec : torch.Tensor
-        ``(d_sae, d_in)`` atoms.
-    b_dec : torch.Tensor
-        ``(d_in,)``.
-    columns, values : torch.Tensor
-        ``(nnz,)`` latent index and activation of each nonzero, row by row.
-    offsets : torch.Tensor
-        ``(B,)`` start of each row in ``columns``.
-    """
-    weights = values.to(W_dec.dtype)
-    return F.embedding_bag(columns, W_dec, offsets, mode="sum", per_sample_weights=weights) + b_dec
 
 
 def scatter_dense(shape: tuple[int, int], rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor):
@@ -147,7 +122,5 @@ class BatchTopKSAE(_AuxKMixin):
         rows, columns, values = self._select(pre)
         self._update_threshold(values.detach())
         latents = scatter_dense(tuple(pre.shape), rows, columns, values)
-        starts = torch.zeros(len(pre), dtype=torch.long, device=pre.device)
-        starts[1:] = torch.bincount(rows, minlength=len(pre)).cumsum(0)[:-1]
-        recon = decode_sparse(self.W_dec, self.b_dec, columns, values, starts)
+        recon = decode_sparse(self.W_dec, self.b_dec, columns, values, row_starts(rows, len(pre)))
         return latents, recon, SparseEntries(values, rows, columns, len(pre))
