@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from harmono.config_cli import add_config_arguments, config_from_arguments
@@ -12,7 +13,6 @@ from harmono.sae.config import ARCHITECTURES, SAEConfig
 from harmono.sae.train import RUN_FILE, TrainConfig
 
 EVALUATION_FILE = "evaluation.json"
-COMPARE_COLUMNS = ("R2", "L0", "dead", "MonoScore", "MonoScore (dead=0)", "purity bin", "purity wtd")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -59,36 +59,64 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def compare_rows(runs: list[Path]) -> list[tuple[str, ...]]:
-    """One table row per run directory: its architecture, MonoLoss weight and evaluation summary."""
-    rows = []
+METRICS = (
+    ("R2", lambda s: s["r2"], ".4f"),
+    ("L0", lambda s: s["l0"], ".1f"),
+    ("dead", lambda s: s["dead_fraction"], ".3f"),
+    ("MonoScore", lambda s: s["mono"]["mean"], ".4f"),
+    ("MonoScore (dead=0)", lambda s: s["mono"]["mean_dead_as_zero"], ".4f"),
+    ("purity bin", lambda s: s["purity_binary"], ".3f"),
+    ("purity wtd", lambda s: s["purity_weighted"], ".3f"),
+)
+"""Table columns: title, value in an evaluation summary, format."""
+NOT_A_SETTING = ("seed", "device", "checkpoint_every", "log_every", "tensorboard")
+"""Training fields that do not change what is trained: runs differing only in them pool over seeds."""
+
+
+def _load_run(run: Path) -> tuple[dict, dict]:
+    path = run / EVALUATION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
+    summary = json.loads(path.read_text())["summary"]
+    setup = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).is_file() else {}
+    return summary, setup
+
+
+def _cell(values: list[float], spec: str) -> str:
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
+
+
+def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, ...]]:
+    """One table row per run directory (its architecture, MonoLoss weight and evaluation summary).
+
+    With ``pool_seeds``, runs whose settings differ only in the seed (and
+    other fields in ``NOT_A_SETTING``) share one row: each metric as
+    ``mean ± std`` (sample standard deviation) over them, ``n`` the count, in
+    the order of their first run.
+    """
+    groups: dict[str, list[tuple[Path, dict, dict]]] = {}
     for run in runs:
-        path = run / EVALUATION_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
-        summary = json.loads(path.read_text())["summary"]
-        setup = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).is_file() else {}
-        mono = summary["mono"]
-        rows.append(
-            (
-                str(run),
-                setup.get("sae", {}).get("architecture", "?"),
-                f"{setup.get('train', {}).get('mono_coef', 0):g}",
-                f"{summary['r2']:.4f}",
-                f"{summary['l0']:.1f}",
-                f"{summary['dead_fraction']:.3f}",
-                f"{mono['mean']:.4f}",
-                f"{mono['mean_dead_as_zero']:.4f}",
-                f"{summary['purity_binary']:.3f}",
-                f"{summary['purity_weighted']:.3f}",
-            )
-        )
+        summary, setup = _load_run(run)
+        train = {k: v for k, v in setup.get("train", {}).items() if k not in NOT_A_SETTING}
+        key = json.dumps({**setup, "train": train}, sort_keys=True) if pool_seeds else str(len(groups))
+        groups.setdefault(key, []).append((run, summary, setup))
+    rows = []
+    for members in groups.values():
+        run, _, setup = members[0]
+        label = str(run) if len(members) == 1 else f"{run} (+{len(members) - 1})"
+        cells = [_cell([get(summary) for _, summary, _ in members], spec) for _, get, spec in METRICS]
+        architecture = setup.get("sae", {}).get("architecture", "?")
+        mono_coef = f"{setup.get('train', {}).get('mono_coef', 0):g}"
+        rows.append((label, architecture, mono_coef, str(len(members)), *cells))
     return rows
 
 
 def _compare(args: argparse.Namespace) -> int:
-    rows = compare_rows([Path(run) for run in args.runs])
-    print(format_table(["run", "arch", "mono_coef", *COMPARE_COLUMNS], rows))
+    rows = compare_rows([Path(run) for run in args.runs], pool_seeds=args.pool_seeds)
+    headers = ["run", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]
+    print(format_table(headers, rows, markdown=args.markdown))
     return 0
 
 
@@ -122,4 +150,10 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(func=_evaluate)
     compare = commands.add_parser("compare", help="a table of the evaluations of several runs")
     compare.add_argument("runs", nargs="+", help="run directories, each evaluated with `harmono sae eval`")
+    compare.add_argument(
+        "--pool-seeds",
+        action="store_true",
+        help="one row per setting: mean ± std over the runs that differ only in their seed",
+    )
+    compare.add_argument("--markdown", action="store_true", help="print a Markdown table")
     compare.set_defaults(func=_compare)

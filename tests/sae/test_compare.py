@@ -1,0 +1,56 @@
+"""``harmono sae compare``: one row per run, or mean ± std over runs that differ only in their seed."""
+
+import json
+
+import numpy as np
+import pytest
+
+from harmono.sae.cli import compare_rows
+
+
+def fake_run(directory, architecture, mono_coef, seed, r2, mono, device="cpu"):
+    directory.mkdir(parents=True)
+    setup = {
+        "sae": {"architecture": architecture, "d_sae": 64},
+        "train": {"mono_coef": mono_coef, "seed": seed, "device": device, "lr": 1e-3},
+    }
+    (directory / "run.json").write_text(json.dumps(setup))
+    summary = {
+        "r2": r2,
+        "l0": 8.0,
+        "dead_fraction": 0.0,
+        "mono": {"mean": mono, "mean_dead_as_zero": mono / 2},
+        "purity_binary": 0.5,
+        "purity_weighted": 0.25,
+    }
+    (directory / "evaluation.json").write_text(json.dumps({"summary": summary}))
+    return directory
+
+
+def test_runs_differing_only_in_seed_pool_into_mean_and_sample_std(tmp_path):
+    r2s, monos = [0.80, 0.82, 0.87], [0.50, 0.61, 0.55]
+    runs = [
+        fake_run(tmp_path / f"mono-s{seed}", "topk", 0.1, seed, r2, mono, device=("cpu", "cuda")[seed % 2])
+        for seed, (r2, mono) in enumerate(zip(r2s, monos, strict=True))
+    ]
+    runs.append(fake_run(tmp_path / "plain", "topk", 0.0, 0, 0.9, 0.4))
+    pooled = compare_rows(runs, pool_seeds=True)
+    assert len(pooled) == 2
+    label, arch, coef, n, r2_cell, _, _, mono_cell, *_ = pooled[0]
+    assert (arch, coef, n) == ("topk", "0.1", "3") and label.endswith("(+2)")
+    assert r2_cell == f"{np.mean(r2s):.4f} ± {np.std(r2s, ddof=1):.4f}"
+    assert mono_cell == f"{np.mean(monos):.4f} ± {np.std(monos, ddof=1):.4f}"
+    assert pooled[1][3:5] == ("1", "0.9000")
+    assert len(compare_rows(runs)) == 4  # without pooling: a row per run
+
+
+def test_runs_with_another_setting_do_not_pool(tmp_path):
+    a = fake_run(tmp_path / "a", "topk", 0.1, 0, 0.8, 0.5)
+    b = fake_run(tmp_path / "b", "topk", 0.2, 1, 0.8, 0.5)
+    assert [row[3] for row in compare_rows([a, b], pool_seeds=True)] == ["1", "1"]
+
+
+def test_a_run_without_evaluation_is_reported(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileNotFoundError, match="harmono sae eval"):
+        compare_rows([tmp_path / "run"], pool_seeds=True)
