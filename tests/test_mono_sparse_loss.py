@@ -120,6 +120,9 @@ def test_a_batch_with_no_pair_gives_loss_one_and_zero_gradient():
     loss.backward()
     assert float(loss.detach()) == 1.0
     assert torch.equal(values.grad, torch.zeros(2, dtype=torch.float64))
+    nothing = torch.zeros(0, dtype=torch.float64, requires_grad=True)
+    empty = SparseEntries(nothing, torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), 3)
+    assert float(mono_loss(empty, torch.randn(3, D), num_latents=4).detach()) == 1.0
 
 
 def test_autocast_computes_in_float32():

@@ -188,7 +188,7 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
     if num_latents is None:
         raise ValueError("sparse acts need num_latents: the number of latents M")
     num_latents = _checks.require_positive_int("num_latents", num_latents)
-    num_rows_ = _checks.require_positive_int("acts num_rows", acts.num_rows)
+    batch_rows = _checks.require_positive_int("acts num_rows", acts.num_rows)
     values = _checks.require_tensor("acts values", acts.values)
     _checks.require_floating("acts values", values)
     for name in ("values", "rows", "columns"):
@@ -208,7 +208,7 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
     rows, columns = acts.rows.long(), acts.columns.long()
     if validate and values.numel():
         _checks.require_finite("acts values", values)
-        for name, index, size in (("rows", rows, num_rows_), ("columns", columns, num_latents)):
+        for name, index, size in (("rows", rows, batch_rows), ("columns", columns, num_latents)):
             low, high = (int(v) for v in torch.aminmax(index))
             if low < 0 or high >= size:
                 raise ValueError(f"acts {name} must lie in [0, {size - 1}], got values in [{low}, {high}]")
@@ -216,7 +216,7 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
             raise ValueError(
                 "acts entries must come in row-major order (rows non-decreasing), got rows out of order"
             )
-    return SparseEntries(values, rows, columns, num_rows_)
+    return SparseEntries(values, rows, columns, batch_rows)
 
 
 def latent_order(columns: torch.Tensor, num_latents: int) -> tuple[torch.Tensor, torch.Tensor]:
