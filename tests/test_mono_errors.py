@@ -79,7 +79,7 @@ def sparse_good():
         ),
         (
             lambda v, i: (v, torch.cat([i[:, :1], i[:, :1], i[:, 2:]], dim=1)),
-            r"acts indices must be distinct within a row, got 10 repeated \(row, index\) pair\(s\)",
+            r"acts must list a latent at most once per row, got 10 repeated \(row, latent\) pair\(s\)",
         ),
         (lambda v, i: (v, i.float()), r"acts indices must be an integer tensor"),
         (lambda v, i: (v, i[:, :2]), r"acts indices must have the shape of values \(10, 3\), got \(10, 2\)"),
@@ -207,6 +207,6 @@ def test_purity_input_checks():
     indices[3, 1] = indices[3, 0]
     with pytest.raises(
         ValueError,
-        match=r"acts indices must be distinct within a row, got 1 repeated \(row, index\) pair\(s\)",
+        match=r"acts must list a latent at most once per row, got 1 repeated \(row, latent\) pair\(s\)",
     ):
         class_purity((values, indices), labels, num_classes=3, num_latents=M)

@@ -125,6 +125,46 @@ def test_a_batch_with_no_pair_gives_loss_one_and_zero_gradient():
     assert float(mono_loss(empty, torch.randn(3, D), num_latents=4).detach()) == 1.0
 
 
+def test_a_latent_listed_in_every_row_far_from_zero_keeps_float32_accuracy():
+    """Values 30 + 0.1 U in every row: no cancellation of the shift in float32."""
+    gen = torch.Generator().manual_seed(7)
+    mask = torch.rand(N, M, generator=gen) < 0.2
+    mask[:, 0] = True
+    rows, columns = mask.nonzero(as_tuple=True)
+    values = torch.rand(len(rows), generator=gen, dtype=torch.float64)
+    values[columns == 0] = 30 + 0.1 * values[columns == 0]
+    emb = torch.randn(N, D, generator=gen, dtype=torch.float64) + 2
+    weights = torch.randn(M, generator=gen, dtype=torch.float64)
+    (_, _, reference), _ = sparse_and_dense_gradients(values, rows, columns, emb, weights)
+    single = values.float().requires_grad_(True)
+    scores, _ = batch_mono_scores(SparseEntries(single, rows, columns, N), emb.float(), num_latents=M)
+    (scores * weights.float()).sum().backward()
+    dense_scores, _ = batch_mono_scores(dense_of(values, rows, columns), emb)
+    torch.testing.assert_close(scores.double(), dense_scores, rtol=0, atol=1e-5)
+    on_latent_0 = columns == 0
+    error = (single.grad.double() - reference)[on_latent_0].abs().max()
+    assert float(error) <= 1e-3 * float(reference[on_latent_0].abs().max())
+
+
+def test_inference_mode_gives_the_no_grad_scores():
+    values, rows, columns, emb = topk_entries()
+    entries = SparseEntries(values, rows, columns, N)
+    with torch.no_grad():
+        expected = batch_mono_scores(entries, emb, num_latents=M).scores
+    with torch.inference_mode():
+        scores = batch_mono_scores(entries, emb, num_latents=M).scores
+    torch.testing.assert_close(scores, expected, rtol=0, atol=0)
+
+
+def test_second_derivatives_are_refused_not_silently_zero():
+    values, rows, columns, emb = topk_entries()
+    values = values.requires_grad_(True)
+    scores, _ = batch_mono_scores(SparseEntries(values, rows, columns, N), emb, num_latents=M)
+    (grad,) = torch.autograd.grad(scores.square().sum(), values, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
+
+
 def test_autocast_computes_in_float32():
     values, rows, columns, emb = topk_entries(dtype=torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -174,9 +214,9 @@ def test_bad_sparse_input_is_refused():
         mono_loss(entries._replace(rows=rows.flip(0)), emb, num_latents=M)
     repeated = columns.clone()
     repeated[1] = repeated[0]
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(ValueError, match="at most once per row"):
         mono_loss(entries._replace(columns=repeated), emb, num_latents=M)
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(ValueError, match="at most once per row"):
         mono_loss((values.reshape(N, 3), repeated.reshape(N, 3)), emb, num_latents=M)
     with pytest.raises(ValueError, match=r"columns must lie in \[0, 24\], got values in \[0, 29\]"):
         mono_loss(entries, emb, num_latents=M - 5)

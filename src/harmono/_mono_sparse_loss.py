@@ -14,6 +14,10 @@ some row does not list count), ``r_k = 1 / (high_k - low_k + eps)`` and
     |W_k|^2 = r_k^2 (|P_k|^2 - 2 low_k P_k.E + low_k^2 |E|^2)
     |P_k|^2 = sum_listed a_nk (P_k . ê_n)           P_k.E = sum_listed a_nk (ê_n . E)
 
+(for a latent listed in every row, ``a_nk - low_k`` replaces ``a_nk`` and 0
+replaces ``low_k``: the same sums without the cancellation of a large
+shift).
+
 ``P`` is one ``embedding_bag`` over the entries grouped by latent, and the
 per-entry products ``P_k . ê_n`` are that bag's per-sample-weight gradient:
 only they (``(nnz,)``) are kept for the backward pass, not ``P (M, D)``.
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from harmono._mono_stats import SparseEntries, latent_order, require_no_repeated_entries
 
@@ -87,6 +92,24 @@ def _share_at(extreme, values, columns, implicit_count, num_latents):
     return at / ties.clamp_min(1.0)[columns]
 
 
+def _bag_dots(
+    rows: torch.Tensor, weights: torch.Tensor, emb_hat: torch.Tensor, starts: torch.Tensor
+) -> torch.Tensor:
+    """``(nnz,)`` ``P_k . ê_n`` per entry, ``P_k = Σ weights ê_rows`` over latent ``k``'s bag.
+
+    ``P`` is an ``embedding_bag`` over the entries grouped by latent, and the
+    products are the gradient of ``|P|^2 / 2`` with respect to the bag's
+    per-sample weights, which ``embedding_bag`` computes entry by entry.
+    """
+    if torch.is_inference_mode_enabled():  # inference tensors cannot enter an autograd graph
+        with torch.inference_mode(False):
+            return _bag_dots(rows.clone(), weights.clone(), emb_hat.clone(), starts.clone())
+    with torch.enable_grad():
+        weights = weights.detach().requires_grad_(True)
+        projected = F.embedding_bag(rows, emb_hat, starts, mode="sum", per_sample_weights=weights)
+        return torch.autograd.grad(projected, weights, grad_outputs=projected.detach())[0]
+
+
 class _SparseBatchScores(torch.autograd.Function):
     """Batch MonoScore of ``(values, rows, columns)`` entries; see the module docstring."""
 
@@ -102,19 +125,19 @@ class _SparseBatchScores(torch.autograd.Function):
         low = _extreme(columns, values, listed < n, "amin")
         high = _extreme(columns, values, listed < n, "amax")
         scale = 1.0 / (high - low + eps)
+        # A latent listed in every row is shifted in the bag itself (no cancellation in
+        # P - low E); the others keep low <= 0 <= high, so |low r| <= 1.
+        shift = torch.where(listed == n, low, 0.0)
+        remaining_low = low - shift
+        weights = values - shift[columns]
         emb_hat = emb_hat.detach()
         emb_total = emb_hat.sum(dim=0)
         along_total = emb_hat @ emb_total  # ê_n . E
-        starts = listed.cumsum(0) - listed
-        with torch.enable_grad():
-            weights = values.detach().requires_grad_(True)
-            projected = F.embedding_bag(rows, emb_hat, starts, mode="sum", per_sample_weights=weights)
-            (dots,) = torch.autograd.grad(projected, weights, grad_outputs=projected.detach())
-        del projected  # dots[j] = P_k . ê_n for entry j = (n, k)
-        p_sq = _sum_by_latent(columns, values * dots, m)
-        p_total = _sum_by_latent(columns, values * along_total[rows], m)
+        dots = _bag_dots(rows, weights, emb_hat, listed.cumsum(0) - listed)
+        p_sq = _sum_by_latent(columns, weights * dots, m)
+        p_total = _sum_by_latent(columns, weights * along_total[rows], m)
         total_sq = emb_total @ emb_total
-        w_sq = scale.square() * (p_sq - 2 * low * p_total + low.square() * total_sq)
+        w_sq = scale.square() * (p_sq - 2 * remaining_low * p_total + remaining_low.square() * total_sq)
         normed = (values - low[columns]) * scale[columns]
         implicit_value = -low * scale
         u = _sum_by_latent(columns, normed, m) + implicit_count * implicit_value
@@ -128,26 +151,29 @@ class _SparseBatchScores(torch.autograd.Function):
         active = pair > eps
         scores = torch.where(active, numerator / torch.where(active, pair + eps, 1.0), 0.0)
         ctx.save_for_backward(
-            order, rows, columns, values, dots, along_total, implicit_count,
-            low, high, scale, p_total, total_sq, w_sq, normed, u, v, pair, numerator, active,
+            order, rows, columns, values, dots, along_total, implicit_count, low, remaining_low,
+            high, scale, p_total, total_sq, w_sq, normed, u, v, pair, numerator, active,
         )  # fmt: skip
         ctx.eps, ctx.n = eps, n
         ctx.mark_non_differentiable(active)
         return scores, active
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_scores, _grad_active):
         saved = ctx.saved_tensors
         order, rows, columns, values, dots, along_total, implicit_count = saved[:7]
-        low, high, scale, p_total, total_sq, w_sq, normed, u, v, pair, numerator, active = saved[7:]
+        low, remaining_low, high, scale, p_total, total_sq, w_sq, normed, u, v, pair, numerator, active = (
+            saved[7:]
+        )
         m = low.shape[0]
         g = torch.where(active, grad_scores, 0.0)
         denominator = pair + ctx.eps
         alpha = g / denominator
         beta = -g * numerator / denominator.square()
-        w_dot = scale[columns] * (dots - low[columns] * along_total[rows])  # W_k . ê_n
+        w_dot = scale[columns] * (dots - remaining_low[columns] * along_total[rows])  # W_k . ê_n
         per_entry = alpha[columns] * (w_dot - normed) + beta[columns] * (u[columns] - normed)
-        w_total = scale * (p_total - low * total_sq)  # W_k . E
+        w_total = scale * (p_total - remaining_low * total_sq)  # W_k . E
         sum_all = alpha * (w_total - u) + beta * (ctx.n - 1) * u
         sum_weighted = alpha * (w_sq - v) + beta * (u.square() - v)
         grad_low = scale * (sum_weighted - sum_all)

@@ -244,7 +244,7 @@ def require_distinct_per_row(indices: torch.Tensor) -> None:
 def _require_no_repeats(repeats: int) -> None:
     if repeats:
         raise ValueError(
-            f"acts indices must be distinct within a row, got {repeats} repeated (row, index) pair(s)"
+            f"acts must list a latent at most once per row, got {repeats} repeated (row, latent) pair(s)"
         )
 
 

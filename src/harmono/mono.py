@@ -423,7 +423,8 @@ def batch_mono_scores(
         The MonoLoss ``eps`` (``1e-8``): added to the range and to ``Z_k``,
         and the activity threshold on ``Z_k``.
     validate : bool
-        Read the data to reject NaN/inf, zero embeddings and bad sparse indices.
+        Read the data to reject NaN/inf, zero embeddings and, for sparse
+        ``acts``, indices out of range, rows out of order and repeated entries.
 
     Returns
     -------
@@ -459,6 +460,7 @@ def _sparse_batch_mono_scores(
     acts: tuple, emb: object, num_latents: int | None, eps: float, validate: bool
 ) -> BatchMonoScores:
     entries = as_entries(acts, num_latents, validate)
+    num_latents = _checks.require_positive_int("num_latents", num_latents)
     emb = _checks.require_tensor("emb", emb)
     if emb.requires_grad and torch.is_grad_enabled():
         raise ValueError(

@@ -50,6 +50,14 @@ def test_runs_with_another_setting_do_not_pool(tmp_path):
     assert [row[3] for row in compare_rows([a, b], pool_seeds=True)] == ["1", "1"]
 
 
+def test_runs_without_a_run_record_do_not_pool(tmp_path):
+    a = fake_run(tmp_path / "a", "topk", 0.1, 0, 0.8, 0.5)
+    b = fake_run(tmp_path / "b", "relu", 0.0, 0, 0.6, 0.3)
+    for run in (a, b):
+        (run / "run.json").unlink()
+    assert [row[3] for row in compare_rows([a, b], pool_seeds=True)] == ["1", "1"]
+
+
 def test_a_run_without_evaluation_is_reported(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(FileNotFoundError, match="harmono sae eval"):

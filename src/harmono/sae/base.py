@@ -41,8 +41,8 @@ WEIGHTS_FILE = "model.safetensors"
 REGISTRY: dict[str, type[SAE]] = {}
 """Architecture name -> SAE class."""
 SPARSE_DECODE_MAX_DENSITY = 1 / 16
-"""Latents are decoded from their nonzero entries up to this fraction of them, by a dense product above
-(on the CPU ``embedding_bag`` costs about 14x the dense product per entry)."""
+"""Latents are decoded from the entries of their ``gradient_support`` up to this fraction of them, by a
+dense product above (on the CPU ``embedding_bag`` costs about 14x the dense product per entry)."""
 
 
 class SAEOutput(NamedTuple):

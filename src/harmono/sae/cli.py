@@ -100,7 +100,8 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     for run in runs:
         summary, setup = _load_run(run)
         train = {k: v for k, v in setup.get("train", {}).items() if k not in NOT_A_SETTING}
-        key = json.dumps({**setup, "train": train}, sort_keys=True) if pool_seeds else str(len(groups))
+        same_setting = pool_seeds and setup  # a run without run.json pools with nothing
+        key = json.dumps({**setup, "train": train}, sort_keys=True) if same_setting else str(run)
         groups.setdefault(key, []).append((run, summary, setup))
     rows = []
     for members in groups.values():

@@ -7,8 +7,8 @@ with the same ids. Every term is logged by name in ``metrics.jsonl``. The
 loss reads the latents as sparse entries (``SAE.sparse_code``: the top-k
 code, or every entry a gradient can pass), which costs ``O(B k d_in)``
 instead of the ``O(B d_sae d_in)`` of dense latents, with the same gradients,
-unless more than ``SPARSE_MONO_MAX_DENSITY`` of the entries are active (an
-untrained ReLU or JumpReLU SAE), when it reads the dense latents.
+unless the code lists more than ``SPARSE_MONO_MAX_DENSITY`` of the entries
+(an untrained ReLU or JumpReLU SAE), when it reads the dense latents.
 
 Determinism and resume: batches come from the store's seeded shuffled reader
 (seed and epoch fix the order), so a run resumed from a checkpoint skips to
@@ -52,8 +52,8 @@ PRECISIONS = ("fp32", "bf16")
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 SPARSE_MONO_MAX_DENSITY = 1 / 8
-"""MonoLoss reads the sparse code up to this fraction of active latent entries, the dense latents above
-(on the CPU the sparse product costs about 7x the dense one per entry)."""
+"""MonoLoss reads the sparse code while it lists up to this fraction of the latent entries, the dense
+latents above (on the CPU the sparse product costs about 7x the dense one per entry)."""
 
 
 @dataclass(frozen=True)
