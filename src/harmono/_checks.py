@@ -30,6 +30,12 @@ def require_floating(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
 
 
+def require_integer(name: str, tensor: torch.Tensor) -> None:
+    """Raise unless ``tensor`` has an integer dtype (not bool)."""
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ValueError(f"{name} must be an integer tensor (e.g. torch.long), got dtype {tensor.dtype}")
+
+
 def require_ndim(name: str, tensor: torch.Tensor, ndim: int, shape_doc: str) -> None:
     """Raise unless ``tensor`` has exactly ``ndim`` dimensions."""
     if tensor.ndim != ndim:

@@ -134,10 +134,7 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
     num_latents = _checks.require_positive_int("num_latents", num_latents)
     _checks.require_ndim("acts values", values, 2, "(N, k)")
     _checks.require_floating("acts values", values)
-    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
-        raise ValueError(
-            f"acts indices must be an integer tensor (e.g. torch.long), got dtype {indices.dtype}"
-        )
+    _checks.require_integer("acts indices", indices)
     if indices.shape != values.shape:
         raise ValueError(
             f"acts indices must have the shape of values {tuple(values.shape)}, got {tuple(indices.shape)}"
@@ -153,13 +150,15 @@ def _as_sparse(acts: tuple, num_latents: int | None, validate: bool) -> SparseAc
         )
     if validate:
         _checks.require_finite("acts values", values)
-        low, high = (int(v) for v in torch.aminmax(indices))
-        if low < 0 or high >= num_latents:
-            raise ValueError(
-                f"acts indices must lie in [0, {num_latents - 1}] (num_latents = {num_latents}), "
-                f"got values in [{low}, {high}]"
-            )
+        _require_index_range("acts indices", indices, num_latents, f" (num_latents = {num_latents})")
     return SparseActivations(values, indices.long())
+
+
+def _require_index_range(name: str, index: torch.Tensor, size: int, note: str = "") -> None:
+    """Raise unless every value of the non-empty ``index`` lies in ``[0, size)`` (reads the data)."""
+    low, high = (int(v) for v in torch.aminmax(index))
+    if low < 0 or high >= size:
+        raise ValueError(f"{name} must lie in [0, {size - 1}]{note}, got values in [{low}, {high}]")
 
 
 def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEntries:
@@ -199,19 +198,13 @@ def as_entries(acts: tuple, num_latents: int | None, validate: bool) -> SparseEn
                 f"acts {name} must have the shape and device of values ({tuple(values.shape)}, "
                 f"{values.device}), got {tuple(tensor.shape)} on {tensor.device}"
             )
-        if name != "values" and (
-            tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
-        ):
-            raise ValueError(
-                f"acts {name} must be an integer tensor (e.g. torch.long), got dtype {tensor.dtype}"
-            )
+        if name != "values":
+            _checks.require_integer(f"acts {name}", tensor)
     rows, columns = acts.rows.long(), acts.columns.long()
     if validate and values.numel():
         _checks.require_finite("acts values", values)
-        for name, index, size in (("rows", rows, batch_rows), ("columns", columns, num_latents)):
-            low, high = (int(v) for v in torch.aminmax(index))
-            if low < 0 or high >= size:
-                raise ValueError(f"acts {name} must lie in [0, {size - 1}], got values in [{low}, {high}]")
+        _require_index_range("acts rows", rows, batch_rows)
+        _require_index_range("acts columns", columns, num_latents)
         if bool((rows[1:] < rows[:-1]).any()):
             raise ValueError(
                 "acts entries must come in row-major order (rows non-decreasing), got rows out of order"

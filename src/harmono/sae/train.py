@@ -42,7 +42,7 @@ from harmono import _checks
 from harmono._device import resolve_device
 from harmono._io import write_json_atomically
 from harmono.features.store import FeatureStore, StoreView
-from harmono.mono import mono_loss
+from harmono.mono import LOSS_AVERAGES, mono_loss
 from harmono.sae import SAE, SAEConfig, create_sae
 from harmono.sae.base import B_DEC_INITS
 from harmono.sae.checkpoint import load_checkpoint, optimizer_state, optimizer_tensors, save_checkpoint
@@ -112,7 +112,7 @@ class TrainConfig:
             _checks.require_non_negative_number(name, getattr(self, name))
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError(f"decay_fraction must lie in [0, 1], got {self.decay_fraction}")
-        _checks.require_choice("mono_average", self.mono_average, ("active", "all"))
+        _checks.require_choice("mono_average", self.mono_average, LOSS_AVERAGES)
         _checks.require_choice("b_dec_init", self.b_dec_init, B_DEC_INITS)
         _checks.require_choice("precision", self.precision, PRECISIONS)
 
