@@ -175,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     _add_features_commands(sub)
     _add_data_commands(sub)
+    from harmono.mnist_cli import add_mnist_command
     from harmono.sae.cli import add_sae_commands
+    from harmono.toy_cli import add_toy_commands
 
     add_sae_commands(sub)
+    add_toy_commands(sub)
+    add_mnist_command(sub)
     return parser
 
 

@@ -1,0 +1,273 @@
+"""Run directories for the toy experiments: one configuration, the suite, the paper's numbers.
+
+A run directory holds ``results.json`` (configs, wall time, per-seed results
+with ``ev_top2`` and the grokking epochs) and ``curves.safetensors``
+(``train_acc``/``test_acc`` ``(S, E)``, ``embedding`` and ``output_centers``
+``(S, V, D)``). A suite directory holds one run directory per task, architecture
+and head (``<task>-<arch>-<head>``), written as each finishes: an
+interrupted suite resumes from the first missing one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from harmono._io import write_atomically, write_json_atomically
+from harmono.analysis.toy_metrics import median_range
+from harmono.data.toy import TASKS, toy_task
+from harmono.experiments.toy_tasks import (
+    PAPER_SEEDS,
+    ToyRunResult,
+    ToyTrainConfig,
+    paper_epochs,
+    paper_weight_decay,
+    train_toy_seeds,
+)
+from harmono.models.toy import ARCHITECTURES, HEADS, ToyModelConfig
+
+RESULTS_FILE = "results.json"
+CURVES_FILE = "curves.safetensors"
+MODEL_NAMES = {
+    ("mlp", "standard"): "standard MLP",
+    ("mlp", "harmonic"): "harmonic MLP",
+    ("transformer", "standard"): "standard transformer",
+    ("transformer", "harmonic"): "harmonic transformer",
+}
+SUITE_ORDER = tuple((arch, head) for arch in ARCHITECTURES for head in HEADS)
+
+PAPER_EV_TOP2 = {
+    "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
+    "modadd": ("45.5 [35-63]", "100 [51-100]", "60.5 [38-80]", "64 [30-96]"),
+    "equivalence": ("96.5 [86-98]", "80.5 [64-92]", "91.5 [87-97]", "94 [79-97]"),
+    "genealogy": ("29 [27-32]", "51 [41-60]", "26 [24-27]", "39 [34-46]"),
+    "permutation": ("38.5 [32-46]", "37.5 [27-86]", "32.5 [29-41]", "37 [27-42]"),
+}
+"""Top-2 EV (%) per seed, median [min-max] over 20 seeds, in ``SUITE_ORDER`` (the paper's Fig. 7)."""
+
+PAPER_GROKKING = {
+    "lattice": ("12→12", "10→10", "412→716", "488→679 (18/20)"),
+    "modadd": ("68→1032", "307→308", "486→781 (19/20)", "test 4172 (8/20)"),
+    "equivalence": ("70→73", "47→59", "56→61", "1568→1617 (19/20)"),
+    "genealogy": ("26→242 (18/20)", "98→298", "71→498 (18/20)", "test 3124 (5/20)"),
+    "permutation": ("95→2861 (14/20)", "913→1049 (18/20)", "test 5398 (11/20)", "- (0/20)"),
+}
+"""Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9), in ``SUITE_ORDER`` (the paper's)."""
+
+
+def paper_configs(
+    task: str, arch: str, head: str, **train_overrides: object
+) -> tuple[ToyModelConfig, ToyTrainConfig]:
+    """The official model and training settings for one configuration, with ``train_overrides`` applied."""
+    spec = toy_task(task)
+    model = ToyModelConfig(arch=arch, head=head, vocab_size=spec.vocab_size, seq_len=spec.seq_len)
+    train = ToyTrainConfig(epochs=paper_epochs(task, arch), weight_decay=paper_weight_decay(arch))
+    return model, replace(train, **train_overrides)
+
+
+def save_run(result: ToyRunResult, out_dir: str | Path) -> Path:
+    """Write ``result`` into ``out_dir`` (curves first, ``results.json`` last: it marks a finished run)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        name: torch.from_numpy(np.ascontiguousarray(getattr(result, name)))
+        for name in ("train_acc", "test_acc", "embedding", "output_centers")
+    }
+    blob = save(tensors)
+    write_atomically(out_dir / CURVES_FILE, lambda handle: handle.write(blob))
+    return write_json_atomically(out_dir / RESULTS_FILE, result.record(), indent=1)
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The ``results.json`` record and the arrays of ``curves.safetensors`` of a finished run."""
+    run_dir = Path(run_dir)
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} holds no finished toy run: expected {path}")
+    record = json.loads(path.read_text())
+    arrays = {name: t.numpy() for name, t in load_file(run_dir / CURVES_FILE).items()}
+    return record, arrays
+
+
+def run_config(
+    task: str,
+    arch: str,
+    head: str,
+    out_dir: str | Path,
+    seeds: Sequence[int] = PAPER_SEEDS,
+    progress: bool = True,
+    model_overrides: dict | None = None,
+    **train_overrides: object,
+) -> dict:
+    """Train (or reuse) one configuration in ``out_dir`` and return its record.
+
+    A finished run with the same settings is reused; one with other settings
+    is an error, so results of different settings never mix.
+    """
+    model, train = paper_configs(task, arch, head, **train_overrides)
+    model = replace(model, **(model_overrides or {}))
+    wanted = {"task": task, "model": asdict(model), "train": asdict(train), "seeds": [int(s) for s in seeds]}
+    path = Path(out_dir) / RESULTS_FILE
+    if path.is_file():
+        record = json.loads(path.read_text())
+        found = {key: record[key] for key in ("task", "model", "train")}
+        found["seeds"] = [s["seed"] for s in record["seeds"]]
+        if found != wanted:
+            raise ValueError(f"{out_dir} holds a run with other settings ({found}); expected {wanted}")
+        return record
+    result = train_toy_seeds(toy_task(task), model, train, tuple(seeds), progress=progress)
+    save_run(result, out_dir)
+    return result.record()
+
+
+def run_suite(
+    out_dir: str | Path,
+    tasks: Sequence[str] = TASKS,
+    archs: Sequence[str] = ARCHITECTURES,
+    seeds: Sequence[int] = PAPER_SEEDS,
+    progress: bool = True,
+    **train_overrides: object,
+) -> list[dict]:
+    """Every task x architecture x head into ``out_dir/<task>-<arch>-<head>``, resuming finished ones."""
+    records = []
+    for task in tasks:
+        for arch, head in SUITE_ORDER:
+            if arch in archs:
+                run_dir = Path(out_dir) / run_name({"task": task, "model": {"arch": arch, "head": head}})
+                records.append(run_config(task, arch, head, run_dir, seeds, progress, **train_overrides))
+    return records
+
+
+def _percent_range(values: list[float]) -> str:
+    median, low, high = median_range([100 * v for v in values])
+    return f"{median:.3g} [{low:.0f}-{high:.0f}]"
+
+
+def _grokking_cell(seeds: list[dict]) -> str:
+    reached = sum(s["test_epoch"] is not None for s in seeds)
+    train = median_range([s["train_epoch"] for s in seeds])
+    test = median_range([s["test_epoch"] for s in seeds])
+    count = f" ({reached}/{len(seeds)})" if reached < len(seeds) else ""
+    if test is None:
+        return f"- ({reached}/{len(seeds)})"
+    return f"{train[0]:.0f}→{test[0]:.0f}{count}" if train else f"test {test[0]:.0f}{count}"
+
+
+def suite_rows(records: Sequence[dict], cell: str) -> tuple[list[str], list[list[str]]]:
+    """A task x model table of the suite with the paper's value beside each cell.
+
+    ``cell`` is ``"ev"`` (top-2 EV in %, median [min-max] over seeds) or
+    ``"grokking"`` (median epoch train > 0.9 -> test > 0.9, seeds reaching
+    test > 0.9 when not all). Returns ``(headers, rows)``.
+    """
+    by_key = {(r["task"], r["model"]["arch"], r["model"]["head"]): r for r in records}
+    paper = PAPER_EV_TOP2 if cell == "ev" else PAPER_GROKKING
+    present = [key for key in SUITE_ORDER if any(k[1:] == key for k in by_key)]
+    headers = ["task"] + [f"{MODEL_NAMES[key]} (paper)" for key in present]
+    rows = []
+    for task in TASKS:
+        if not any(k[0] == task for k in by_key):
+            continue
+        row = [task]
+        for key in present:
+            record = by_key.get((task, *key))
+            if record is None:
+                row.append("-")
+                continue
+            seeds = record["seeds"]
+            ours = _percent_range([s["ev_top2"] for s in seeds]) if cell == "ev" else _grokking_cell(seeds)
+            row.append(f"{ours} ({paper[task][SUITE_ORDER.index(key)]})")
+        rows.append(row)
+    return headers, rows
+
+
+def run_name(record: dict) -> str:
+    """``<task>-<arch>-<head>``: the run's directory name inside a suite."""
+    return f"{record['task']}-{record['model']['arch']}-{record['model']['head']}"
+
+
+def suite_figures(
+    out_dir: str | Path, records: Sequence[dict], run_dirs: Sequence[Path] | None = None
+) -> list[Path]:
+    """EV curves, grokking scatter and 2-D PCA of each model's embedding (median-EV seed), into ``out_dir``.
+
+    ``run_dirs`` (default ``out_dir/<run_name>`` each) locate the runs' curves.
+    """
+    from harmono.analysis.toy_figures import plot_embedding_pca, plot_ev_curves, plot_grokking
+
+    out_dir = Path(out_dir)
+    run_dirs = run_dirs or [out_dir / run_name(record) for record in records]
+    ev: dict[str, dict[str, np.ndarray]] = {}
+    grokking: dict[str, dict[str, list]] = {}
+    panels = []
+    for record, run_dir in zip(records, run_dirs, strict=True):
+        task, name = record["task"], MODEL_NAMES[(record["model"]["arch"], record["model"]["head"])]
+        seeds = record["seeds"]
+        ev.setdefault(task, {})[name] = np.array([s["ev_ratios"] for s in seeds])
+        grokking.setdefault(task, {})[name] = [(s["train_epoch"], s["test_epoch"]) for s in seeds]
+        _, arrays = load_run(run_dir)
+        median_seed = int(np.argsort([s["ev_top2"] for s in seeds])[len(seeds) // 2])
+        spec = toy_task(task)
+        rows = arrays["embedding"][median_seed][list(spec.analysed_tokens)]
+        labels = [spec.token_names[t] for t in spec.analysed_tokens]
+        panels.append((f"{task} / {name}", rows, labels))
+    return [
+        plot_ev_curves(
+            ev, out_dir / "ev_curves.png", title="cumulative PCA explained variance of the embeddings"
+        ),
+        plot_grokking(
+            grokking, out_dir / "grokking.png", title="first epoch > 0.9 for 20 epochs: train vs test"
+        ),
+        plot_embedding_pca(
+            panels, out_dir / "embeddings_pca.png", title="2-D PCA of the embeddings (median-EV seed)"
+        ),
+    ]
+
+
+PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
+"""Train fractions of the paper's data-efficiency runs."""
+
+
+def run_efficiency(
+    task: str,
+    out_dir: str | Path,
+    fractions: Sequence[float] = PAPER_FRACTIONS,
+    archs: Sequence[str] = ("mlp",),
+    seeds: Sequence[int] = PAPER_SEEDS[:3],
+    progress: bool = True,
+    **train_overrides: object,
+) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Final test accuracy vs train fraction for both heads, into ``out_dir/<arch>-<head>-<fraction>``.
+
+    Returns ``{task: {model name: (fractions (F,), accuracy (S, F))}}``, the
+    input of :func:`~harmono.analysis.toy_figures.plot_data_efficiency`
+    (finished runs are reused).
+    """
+    curves = {}
+    for arch, head in SUITE_ORDER:
+        if arch not in archs:
+            continue
+        accuracy = [
+            [
+                s["final_test_acc"]
+                for s in run_config(
+                    task,
+                    arch,
+                    head,
+                    Path(out_dir) / f"{arch}-{head}-{fraction:g}",
+                    seeds,
+                    progress,
+                    train_fraction=fraction,
+                    **train_overrides,
+                )["seeds"]
+            ]
+            for fraction in fractions
+        ]
+        curves[MODEL_NAMES[(arch, head)]] = (np.asarray(fractions, dtype=float), np.asarray(accuracy).T)
+    return {task: curves}

@@ -1,0 +1,1 @@
+"""Models: the toy MLP and transformer of the harmonic-loss experiments (and, later, GPT and classifiers)."""

@@ -1,0 +1,153 @@
+"""``harmono toy run | suite | efficiency``: thin wrappers over ``harmono.experiments.toy_suite``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from harmono.data.toy import TASKS
+from harmono.experiments.toy_suite import (
+    MODEL_NAMES,
+    PAPER_FRACTIONS,
+    PAPER_SEEDS,
+    run_config,
+    run_efficiency,
+    run_suite,
+    suite_figures,
+    suite_rows,
+)
+from harmono.experiments.toy_tasks import EMBEDDING_REGULARISERS
+from harmono.models.toy import ARCHITECTURES, HEADS
+from harmono.report.text_table import format_table
+
+
+def _seeds(count: int) -> tuple[int, ...]:
+    if not 1 <= count <= len(PAPER_SEEDS):
+        raise ValueError(f"--seeds must be in [1, {len(PAPER_SEEDS)}] (the paper's seeds), got {count}")
+    return PAPER_SEEDS[:count]
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    names = ("epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if getattr(args, "train_fraction", None) is not None:
+        overrides["train_fraction"] = args.train_fraction
+    return overrides
+
+
+def _print_suite(records: list[dict], markdown: bool) -> None:
+    for cell, title in (
+        ("ev", "Top-2 PCA explained variance (%), median [min-max] over seeds (paper)"),
+        ("grokking", "Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9) (paper)"),
+    ):
+        print(f"\n{title}")
+        print(format_table(*suite_rows(records, cell), markdown=markdown))
+    print(f"\ntraining wall time: {sum(r['seconds'] for r in records):.0f} s")
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = {"exponent": args.exponent} if args.exponent is not None else None
+    record = run_config(
+        args.task, args.arch, args.head, args.out, _seeds(args.seeds), not args.no_progress, overrides,
+        **_train_overrides(args),
+    )  # fmt: skip
+    figures = suite_figures(args.out, [record], [Path(args.out)])
+    _print_suite([record], args.markdown)
+    rows = [
+        (s["seed"], f"{100 * s['ev_top2']:.1f}", s["train_epoch"], s["test_epoch"],
+         f"{s['final_train_acc']:.3f}", f"{s['final_test_acc']:.3f}", f"{s['leakage']:.2f}")
+        for s in record["seeds"]
+    ]  # fmt: skip
+    print(format_table(["seed", "EV2 %", "train>0.9", "test>0.9", "train acc", "test acc", "leakage"], rows))
+    print(f"results in {Path(args.out) / 'results.json'}; figures: {', '.join(str(f) for f in figures)}")
+    return 0
+
+
+def _suite(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    records = run_suite(
+        args.out, args.tasks, args.archs, _seeds(args.seeds), not args.no_progress, **_train_overrides(args)
+    )
+    figures = suite_figures(args.out, records)
+    _print_suite(records, args.markdown)
+    print(f"this call: {time.perf_counter() - start:.0f} s; figures: {', '.join(str(f) for f in figures)}")
+    return 0
+
+
+def _efficiency(args: argparse.Namespace) -> int:
+    from harmono.analysis.toy_figures import plot_data_efficiency
+    from harmono.analysis.toy_metrics import mean_std
+
+    curves = run_efficiency(
+        args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
+        **_train_overrides(args),
+    )  # fmt: skip
+    figure = plot_data_efficiency(
+        curves, Path(args.out) / "data_efficiency.png", title=f"{args.task}: test accuracy"
+    )
+    names = list(curves[args.task])
+    rows = []
+    for k, fraction in enumerate(args.fractions):
+        row = [f"{fraction:g}"]
+        for name in names:
+            mean, std = mean_std(curves[args.task][name][1][:, k])
+            row.append(f"{mean:.3f} ± {std:.3f}")
+        rows.append(row)
+    print(format_table(["train fraction", *names], rows, markdown=args.markdown))
+    print(f"figure: {figure}")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
+    parser.add_argument("--out", required=True, help="output directory (finished runs in it are reused)")
+    parser.add_argument(
+        "--seeds", type=int, default=seeds, help=f"the first N of the paper's 20 seeds (default {seeds})"
+    )
+    group = parser.add_argument_group("training (default: the official protocol)")
+    group.add_argument(
+        "--epochs", type=int, help="epochs (default 7000; 10000 for the permutation transformer)"
+    )
+    group.add_argument("--batch-size", type=int, help="examples per step (default 32)")
+    group.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3)")
+    group.add_argument(
+        "--weight-decay", type=float, help="AdamW weight decay (default 0.01 MLP, 0.005 transformer)"
+    )
+    group.add_argument(
+        "--embedding-reg", choices=EMBEDDING_REGULARISERS, help="embedding regulariser (default rms)"
+    )
+    group.add_argument(
+        "--reg-strength", type=float, help="weight of the embedding regulariser (default 0.01)"
+    )
+    group.add_argument(
+        "--paper-sampling", action="store_true", default=None,
+        help="draw examples with replacement as the official code (test examples leak into training)",
+    )  # fmt: skip
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_toy_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``harmono toy run | suite | efficiency`` to the ``harmono`` parser."""
+    toy = sub.add_parser("toy", help="harmonic loss on the paper's algorithmic tasks").add_subparsers(
+        dest="toy_command", required=True
+    )
+    run = toy.add_parser("run", help="one task, architecture and head, all seeds trained at once")
+    run.add_argument("--task", choices=TASKS, required=True)
+    run.add_argument("--arch", choices=ARCHITECTURES, default="mlp")
+    run.add_argument("--head", choices=HEADS, default="harmonic")
+    run.add_argument("--exponent", type=float, help="harmonic exponent n in p ∝ d^-n (default 2)")
+    run.add_argument("--train-fraction", type=float, help="share of examples for training (default 0.8)")
+    _add_common(run, 20)
+    run.set_defaults(func=_run)
+    suite = toy.add_parser("suite", help=f"all tasks x {', '.join(MODEL_NAMES.values())}; resumable")
+    suite.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    suite.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
+    _add_common(suite, 20)
+    suite.set_defaults(func=_suite)
+    efficiency = toy.add_parser("efficiency", help="test accuracy vs train fraction, both heads")
+    efficiency.add_argument("--task", choices=TASKS, required=True)
+    efficiency.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=["mlp"])
+    efficiency.add_argument("--fractions", nargs="+", type=float, default=list(PAPER_FRACTIONS))
+    _add_common(efficiency, 3)
+    efficiency.set_defaults(func=_efficiency)

@@ -1,0 +1,165 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from harmono.cli import main
+from harmono.data.toy import toy_task
+from harmono.experiments.toy_suite import (
+    CURVES_FILE,
+    RESULTS_FILE,
+    load_run,
+    paper_configs,
+    run_config,
+    run_suite,
+    suite_rows,
+)
+from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty, train_toy_seeds
+
+
+@pytest.mark.parametrize(
+    ("task", "arch", "head", "reg"),
+    [("modadd", "mlp", "harmonic", "rms"), ("equivalence", "mlp", "standard", "l2"),
+     ("permutation", "transformer", "standard", "rms")],
+)  # fmt: skip
+def test_batched_seeds_equal_seeds_trained_one_by_one(task, arch, head, reg):
+    model, train = paper_configs(task, arch, head, epochs=2, embedding_reg=reg, data_size=200)
+    spec = toy_task(task)
+    seeds = (0, 52, 105)
+    together = train_toy_seeds(spec, model, train, seeds, progress=False)
+    for k, seed in enumerate(seeds):
+        alone = train_toy_seeds(spec, model, train, (seed,), progress=False)
+        np.testing.assert_allclose(together.embedding[k], alone.embedding[0], atol=1e-6, rtol=0)
+        np.testing.assert_allclose(together.output_centers[k], alone.output_centers[0], atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(together.test_acc[k], alone.test_acc[0])
+        mine, reference = together.seeds[k], alone.seeds[0]
+        assert mine.ev_top2 == pytest.approx(reference.ev_top2, abs=1e-6)
+        for field in ("seed", "train_epoch", "test_epoch", "final_train_acc", "final_test_acc", "leakage"):
+            assert getattr(mine, field) == getattr(reference, field)
+
+
+def test_embedding_penalties_follow_their_formulas():
+    e = torch.randn(2, 5, 3, dtype=torch.float64)
+    for s in range(2):
+        rms = sum(math.sqrt(sum(e[s, i, j].item() ** 2 for i in range(5)) / 5) for j in range(3)) / 3
+        l2 = sum(e[s, i, j].item() ** 2 for i in range(5) for j in range(3)) / 15
+        assert embedding_penalty(e, "rms")[s].item() == pytest.approx(rms, rel=1e-12)
+        assert embedding_penalty(e, "l2")[s].item() == pytest.approx(l2, rel=1e-12)
+    assert torch.equal(embedding_penalty(e, "none"), torch.zeros(2, dtype=torch.float64))
+
+
+def test_harmonic_mlp_learns_the_lattice_and_its_embedding_is_flat():
+    # the paper: harmonic MLP on in-context learning, test > 0.9 from about epoch 10, EV2 = 100%
+    model, train = paper_configs("lattice", "mlp", "harmonic", epochs=40)
+    result = train_toy_seeds(toy_task("lattice"), model, train, (0, 52), progress=False)
+    for seed in result.seeds:
+        assert seed.final_test_acc > 0.9 and seed.test_epoch is not None and seed.test_epoch <= 20
+        assert seed.ev_top2 > 0.9
+        assert seed.ev_top2 == pytest.approx(sum(seed.ev_ratios[:2]))
+    assert result.test_acc.shape == result.train_acc.shape == (2, 40)
+
+
+def test_train_config_and_task_mismatch_errors():
+    with pytest.raises(ValueError, match="embedding_reg must be one of"):
+        ToyTrainConfig(embedding_reg="l1")
+    with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\), got 0.0"):
+        ToyTrainConfig(train_fraction=0.0)
+    model, train = paper_configs("modadd", "mlp", "harmonic")
+    with pytest.raises(ValueError, match=r"vocab_size 31 and seq_len 2, task 'lattice' has 25 and 3"):
+        train_toy_seeds(toy_task("lattice"), model, train, (0,), progress=False)
+    with pytest.raises(ValueError, match="seeds must be distinct"):
+        train_toy_seeds(toy_task("modadd"), model, train, (0, 0), progress=False)
+
+
+def test_paper_configs_follow_the_official_code():
+    model, train = paper_configs("permutation", "transformer", "harmonic")
+    assert (train.epochs, train.weight_decay, train.lr, train.batch_size) == (10_000, 0.005, 2e-3, 32)
+    assert model.exponent == 2.0 and model.embed_dim == 16
+    _, mlp = paper_configs("modadd", "mlp", "standard")
+    assert (mlp.epochs, mlp.weight_decay, mlp.embedding_reg, mlp.reg_strength) == (7_000, 0.01, "rms", 0.01)
+    assert PAPER_SEEDS[:3] == (0, 52, 105) and PAPER_SEEDS[-1] == 1000 and len(PAPER_SEEDS) == 20
+
+
+def test_run_is_saved_reused_and_guarded(tmp_path):
+    record = run_config("genealogy", "mlp", "harmonic", tmp_path, (0, 52), False, epochs=2)
+    saved, arrays = load_run(tmp_path)
+    assert saved == json.loads(json.dumps(record))
+    assert arrays["embedding"].shape == (2, 130, 16) and arrays["test_acc"].shape == (2, 2)
+    stamp = (tmp_path / CURVES_FILE).stat().st_mtime_ns
+    assert run_config("genealogy", "mlp", "harmonic", tmp_path, (0, 52), False, epochs=2) == saved
+    assert (tmp_path / CURVES_FILE).stat().st_mtime_ns == stamp  # reused, not retrained
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        run_config("genealogy", "mlp", "harmonic", tmp_path, (0, 52), False, epochs=3)
+    with pytest.raises(FileNotFoundError, match="holds no finished toy run"):
+        load_run(tmp_path / "missing")
+
+
+def test_suite_resumes_from_the_missing_runs(tmp_path):
+    records = run_suite(tmp_path, ["genealogy"], ["mlp"], (0, 52), False, epochs=2)
+    assert [(r["model"]["arch"], r["model"]["head"]) for r in records] == [
+        ("mlp", "standard"),
+        ("mlp", "harmonic"),
+    ]
+    kept = tmp_path / "genealogy-mlp-standard" / CURVES_FILE
+    stamp = kept.stat().st_mtime_ns
+    (tmp_path / "genealogy-mlp-harmonic" / RESULTS_FILE).unlink()  # as if killed before it finished
+    again = run_suite(tmp_path, ["genealogy"], ["mlp"], (0, 52), False, epochs=2)
+    assert kept.stat().st_mtime_ns == stamp
+    assert again[1]["seeds"] == records[1]["seeds"]  # retrained to the same result
+
+
+def _record(task, arch, head, ev, epochs):
+    seeds = [{"ev_top2": e, "train_epoch": a, "test_epoch": b} for e, (a, b) in zip(ev, epochs, strict=True)]
+    return {"task": task, "model": {"arch": arch, "head": head}, "seeds": seeds}
+
+
+def test_suite_tables_show_median_range_and_the_paper():
+    records = [
+        _record("modadd", "mlp", "harmonic", [1.0, 0.5, 0.9], [(300, 310), (200, None), (100, 150)]),
+        _record("modadd", "mlp", "standard", [0.4, 0.45, 0.5], [(10, 1000), (20, 900), (30, 800)]),
+    ]
+    headers, rows = suite_rows(records, "ev")
+    assert headers == ["task", "standard MLP (paper)", "harmonic MLP (paper)"]
+    assert rows == [["modadd", "45 [40-50] (45.5 [35-63])", "90 [50-100] (100 [51-100])"]]
+    _, rows = suite_rows(records, "grokking")
+    assert rows == [["modadd", "20→900 (68→1032)", "200→230 (2/3) (307→308)"]]
+
+
+def test_toy_run_command_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["toy", "run", "--task", "equivalence", "--head", "standard", "--seeds", "2", "--epochs", "3"]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "standard MLP (paper)" in printed and "96.5 [86-98]" in printed
+    record = json.loads((out / RESULTS_FILE).read_text())
+    assert [s["seed"] for s in record["seeds"]] == [0, 52]
+    assert {"ev_top2", "train_epoch", "test_epoch", "leakage"} <= set(record["seeds"][0])
+    for figure in ("ev_curves.png", "grokking.png", "embeddings_pca.png"):
+        assert (out / figure).stat().st_size > 0
+    assert main([*args, "--out", str(out), "--no-progress", "--lr", "0.01"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert main(["toy", "run", "--task", "modadd", "--seeds", "21", "--out", str(out)]) == 2
+
+
+def test_toy_efficiency_command(tmp_path, capsys):
+    argv = [
+        "toy",
+        "efficiency",
+        "--task",
+        "modadd",
+        "--fractions",
+        "0.3",
+        "0.6",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+    ]
+    assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "standard MLP" in printed and "harmonic MLP" in printed and "±" in printed
+    assert (tmp_path / "data_efficiency.png").stat().st_size > 0
+    record = json.loads((tmp_path / "mlp-harmonic-0.3" / RESULTS_FILE).read_text())
+    assert record["train"]["train_fraction"] == 0.3
