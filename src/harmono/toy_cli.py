@@ -6,6 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
+from harmono._device import resolve_device
 from harmono.data.toy import TASKS
 from harmono.experiments.toy_suite import (
     MODEL_NAMES,
@@ -50,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {"exponent": args.exponent} if args.exponent is not None else None
     record = run_config(
         args.task, args.arch, args.head, args.out, _seeds(args.seeds), not args.no_progress, overrides,
-        **_train_overrides(args),
+        device=resolve_device(args.device), **_train_overrides(args),
     )  # fmt: skip
     figures = suite_figures(args.out, [record], [Path(args.out)])
     _print_suite([record], args.markdown)
@@ -67,7 +68,13 @@ def _run(args: argparse.Namespace) -> int:
 def _suite(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     records = run_suite(
-        args.out, args.tasks, args.archs, _seeds(args.seeds), not args.no_progress, **_train_overrides(args)
+        args.out,
+        args.tasks,
+        args.archs,
+        _seeds(args.seeds),
+        not args.no_progress,
+        device=resolve_device(args.device),
+        **_train_overrides(args),
     )
     figures = suite_figures(args.out, records)
     _print_suite(records, args.markdown)
@@ -81,7 +88,7 @@ def _efficiency(args: argparse.Namespace) -> int:
 
     curves = run_efficiency(
         args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
-        **_train_overrides(args),
+        device=resolve_device(args.device), **_train_overrides(args),
     )  # fmt: skip
     figure = plot_data_efficiency(
         curves, Path(args.out) / "data_efficiency.png", title=f"{args.task}: test accuracy"
@@ -123,6 +130,9 @@ def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
         "--paper-sampling", action="store_true", default=None,
         help="draw examples with replacement as the official code (test examples leak into training)",
     )  # fmt: skip
+    parser.add_argument(
+        "--device", default="auto", help="where to train: cpu, cuda, or auto (a GPU if any; default)"
+    )
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

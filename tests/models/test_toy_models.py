@@ -96,12 +96,15 @@ def test_dropout_only_with_noise():
     config = ToyModelConfig(arch="transformer", head="standard", vocab_size=24, seq_len=2, dropout=0.5)
     model = BatchedToyModel(config, [0])
     tokens = torch.randint(0, 24, (1, 4, 2))
-    noise = model.dropout_noise(torch.Generator().manual_seed(0), steps=1, batch_size=4)
-    assert noise.shape == (1, 4, config.noise_width)
+    masks = model.dropout_masks([torch.Generator().manual_seed(0)], steps=1, batch_size=4)
+    assert masks.shape == (1, 1, 4, config.mask_width)
+    assert set(masks.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - 0.5)
     assert torch.equal(model(tokens), model(tokens))
-    assert not torch.allclose(model(tokens, noise[:, :4]), model(tokens))
+    assert not torch.allclose(model(tokens, masks[:, 0]), model(tokens))
+    ones = torch.ones(1, 4, config.mask_width)
+    torch.testing.assert_close(model(tokens, ones), model(tokens))  # keeping everything changes nothing
     mlp = BatchedToyModel(ToyModelConfig(), [0])
-    assert mlp.dropout_noise(torch.Generator(), 1, 4) is None
+    assert mlp.dropout_masks([torch.Generator()], 1, 4) is None
 
 
 def test_bad_config_and_input():

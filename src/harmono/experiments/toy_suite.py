@@ -103,6 +103,7 @@ def run_config(
     seeds: Sequence[int] = PAPER_SEEDS,
     progress: bool = True,
     model_overrides: dict | None = None,
+    device: str | torch.device = "cpu",
     **train_overrides: object,
 ) -> dict:
     """Train (or reuse) one configuration in ``out_dir`` and return its record.
@@ -121,7 +122,7 @@ def run_config(
         if found != wanted:
             raise ValueError(f"{out_dir} holds a run with other settings ({found}); expected {wanted}")
         return record
-    result = train_toy_seeds(toy_task(task), model, train, tuple(seeds), progress=progress)
+    result = train_toy_seeds(toy_task(task), model, train, tuple(seeds), progress=progress, device=device)
     save_run(result, out_dir)
     return result.record()
 
@@ -132,6 +133,7 @@ def run_suite(
     archs: Sequence[str] = ARCHITECTURES,
     seeds: Sequence[int] = PAPER_SEEDS,
     progress: bool = True,
+    device: str | torch.device = "cpu",
     **train_overrides: object,
 ) -> list[dict]:
     """Every task x architecture x head into ``out_dir/<task>-<arch>-<head>``, resuming finished ones."""
@@ -140,7 +142,9 @@ def run_suite(
         for arch, head in SUITE_ORDER:
             if arch in archs:
                 run_dir = Path(out_dir) / run_name({"task": task, "model": {"arch": arch, "head": head}})
-                records.append(run_config(task, arch, head, run_dir, seeds, progress, **train_overrides))
+                records.append(
+                    run_config(task, arch, head, run_dir, seeds, progress, device=device, **train_overrides)
+                )
     return records
 
 
@@ -241,6 +245,7 @@ def run_efficiency(
     archs: Sequence[str] = ("mlp",),
     seeds: Sequence[int] = PAPER_SEEDS[:3],
     progress: bool = True,
+    device: str | torch.device = "cpu",
     **train_overrides: object,
 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Final test accuracy vs train fraction for both heads, into ``out_dir/<arch>-<head>-<fraction>``.
@@ -263,6 +268,7 @@ def run_efficiency(
                     Path(out_dir) / f"{arch}-{head}-{fraction:g}",
                     seeds,
                     progress,
+                    device=device,
                     train_fraction=fraction,
                     **train_overrides,
                 )["seeds"]

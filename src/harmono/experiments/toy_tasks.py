@@ -3,7 +3,7 @@
 One call trains every seed of a configuration (task x architecture x head)
 in one :class:`~harmono.models.toy.BatchedToyModel`. Seed ``s`` gets its own
 split (``split_task(..., seed=s)``), initialisation, shuffling and dropout
-noise, each from its own generator, so the stack trains exactly the models
+masks, each from its own generator, so the stack trains exactly the models
 that the seeds would train one by one (the suite checks this).
 
 Protocol (the official code's, which made the paper's numbers): AdamW,
@@ -150,10 +150,6 @@ def _training_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
 
 
-def _stack(arrays: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(arrays))
-
-
 @torch.no_grad()
 def _accuracy(model: BatchedToyModel, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``(S,)`` accuracy of each seed's model on its own examples, dropout off."""
@@ -166,6 +162,7 @@ def train_toy_seeds(
     train_config: ToyTrainConfig,
     seeds: tuple[int, ...] | list[int] = PAPER_SEEDS,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> ToyRunResult:
     """Train one model per seed, all at once; see the module notes.
 
@@ -182,6 +179,10 @@ def train_toy_seeds(
         One model per seed.
     progress : bool
         Show a tqdm bar over epochs.
+    device : str or torch.device
+        Where to train. Initialisation, shuffling and dropout masks are
+        drawn on the CPU, so a seed trains the same model on any device (to
+        float tolerance).
 
     Returns
     -------
@@ -202,28 +203,30 @@ def train_toy_seeds(
         split_task(task, cfg.train_fraction, s, data_size=cfg.data_size, paper_sampling=cfg.paper_sampling)
         for s in seeds
     ]
-    train_x, train_y = _stack([s.train_inputs for s in splits]), _stack([s.train_labels for s in splits])
-    test_x, test_y = _stack([s.test_inputs for s in splits]), _stack([s.test_labels for s in splits])
+    train_x, train_y, test_x, test_y = (
+        torch.from_numpy(np.stack([getattr(s, name) for s in splits])).to(device)
+        for name in ("train_inputs", "train_labels", "test_inputs", "test_labels")
+    )
     num_seeds, n_train = train_y.shape
     steps = -(-n_train // cfg.batch_size)
-    seed_index = torch.arange(num_seeds)[:, None]
+    seed_index = torch.arange(num_seeds, device=device)[:, None]
 
-    model = BatchedToyModel(model_config, seeds)
+    model = BatchedToyModel(model_config, seeds).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     generators = [_training_generator(s) for s in seeds]
-    train_acc = torch.empty(num_seeds, cfg.epochs, dtype=torch.float64)
+    train_acc = torch.empty(num_seeds, cfg.epochs, dtype=torch.float64, device=device)
     test_acc = torch.empty_like(train_acc)
     start = time.perf_counter()
     for epoch in tqdm(
         range(cfg.epochs), desc=f"{task.name} {model_config.arch} {model_config.head}", disable=not progress
     ):
-        order = torch.stack([torch.randperm(n_train, generator=g) for g in generators])
-        noises = [model.dropout_noise(g, steps, cfg.batch_size) for g in generators]
-        noise = None if noises[0] is None else torch.stack(noises)
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in generators]).to(device)
+        masks = model.dropout_masks(generators, steps, cfg.batch_size)
+        masks = None if masks is None else masks.to(device)
         for step in range(steps):
             rows = order[:, step * cfg.batch_size : (step + 1) * cfg.batch_size]
             logits = model(
-                train_x[seed_index, rows], None if noise is None else noise[:, step, : rows.shape[1]]
+                train_x[seed_index, rows], None if masks is None else masks[:, step, : rows.shape[1]]
             )
             loss = F.cross_entropy(
                 logits.flatten(0, 1), train_y[seed_index, rows].flatten(), reduction="none"
@@ -238,7 +241,8 @@ def train_toy_seeds(
         test_acc[:, epoch] = _accuracy(model, test_x, test_y)
     seconds = time.perf_counter() - start
 
-    embedding = model.embedding.detach()
+    train_acc, test_acc = train_acc.cpu(), test_acc.cpu()
+    embedding = model.embedding.detach().cpu()
     ratios = explained_variance_ratios(embedding[:, list(task.analysed_tokens)].double().numpy())
     results = tuple(
         SeedResult(
@@ -262,5 +266,5 @@ def train_toy_seeds(
         train_acc=train_acc.numpy(),
         test_acc=test_acc.numpy(),
         embedding=embedding.numpy(),
-        output_centers=model.output_centers.detach().clone().numpy(),
+        output_centers=model.output_centers.detach().cpu().clone().numpy(),
     )

@@ -25,9 +25,9 @@ Harmonic logits are ``-(n / 2) log(||h - c||^2 + eps)`` (harmono's
 convention ``p ∝ d^(-n)``); the default ``n = 2`` is the official code's
 ``n_exp = 1`` on ``d^2``, with which the paper's toy results were made.
 
-Dropout is driven by explicit noise (:meth:`BatchedToyModel.dropout_noise`)
-so that a seed's noise, too, comes from its own generator. It is off
-whenever no noise is passed, e.g. at evaluation (the official code left it
+Dropout is driven by explicit masks (:meth:`BatchedToyModel.dropout_masks`)
+so that a seed's masks, too, come from its own generator. It is off
+whenever no masks are passed, e.g. at evaluation (the official code left it
 on there).
 """
 
@@ -89,8 +89,8 @@ class ToyModelConfig:
             raise ValueError(f"embed_dim {self.embed_dim} must be a multiple of num_heads {self.num_heads}")
 
     @property
-    def noise_width(self) -> int:
-        """Dropout noise values per example: attention weights, attention out, hidden, out; per layer."""
+    def mask_width(self) -> int:
+        """Dropout mask values per example: attention weights, attention out, hidden, out; per layer."""
         t, d = self.seq_len, self.embed_dim
         return self.num_layers * (self.num_heads * t * t + t * (2 * d + self.ff_dim))
 
@@ -150,10 +150,9 @@ def batched_harmonic_logits(
     return d2.clamp_min(0.0).add(eps).log().mul(-exponent / 2)
 
 
-def _dropout(x: torch.Tensor, noise: torch.Tensor | None, rate: float) -> torch.Tensor:
-    if noise is None or rate == 0.0:
-        return x
-    return x * (noise.reshape(x.shape) >= rate) / (1 - rate)
+def _dropout(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``x`` times a scaled keep mask (``0`` or ``1 / (1 - rate)``), or ``x`` itself without one."""
+    return x if mask is None else x * mask.reshape(x.shape)
 
 
 class BatchedToyModel(nn.Module):
@@ -198,17 +197,25 @@ class BatchedToyModel(nn.Module):
         """The output layer's class vectors ``(S, V, D)``: tied embeddings or untied centers."""
         return self.params["centers"] if "centers" in self.params else self.embedding
 
-    def dropout_noise(self, generator: torch.Generator, steps: int, batch_size: int) -> torch.Tensor | None:
-        """Uniform noise for ``steps`` batches of one seed: ``(steps, batch_size, noise_width)``.
+    def dropout_masks(
+        self, generators: list[torch.Generator], steps: int, batch_size: int
+    ) -> torch.Tensor | None:
+        """Scaled keep masks for ``steps`` batches: ``(S, steps, batch_size, mask_width)``.
 
-        ``None`` when the model has no dropout (MLPs, or rate 0).
+        Entry ``0`` (probability ``dropout``) or ``1 / (1 - dropout)``; seed
+        ``k``'s masks come from ``generators[k]`` (CPU). ``None`` when the
+        model has no dropout (MLPs, or rate 0).
         """
-        if self.config.arch != "transformer" or self.config.dropout == 0.0:
+        rate = self.config.dropout
+        if self.config.arch != "transformer" or rate == 0.0:
             return None
-        return torch.rand((steps, batch_size, self.config.noise_width), generator=generator)
+        masks = torch.empty(len(generators), steps, batch_size, self.config.mask_width)
+        for mask, generator in zip(masks, generators, strict=True):
+            mask.bernoulli_(1 - rate, generator=generator)
+        return masks.div_(1 - rate)
 
-    def forward(self, tokens: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``(S, B, V)`` for ``tokens (S, B, T)``; ``noise (S, B, noise_width)`` turns dropout on."""
+    def forward(self, tokens: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(S, B, V)`` for ``tokens (S, B, T)``; ``masks (S, B, mask_width)`` turn dropout on."""
         s, b, t = tokens.shape
         if s != self.num_seeds or t != self.config.seq_len:
             raise ValueError(
@@ -220,7 +227,7 @@ class BatchedToyModel(nn.Module):
         if self.config.arch == "mlp":
             h = self._mlp(x.reshape(s, b, -1))
         else:
-            h = self._transformer(x, noise)
+            h = self._transformer(x, masks)
         if self.config.head == "harmonic":
             return batched_harmonic_logits(h, self.output_centers, self.config.exponent, self.config.eps)
         logits = torch.bmm(h, self.embedding.transpose(1, 2))
@@ -231,37 +238,38 @@ class BatchedToyModel(nn.Module):
         hidden = F.silu(torch.baddbmm(p["b1"].unsqueeze(1), x, p["w1"]))
         return torch.baddbmm(p["b2"].unsqueeze(1), hidden, p["w2"])
 
-    def _transformer(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    def _transformer(self, x: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
         c = self.config
         s, b, t, d = x.shape
         x = (x + self.params["position"].unsqueeze(1)).reshape(s, b * t, d)
         per_layer = c.num_heads * t * t + t * (2 * d + c.ff_dim)
         for layer in range(c.num_layers):
-            layer_noise = None if noise is None else noise[..., layer * per_layer : (layer + 1) * per_layer]
-            x = x + self._encoder_layer(x, layer, (s, b, t, d), layer_noise)
+            layer_masks = None if masks is None else masks[..., layer * per_layer : (layer + 1) * per_layer]
+            x = x + self._encoder_layer(x, layer, (s, b, t, d), layer_masks)
         return x.reshape(s, b, t, d)[:, :, -1]
 
     def _encoder_layer(
-        self, x: torch.Tensor, layer: int, shape: tuple[int, int, int, int], noise: torch.Tensor | None
+        self, x: torch.Tensor, layer: int, shape: tuple[int, int, int, int], masks: torch.Tensor | None
     ) -> torch.Tensor:
         """One post-LN ``nn.TransformerEncoderLayer`` (ReLU): ``x (S, B*T, D)`` -> same shape."""
         c, p, name = self.config, self.params, f"l{layer}_"
         s, b, t, d = shape
         heads, hd = c.num_heads, d // c.num_heads
         cuts = (heads * t * t, t * d, t * c.ff_dim, t * d)
-        n_attn, n_out, n_hidden, n_ff = (None,) * 4 if noise is None else noise.split(cuts, dim=-1)
+        m_attn, m_out, m_hidden, m_ff = (None,) * 4 if masks is None else masks.split(cuts, dim=-1)
         qkv = torch.baddbmm(p[name + "qkv_b"].unsqueeze(1), x, p[name + "qkv"])
-        q, k, v = qkv.reshape(s, b, t, 3, heads, hd).permute(3, 0, 1, 4, 2, 5)  # each (S, B, H, T, hd)
-        weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1)
-        weights = _dropout(weights, n_attn, c.dropout)
-        attended = (weights @ v).permute(0, 1, 3, 2, 4).reshape(s, b * t, d)
+        q, k, v = qkv.reshape(s, b, t, 3, heads, hd).unbind(3)  # each (S, B, T, H, hd)
+        # T is tiny: broadcast products beat batched matmuls of (T, hd) blocks and need no permutes
+        scores = (q.unsqueeze(3) * k.unsqueeze(2)).sum(-1) / math.sqrt(hd)  # (S, B, T_query, T_key, H)
+        weights = _dropout(torch.softmax(scores, dim=3), m_attn)
+        attended = (weights.unsqueeze(-1) * v.unsqueeze(2)).sum(3).reshape(s, b * t, d)
         attended = torch.baddbmm(p[name + "proj_b"].unsqueeze(1), attended, p[name + "proj"])
-        x = F.layer_norm(x + _dropout(attended, n_out, c.dropout), (d,), None, None) * p[
-            name + "ln1_w"
-        ].unsqueeze(1) + p[name + "ln1_b"].unsqueeze(1)
+        x = F.layer_norm(x + _dropout(attended, m_out), (d,), None, None) * p[name + "ln1_w"].unsqueeze(
+            1
+        ) + p[name + "ln1_b"].unsqueeze(1)
         hidden = F.relu(torch.baddbmm(p[name + "ff1_b"].unsqueeze(1), x, p[name + "ff1"]))
-        hidden = _dropout(hidden, n_hidden, c.dropout)
+        hidden = _dropout(hidden, m_hidden)
         ff = torch.baddbmm(p[name + "ff2_b"].unsqueeze(1), hidden, p[name + "ff2"])
-        return F.layer_norm(x + _dropout(ff, n_ff, c.dropout), (d,), None, None) * p[
-            name + "ln2_w"
-        ].unsqueeze(1) + p[name + "ln2_b"].unsqueeze(1)
+        return F.layer_norm(x + _dropout(ff, m_ff), (d,), None, None) * p[name + "ln2_w"].unsqueeze(1) + p[
+            name + "ln2_b"
+        ].unsqueeze(1)
