@@ -30,11 +30,11 @@ def _seeds(count: int) -> tuple[int, ...]:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
-    names = ("epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling")
-    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    if getattr(args, "train_fraction", None) is not None:
-        overrides["train_fraction"] = args.train_fraction
-    return overrides
+    names = (
+        "epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling",
+        "train_fraction",  # only `toy run` has this option
+    )  # fmt: skip
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _print_suite(records: list[dict], markdown: bool) -> None:

@@ -62,6 +62,7 @@ def test_task_is_every_example_of_its_definition(name):
     assert len(made) == n  # no example twice
     assert made == brute
     assert len(task.token_names) == v
+    assert toy_task(name) is task and not task.inputs.flags.writeable  # built once, shared read-only
     assert all(0 <= t < v for t in task.analysed_tokens)
 
 

@@ -31,6 +31,7 @@ share of test examples that also occur in training.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -148,7 +149,9 @@ def _permutation() -> ToyTask:
 
 
 def _ids(values: list) -> np.ndarray:
-    return np.asarray(values, dtype=np.int64)
+    ids = np.asarray(values, dtype=np.int64)
+    ids.setflags(write=False)  # shared by every caller of the cached ``toy_task``
+    return ids
 
 
 _BUILDERS = {
@@ -160,8 +163,9 @@ _BUILDERS = {
 }
 
 
+@functools.cache
 def toy_task(name: str) -> ToyTask:
-    """All unique examples of the task ``name`` (one of ``TASKS``)."""
+    """All unique examples of the task ``name`` (one of ``TASKS``); built once, arrays read-only."""
     return _BUILDERS[_checks.require_choice("task", name, TASKS)]()
 
 

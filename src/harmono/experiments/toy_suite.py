@@ -141,7 +141,7 @@ def run_suite(
     for task in tasks:
         for arch, head in SUITE_ORDER:
             if arch in archs:
-                run_dir = Path(out_dir) / run_name({"task": task, "model": {"arch": arch, "head": head}})
+                run_dir = Path(out_dir) / run_name(task, arch, head)
                 records.append(
                     run_config(task, arch, head, run_dir, seeds, progress, device=device, **train_overrides)
                 )
@@ -191,9 +191,9 @@ def suite_rows(records: Sequence[dict], cell: str) -> tuple[list[str], list[list
     return headers, rows
 
 
-def run_name(record: dict) -> str:
-    """``<task>-<arch>-<head>``: the run's directory name inside a suite."""
-    return f"{record['task']}-{record['model']['arch']}-{record['model']['head']}"
+def run_name(task: str, arch: str, head: str) -> str:
+    """``<task>-<arch>-<head>``: a run's directory name inside a suite."""
+    return f"{task}-{arch}-{head}"
 
 
 def suite_figures(
@@ -206,7 +206,9 @@ def suite_figures(
     from harmono.analysis.toy_figures import plot_embedding_pca, plot_ev_curves, plot_grokking
 
     out_dir = Path(out_dir)
-    run_dirs = run_dirs or [out_dir / run_name(record) for record in records]
+    run_dirs = run_dirs or [
+        out_dir / run_name(r["task"], r["model"]["arch"], r["model"]["head"]) for r in records
+    ]
     ev: dict[str, dict[str, np.ndarray]] = {}
     grokking: dict[str, dict[str, list]] = {}
     panels = []

@@ -242,7 +242,7 @@ class BatchedToyModel(nn.Module):
         c = self.config
         s, b, t, d = x.shape
         x = (x + self.params["position"].unsqueeze(1)).reshape(s, b * t, d)
-        per_layer = c.num_heads * t * t + t * (2 * d + c.ff_dim)
+        per_layer = c.mask_width // c.num_layers
         for layer in range(c.num_layers):
             layer_masks = None if masks is None else masks[..., layer * per_layer : (layer + 1) * per_layer]
             x = x + self._encoder_layer(x, layer, (s, b, t, d), layer_masks)
