@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
     _add_features_commands(sub)
     _add_data_commands(sub)
+    from harmono.finetune_cli import add_finetune_command
     from harmono.mnist_cli import add_mnist_command
     from harmono.sae.cli import add_sae_commands
     from harmono.toy_cli import add_toy_commands
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sae_commands(sub)
     add_toy_commands(sub)
     add_mnist_command(sub)
+    add_finetune_command(sub)
     return parser
 
 

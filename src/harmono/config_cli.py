@@ -58,13 +58,19 @@ def _dest(prefix: str, name: str) -> str:
 
 
 def add_config_arguments(
-    parser: argparse._ActionsContainer, cls: type, prefix: str = "", exclude: tuple[str, ...] = ()
+    parser: argparse._ActionsContainer,
+    cls: type,
+    prefix: str = "",
+    exclude: tuple[str, ...] = (),
+    layered: bool = False,
 ) -> None:
     """Add one option per field of the config dataclass ``cls`` to ``parser``.
 
     Only fields of type int, float, str or bool are supported; bools become
     ``--flag / --no-flag`` pairs. Fields in ``exclude`` get no option (the
-    caller passes them to ``config_from_arguments``).
+    caller passes them to ``config_from_arguments``). With ``layered``, an
+    option that is not typed leaves no attribute, so ``config_from_arguments``
+    can take it from a ``base`` (a config file) before the field's default.
     """
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -75,28 +81,37 @@ def add_config_arguments(
         if kind not in _PARSEABLE:
             raise TypeError(f"{cls.__name__}.{field.name}: type {kind} has no command-line form")
         help_text = f"{docs.get(field.name, '')} (default: {field.default})".strip()
+        default = argparse.SUPPRESS if layered else field.default
         option, dest = _option(prefix, field.name), _dest(prefix, field.name)
         if kind is bool:
             parser.add_argument(
                 option,
                 dest=dest,
                 action=argparse.BooleanOptionalAction,
-                default=field.default,
+                default=default,
                 help=help_text,
             )
         else:
-            parser.add_argument(option, dest=dest, type=kind, default=field.default, help=help_text)
+            parser.add_argument(option, dest=dest, type=kind, default=default, help=help_text)
 
 
 def config_from_arguments(
-    cls: type[ConfigT], args: argparse.Namespace, prefix: str = "", **given: Any
+    cls: type[ConfigT], args: argparse.Namespace, prefix: str = "", base: dict | None = None, **given: Any
 ) -> ConfigT:
     """Build the config ``cls`` from options added by :func:`add_config_arguments`.
 
-    ``given`` supplies the fields that were excluded from the options.
+    ``given`` supplies the fields that were excluded from the options. For
+    options added with ``layered=True``, a field's value is the typed option,
+    else ``base[field]``, else the field's default.
     """
-    values: dict[str, Any] = {
-        field.name: given[field.name] if field.name in given else getattr(args, _dest(prefix, field.name))
-        for field in dataclasses.fields(cls)
-    }
+    base = base or {}
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        dest = _dest(prefix, field.name)
+        if field.name in given:
+            values[field.name] = given[field.name]
+        elif hasattr(args, dest):
+            values[field.name] = getattr(args, dest)
+        else:
+            values[field.name] = base.get(field.name, field.default)
     return cls(**values)

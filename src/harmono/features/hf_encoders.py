@@ -67,6 +67,22 @@ class HFEncoderSpec:
     """The model interpolates position embeddings itself (no ``interpolate_pos_encoding`` argument)."""
 
 
+class HFFeatures(torch.nn.Module):
+    """``read(model(pixel_values=pixels, **extra))``: ``(B, 3, S, S)`` -> ``(B, D)``.
+
+    A module rather than a closure, so a copy of a network holding it
+    (``copy.deepcopy``, an EMA) reads its own copy of ``model``.
+    """
+
+    def __init__(self, model: torch.nn.Module, read: Callable, extra: dict) -> None:
+        super().__init__()
+        self.model, self.read, self.extra = model, read, dict(extra)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The features the spec reads from the model's outputs."""
+        return self.read(self.model(pixel_values=pixels, **self.extra))
+
+
 HF_ENCODERS: dict[str, HFEncoderSpec] = {
     "clip": HFEncoderSpec(
         "CLIPVisionModelWithProjection", "CLIPVisionConfig", "laion/CLIP-ViT-L-14-DataComp.XL-s13B-b90K",
@@ -158,13 +174,10 @@ def hf_encoder(
         else {}
     )
 
-    def features(pixels: torch.Tensor) -> torch.Tensor:
-        return spec.read(model(pixel_values=pixels, **extra))
-
     return Encoder(
         name=name,
         model=model,
-        features=features,
+        features=HFFeatures(model, spec.read, extra),
         feature_dim=int(getattr(config, spec.dim_attribute)),
         output=spec.output,
         image_size=side,

@@ -25,7 +25,6 @@ BatchTopK threshold are reduced across ranks, so every rank holds the same SAE.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -41,6 +40,8 @@ from tqdm.auto import tqdm
 from harmono import _checks
 from harmono._device import resolve_device
 from harmono._io import write_json_atomically
+from harmono._training import MetricLog, check_resumable
+from harmono._training import world as world_info
 from harmono.features.store import FeatureStore, StoreView
 from harmono.mono import LOSS_AVERAGES, mono_loss
 from harmono.sae import SAE, SAEConfig, create_sae
@@ -50,7 +51,6 @@ from harmono.sae.checkpoint import load_checkpoint, optimizer_state, optimizer_t
 logger = logging.getLogger("harmono")
 PRECISIONS = ("fp32", "bf16")
 RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
 SPARSE_MONO_MAX_DENSITY = 1 / 8
 """MonoLoss reads the sparse code while it lists up to this fraction of the latent entries, the dense
 latents above (on the CPU the sparse product costs about 7x the dense one per entry)."""
@@ -131,12 +131,6 @@ class TrainResult:
     """The last metric record."""
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _rows(store: FeatureStore, indices: np.ndarray, normalize: bool) -> torch.Tensor:
     rows = torch.from_numpy(store.take(indices, np.float32))
     return torch.nn.functional.normalize(rows, dim=1) if normalize else rows
@@ -183,55 +177,6 @@ def _run_record(sae_config: SAEConfig, config: TrainConfig, store: FeatureStore,
             "features_metadata": store.metadata, "world_size": world}  # fmt: skip
 
 
-def _check_resumable(out: Path, record: dict) -> None:
-    saved = json.loads((out / RUN_FILE).read_text())
-    for key in ("sae", "train", "world_size"):
-        mine, theirs = json.loads(json.dumps(record[key])), saved.get(key)
-        if key == "train":  # a run may resume on another device
-            mine, theirs = {**mine, "device": None}, {**(theirs or {}), "device": None}
-        if theirs != mine:
-            raise ValueError(
-                f"{out} holds a run with another {key} ({theirs}); resume it with the same settings "
-                "or train into another directory"
-            )
-
-
-class _MetricLog:
-    """``metrics.jsonl`` (truncated to the resumed step) and optional TensorBoard."""
-
-    def __init__(self, out: Path, resumed_step: int, tensorboard: bool, active: bool):
-        self.path, self.active, self.writer = out / METRICS_FILE, active, None
-        if not active:
-            return
-        if self.path.is_file():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if json.loads(line)["step"] <= resumed_step
-            ]
-            self.path.write_text("".join(line + "\n" for line in kept))
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise ModuleNotFoundError("tensorboard=True needs the package 'tensorboard'") from err
-            self.writer = SummaryWriter(str(out / "tensorboard"))
-
-    def write(self, record: dict) -> None:
-        if not self.active:
-            return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for name, value in record.items():
-                if name != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(name, value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 def train_sae(
     sae_config: SAEConfig,
     config: TrainConfig,
@@ -260,7 +205,7 @@ def train_sae(
         Show a progress bar (rank 0).
     """
     start = time.perf_counter()
-    rank, world = _world()
+    rank, world = world_info()
     _check_store(store, sae_config, embeddings)
     if config.batch_size % world:
         raise ValueError(f"batch_size must be divisible by the world size {world}, got {config.batch_size}")
@@ -291,7 +236,7 @@ def train_sae(
     step = 0
     saved = load_checkpoint(out / "checkpoints")
     if saved is not None:
-        _check_resumable(out, record)
+        check_resumable(out, RUN_FILE, record, ("sae", "train", "world_size"))
         tensors, state = saved
         sae.load_state_dict(
             {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
@@ -313,7 +258,7 @@ def train_sae(
     if world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(sae, device_ids=device_ids, broadcast_buffers=False)
-    log = _MetricLog(out, step, config.tensorboard, active=rank == 0)
+    log = MetricLog(out, step, config.tensorboard, active=rank == 0)
     autocast = (
         torch.autocast(device_type=device.type, dtype=torch.bfloat16)
         if config.precision == "bf16"

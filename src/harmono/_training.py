@@ -1,0 +1,72 @@
+"""Pieces every trainer shares: the process group's rank and size, the metric log, the resume check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch.distributed as dist
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world size)`` of the ``torch.distributed`` process group; ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def check_resumable(out: Path, run_file: str, record: dict, keys: tuple[str, ...]) -> None:
+    """Refuse to resume ``out`` when its ``run_file`` differs from ``record`` in one of ``keys``.
+
+    A ``"device"`` entry inside a compared dict is ignored: a run may resume on another device.
+    """
+    saved = json.loads((out / run_file).read_text())
+    for key in keys:
+        mine, theirs = json.loads(json.dumps(record[key])), saved.get(key)
+        if isinstance(mine, dict) and "device" in mine:
+            mine, theirs = {**mine, "device": None}, {**(theirs or {}), "device": None}
+        if theirs != mine:
+            raise ValueError(
+                f"{out} holds a run with another {key} ({theirs}); resume it with the same settings "
+                "or train into another directory"
+            )
+
+
+class MetricLog:
+    """``metrics.jsonl`` (truncated to the resumed step) and optional TensorBoard, written by rank 0."""
+
+    def __init__(self, out: Path, resumed_step: int, tensorboard: bool, active: bool):
+        self.path, self.active, self.writer = out / METRICS_FILE, active, None
+        if not active:
+            return
+        if self.path.is_file():
+            kept = [
+                line
+                for line in self.path.read_text().splitlines()
+                if json.loads(line)["step"] <= resumed_step
+            ]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ModuleNotFoundError("tensorboard=True needs the package 'tensorboard'") from err
+            self.writer = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, record: dict) -> None:
+        """Append ``record`` (it holds ``"step"``)."""
+        if not self.active:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for name, value in record.items():
+                if name != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(name, value, record["step"])
+
+    def close(self) -> None:
+        """Close TensorBoard's writer."""
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,1 @@
+"""Built-in run recipes as JSON (``finetune-<name>.json``: ``{"model": ..., "train": ...}``)."""
