@@ -95,9 +95,9 @@ class FinetuneConfig:
     """Validation dataset (empty: dataset)."""
     val_split: str = "test"
     """Split of the validation dataset (the same split as training: a disjoint subset of it)."""
-    train_size: int = 2000
+    train_size: int = 1600
     """Training images, a class-balanced subset (0: all)."""
-    val_size: int = 2000
+    val_size: int = 1000
     """Validation images, a class-balanced subset (0: all)."""
     subset_seed: int = 0
     """Which images the subsets hold (fixed across the seeds of a sweep)."""
@@ -263,6 +263,25 @@ class _StoreReference:
     def __call__(self, pixels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``(B, E)`` rows of the samples at ``positions (B,)`` of the subset (``pixels`` unused)."""
         return torch.from_numpy(self.store.take(self.rows[positions.numpy()], np.float32)).to(pixels.device)
+
+
+class _CachedReference:
+    """A reference of fixed images (the un-augmented validation set): each position is embedded once."""
+
+    def __init__(self, reference, size: int) -> None:
+        self.reference, self.dim, self.size = reference, reference.dim, size
+        self.rows: torch.Tensor | None = None
+        self.filled = torch.zeros(size, dtype=torch.bool)
+
+    def __call__(self, pixels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``(B, E)`` embeddings of the samples at ``positions (B,)``, computed the first time only."""
+        if self.rows is None:
+            self.rows = torch.zeros(self.size, self.dim, device=pixels.device)
+        new = ~self.filled[positions]
+        if new.any():
+            self.rows[positions[new]] = self.reference(pixels[new.to(pixels.device)], positions[new])
+            self.filled[positions[new]] = True
+        return self.rows[positions]
 
 
 class _EncoderReference:
@@ -457,7 +476,7 @@ def finetune(
     model.to(device)
     if config.reference == "encoder":
         encoder = _EncoderReference(_reference_encoder(model_config, config, model.image_size), device)
-        train_reference = val_reference = encoder
+        train_reference, val_reference = encoder, _CachedReference(encoder, len(data.val))
     else:
         train_reference = _StoreReference(config.reference_store, data.train_ids)
         val_reference = _StoreReference(config.reference_val_store, data.val_ids)
@@ -525,9 +544,15 @@ def finetune(
                 ce = mixed.lam * ce + (1.0 - mixed.lam) * F.cross_entropy(
                     logits, mixed.other_labels, label_smoothing=config.label_smoothing
                 )
-            mono = mono_loss(output.hidden.float(), emb.to(device), average="all")
+            mono = mono_loss(output.hidden.float(), emb.to(device), average="all", validate=False)
             loss = ce + config.mono_lambda * mono
-            _checks.require_finite("the training loss", loss.detach())
+            if not torch.isfinite(loss.detach()):
+                raise ValueError(
+                    f"step {step}: expected a finite training loss, got {float(loss.detach())} "
+                    f"(cross-entropy {float(ce.detach())}, mono_loss {float(mono.detach())}); lower the "
+                    "learning rate or check the images and reference embeddings; the checkpoints written "
+                    "so far are intact"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
