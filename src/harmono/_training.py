@@ -1,10 +1,14 @@
-"""Pieces every trainer shares: the process group's rank and size, the metric log, the resume check."""
+"""Pieces every trainer shares: the torchrun process group, the metric log, the resume check."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
 METRICS_FILE = "metrics.jsonl"
@@ -70,3 +74,22 @@ class MetricLog:
         """Close TensorBoard's writer."""
         if self.writer is not None:
             self.writer.close()
+
+
+@contextlib.contextmanager
+def process_group_from_environment() -> Iterator[None]:
+    """Join the ``torch.distributed`` process group that ``torchrun`` describes, for the block.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the group is
+    initialised with NCCL when CUDA is available, else gloo, and destroyed
+    after the block; otherwise, or when a group exists already, nothing is done.
+    """
+    wanted = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if not wanted or not dist.is_available() or dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

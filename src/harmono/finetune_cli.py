@@ -15,6 +15,7 @@ import importlib.resources
 import json
 from pathlib import Path
 
+from harmono._training import process_group_from_environment
 from harmono.config_cli import add_config_arguments, config_from_arguments
 from harmono.experiments.finetune import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
@@ -74,9 +75,14 @@ def _finetune(args: argparse.Namespace) -> int:
     if not args.out:
         raise ValueError("harmono finetune needs --out RUN_DIRECTORY")
     model_config, config = _configs(args)
-    result = finetune(
-        model_config, config, args.out, progress=not args.no_progress, stop_after_steps=args.stop_after_steps
-    )
+    with process_group_from_environment():
+        result = finetune(
+            model_config,
+            config,
+            args.out,
+            progress=not args.no_progress,
+            stop_after_steps=args.stop_after_steps,
+        )
     metrics = result.metrics
     if not metrics:
         print(
@@ -114,9 +120,10 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     model_config, config = _configs(args, mono_lambda=0.0, seed=0)
-    rows = run_sweep(
-        model_config, config, args.mono_lambda, range(args.seeds), args.out, progress=not args.no_progress
-    )
+    with process_group_from_environment():
+        rows = run_sweep(
+            model_config, config, args.mono_lambda, range(args.seeds), args.out, progress=not args.no_progress
+        )
     print(sweep_table(rows))
     print(f"\nsweep: {Path(args.out) / SWEEP_FILE}")
     return 0

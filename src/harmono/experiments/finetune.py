@@ -57,7 +57,7 @@ from harmono import _checks
 from harmono._device import resolve_device
 from harmono._io import write_json_atomically
 from harmono._training import MetricLog, check_resumable, world
-from harmono.data.augment import AUGMENTATIONS, crop_flip, mix_batch, step_rng
+from harmono.data.augment import AUGMENTATIONS, MixedBatch, crop_flip, mix_batch, step_rng
 from harmono.data.image_batches import (
     SquareImages,
     epoch_order,
@@ -415,6 +415,46 @@ def evaluate_classifier(
     }
 
 
+def _references(model_config: ClassifierConfig, config: FinetuneConfig, data: _Data, side: int, device):
+    """The training and the validation reference, ``f(pixels in [0, 1], positions) -> (B, E)``."""
+    if config.reference == "encoder":
+        encoder = _EncoderReference(_reference_encoder(model_config, config, side), device)
+        return encoder, _CachedReference(encoder, len(data.val))
+    train_reference = _StoreReference(config.reference_store, data.train_ids)
+    val_reference = _StoreReference(config.reference_val_store, data.val_ids)
+    if train_reference.dim != val_reference.dim:
+        raise ValueError(
+            f"expected reference stores of one dimension, got {train_reference.dim} and {val_reference.dim}"
+        )
+    return train_reference, val_reference
+
+
+def _mixed_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, mixed: MixedBatch, smoothing: float
+) -> torch.Tensor:
+    """CE of ``logits (B, C)``; for a mixed batch ``lam CE(labels) + (1 - lam) CE(other labels)``."""
+    ce = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+    if mixed.lam < 1.0:
+        other = F.cross_entropy(logits, mixed.other_labels, label_smoothing=smoothing)
+        ce = mixed.lam * ce + (1.0 - mixed.lam) * other
+    return ce
+
+
+def _resume(out: Path, record: dict, model: MonoClassifier, ema: dict | None, optimizer, device) -> int:
+    """Load the latest checkpoint of ``out`` into model, EMA, optimizer and RNG; return its step (0: none)."""
+    saved = load_checkpoint(out / "checkpoints")
+    if saved is None:
+        return 0
+    check_resumable(out, RUN_FILE, record, ("model", "train", "world_size"))
+    tensors, state = saved
+    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        ema.update({k.removeprefix("ema."): v.to(device) for k, v in tensors.items() if k.startswith("ema.")})
+    optimizer.load_state_dict(optimizer_state(tensors, state["optimizer"]))
+    torch.set_rng_state(tensors["rng"])
+    return int(state["step"])
+
+
 def _run_record(model_config: ClassifierConfig, config: FinetuneConfig, data: _Data, size: int) -> dict:
     return {"model": asdict(model_config), "train": asdict(config), "world_size": size,
             "train_images": len(data.train), "val_images": len(data.val)}  # fmt: skip
@@ -474,17 +514,7 @@ def finetune(
         )
     total = config.epochs * steps_per_epoch
     model.to(device)
-    if config.reference == "encoder":
-        encoder = _EncoderReference(_reference_encoder(model_config, config, model.image_size), device)
-        train_reference, val_reference = encoder, _CachedReference(encoder, len(data.val))
-    else:
-        train_reference = _StoreReference(config.reference_store, data.train_ids)
-        val_reference = _StoreReference(config.reference_val_store, data.val_ids)
-        if train_reference.dim != val_reference.dim:
-            raise ValueError(
-                f"expected reference stores of one dimension, got {train_reference.dim} "
-                f"and {val_reference.dim}"
-            )
+    train_reference, val_reference = _references(model_config, config, data, model.image_size, device)
     optimizer = _optimizer(model, config)
     ema = (
         {name: value.detach().clone() for name, value in model.state_dict().items()}
@@ -494,19 +524,8 @@ def finetune(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = _run_record(model_config, config, data, size)
-    step = 0
-    saved = load_checkpoint(out / "checkpoints")
-    if saved is not None:
-        check_resumable(out, RUN_FILE, record, ("model", "train", "world_size"))
-        tensors, state = saved
-        model.load_state_dict(
-            {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        )
-        if ema is not None:
-            ema = {k.removeprefix("ema."): v.to(device) for k, v in tensors.items() if k.startswith("ema.")}
-        optimizer.load_state_dict(optimizer_state(tensors, state["optimizer"]))
-        torch.set_rng_state(tensors["rng"])
-        step = int(state["step"])
+    step = _resume(out, record, model, ema, optimizer, device)
+    if step:
         logger.info("%s: resumed at step %d of %d", out, step, total)
     elif rank == 0:
         write_json_atomically(out / RUN_FILE, record, indent=1)
@@ -539,11 +558,7 @@ def finetune(
             with autocast:
                 output = net(model.normalize(mixed.pixels))
             logits = output.logits.float()
-            ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-            if mixed.lam < 1.0:
-                ce = mixed.lam * ce + (1.0 - mixed.lam) * F.cross_entropy(
-                    logits, mixed.other_labels, label_smoothing=config.label_smoothing
-                )
+            ce = _mixed_cross_entropy(logits, labels, mixed, config.label_smoothing)
             mono = mono_loss(output.hidden.float(), emb.to(device), average="all", validate=False)
             loss = ce + config.mono_lambda * mono
             if not torch.isfinite(loss.detach()):

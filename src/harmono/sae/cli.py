@@ -7,6 +7,7 @@ import json
 import statistics
 from pathlib import Path
 
+from harmono._training import process_group_from_environment
 from harmono.config_cli import add_config_arguments, config_from_arguments
 from harmono.report.text_table import format_table
 from harmono.sae.config import ARCHITECTURES, SAEConfig
@@ -25,9 +26,10 @@ def _train(args: argparse.Namespace) -> int:
         SAEConfig, args, architecture=args.arch, d_in=store.dim, input_scale=1.0
     )
     config = config_from_arguments(TrainConfig, args)
-    result = train_sae(
-        sae_config, config, store, args.out, embeddings=embeddings, progress=not args.no_progress
-    )
+    with process_group_from_environment():
+        result = train_sae(
+            sae_config, config, store, args.out, embeddings=embeddings, progress=not args.no_progress
+        )
     loss, l0 = (result.last_metrics.get(name, float("nan")) for name in ("loss", "l0"))
     print(
         f"{args.out}: {result.steps} steps in {result.seconds:.1f} s; last loss {loss:.4g}, L0 {l0:.1f}; "
