@@ -253,3 +253,9 @@ def test_cutmix_does_not_change_its_input():
 def test_mix_batch_rejects_negative_alphas(alphas):
     with pytest.raises(ValueError, match=r"alphas must be >= 0, got mixup .*, cutmix"):
         mix_batch(_images(), torch.arange(4), step_rng(0, 0), **alphas)
+
+
+def test_a_nan_alpha_is_refused():
+    pixels, labels = torch.rand(4, 3, 8, 8), torch.arange(4)
+    with pytest.raises(ValueError, match="alphas must be >= 0"):
+        mix_batch(pixels, labels, np.random.default_rng(0), mixup_alpha=float("nan"))

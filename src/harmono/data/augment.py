@@ -92,7 +92,7 @@ def mix_batch(
     pasted and ``lam`` becomes the area actually kept. With both alphas 0
     the batch is returned unchanged with ``lam = 1``.
     """
-    if mixup_alpha < 0 or cutmix_alpha < 0:
+    if not (mixup_alpha >= 0 and cutmix_alpha >= 0):  # NaN fails both
         raise ValueError(f"alphas must be >= 0, got mixup {mixup_alpha}, cutmix {cutmix_alpha}")
     choices = [name for name, alpha in (("mixup", mixup_alpha), ("cutmix", cutmix_alpha)) if alpha > 0]
     if not choices:

@@ -35,6 +35,8 @@ def stratified_subset(
     exclude : np.ndarray, optional
         Indices never drawn (e.g. a training subset taken from the same split).
     """
+    if size < 0:
+        raise ValueError(f"expected a subset size >= 0, got {size}")
     labels = np.asarray(labels)
     allowed = np.ones(len(labels), dtype=bool)
     if exclude is not None:
@@ -57,7 +59,10 @@ def stratified_subset(
 
 def square_image(image: np.ndarray, side: int) -> torch.Tensor:
     """uint8 ``(H, W)`` or ``(H, W, 3)`` -> uint8 ``(3, side, side)``: shorter side resized, center crop."""
-    pixels = torch.from_numpy(np.array(image, dtype=np.float32))
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ValueError(f"expected a uint8 image (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+    pixels = torch.from_numpy(image.astype(np.float32))
     pixels = pixels[None].expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
     height, width = pixels.shape[1:]
     scale = side / min(height, width)
@@ -99,6 +104,8 @@ def rank_batches(
     With ``drop_last`` only full global batches are kept (training); without
     it the tail is split as evenly as it goes (evaluation: every sample once).
     """
+    if batch_size % world:
+        raise ValueError(f"batch_size must be divisible by the world size {world}, got {batch_size}")
     local = batch_size // world
     batches = []
     for start in range(0, len(order), batch_size):

@@ -380,6 +380,7 @@ def evaluate_classifier(
 
     ``reference(pixels in [0, 1] (B, 3, S, S), positions (B,)) -> (B, E)`` gives the reference embeddings
     and ``reference.dim`` is ``E``.
+    ``batch_size`` counts the images of a batch over all ranks (each rank evaluates its slice).
     The MonoScore is the dataset-wide one (min-max over all of ``data``), summarised as the mean over units
     with a score, the mean with dead units as 0 (the MonoLoss evaluation) and the number of dead units.
     """
@@ -593,7 +594,7 @@ def finetune(
                         model,
                         data.val,
                         val_reference,
-                        config.eval_batch_size // size,
+                        config.eval_batch_size,
                         device,
                         config.workers,
                         autocast,
@@ -613,7 +614,7 @@ def finetune(
     model.eval()
     if not last_eval:  # resumed after the last evaluation
         last_eval = evaluate_classifier(
-            model, data.val, val_reference, config.eval_batch_size // size, device, config.workers, autocast
+            model, data.val, val_reference, config.eval_batch_size, device, config.workers, autocast
         )
     seconds = time.perf_counter() - start
     if rank == 0:
