@@ -42,15 +42,31 @@ def images():
 
 def tiny_model(**overrides):
     return ClassifierConfig(
-        **{"num_classes": CLASSES, "backbone": "tiny-cnn", "backbone_weights": "random", "image_size": SIDE,
-           "expansion": 2, **overrides}  # fmt: skip
+        **{
+            "num_classes": CLASSES,
+            "backbone": "tiny-cnn",
+            "backbone_weights": "random",
+            "image_size": SIDE,
+            "expansion": 2,
+            **overrides,
+        }  # fmt: skip
     )
 
 
 def tiny_config(**overrides):
     return FinetuneConfig(
-        **{"train_size": 0, "val_size": 0, "epochs": 2, "batch_size": 16, "eval_batch_size": 32, "lr": 3e-3,
-           "device": "cpu", "checkpoint_every": 2, "log_every": 1, **overrides}  # fmt: skip
+        **{
+            "train_size": 0,
+            "val_size": 0,
+            "epochs": 2,
+            "batch_size": 16,
+            "eval_batch_size": 32,
+            "lr": 3e-3,
+            "device": "cpu",
+            "checkpoint_every": 2,
+            "log_every": 1,
+            **overrides,
+        }  # fmt: skip
     )
 
 
