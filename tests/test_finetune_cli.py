@@ -78,7 +78,7 @@ def test_recipes_are_valid_configs_and_bad_configs_are_reported(tmp_path, capsys
         read_recipe(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"model": {"heads": "linear"}, "train": {}}))
-    with pytest.raises(ValueError, match=r"unknown model settings \['heads'\]"):
+    with pytest.raises(ValueError, match=r"model fields .*, got unknown \['heads'\]"):
         read_recipe(str(bad))
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):

@@ -9,6 +9,7 @@ switched off by the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import operator
@@ -173,3 +174,11 @@ def require_class_targets(
         expected = f"[0, {num_classes - 1}]{allowed}"
         raise ValueError(f"{name} has class indices in [{low}, {high}], expected values in {expected}")
     return target
+
+
+def require_known_fields(cls: type, record: dict, what: str) -> None:
+    """Raise unless every key of ``record`` is a field of the dataclass ``cls`` (``what`` names it)."""
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(record) - known)
+    if unknown:
+        raise ValueError(f"expected {what} fields {sorted(known)}, got unknown {unknown}")

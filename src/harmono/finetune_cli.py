@@ -10,11 +10,11 @@ line override it, and it overrides the configs' defaults.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.resources
 import json
 from pathlib import Path
 
+from harmono import _checks
 from harmono._training import process_group_from_environment
 from harmono.config_cli import add_config_arguments, config_from_arguments
 from harmono.experiments.finetune import FinetuneConfig
@@ -46,10 +46,7 @@ def read_recipe(name_or_path: str) -> dict:
             f"{name_or_path}: expected a JSON object with 'model' and 'train', got {str(record)[:80]}"
         )
     for key, cls in (("model", ClassifierConfig), ("train", FinetuneConfig)):
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(record[key]) - known)
-        if unknown:
-            raise ValueError(f"{name_or_path}: unknown {key} settings {unknown}")
+        _checks.require_known_fields(cls, record[key], f"{name_or_path}: {key}")
     return record
 
 

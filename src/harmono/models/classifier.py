@@ -14,7 +14,7 @@ model reloads without its original weights.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -79,10 +79,7 @@ class ClassifierConfig:
     @classmethod
     def from_dict(cls, record: dict) -> ClassifierConfig:
         """The config of ``asdict(config)``; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise ValueError(f"expected classifier config fields {sorted(known)}, got unknown {unknown}")
+        _checks.require_known_fields(cls, record, "classifier config")
         return cls(**record)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from harmono import _checks
 
@@ -82,8 +82,5 @@ class SAEConfig:
     @classmethod
     def from_dict(cls, record: dict) -> SAEConfig:
         """The config of ``to_dict``; unknown keys are an error (a checkpoint of another version)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown:
-            raise ValueError(f"expected SAE config fields {sorted(known)}, got unknown {unknown}")
+        _checks.require_known_fields(cls, record, "SAE config")
         return cls(**record)
