@@ -136,7 +136,7 @@ class FinetuneConfig:
     reference: str = "encoder"
     """Reference embeddings: encoder (frozen, same augmented view) or store (un-augmented, by sample id)."""
     reference_backbone: str = ""
-    """Reference encoder (empty: the classifier's backbone with its pretrained weights)."""
+    """Reference encoder (empty: a frozen copy of the classifier's backbone as loaded, before finetuning)."""
     reference_source: str = ""
     """Checkpoint name or directory of a transformers reference encoder, or its open_clip architecture."""
     reference_store: str = ""
