@@ -52,3 +52,50 @@ def write_json_atomically(path: Path, record: object, indent: int | None = None)
     """
     text = json.dumps(record, indent=indent).encode()
     return write_atomically(path, lambda handle: handle.write(text))
+
+
+PRETRAINED_CONFIG = "config.json"
+PRETRAINED_WEIGHTS = "model.safetensors"
+
+
+def write_pretrained(directory: str | Path, state: dict, record: dict) -> Path:
+    """Save a model: ``record`` + the harmono version as ``config.json``, ``state`` as safetensors."""
+    from safetensors.torch import save
+
+    from harmono import __version__
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
+    write_atomically(directory / PRETRAINED_WEIGHTS, lambda handle: handle.write(save(cpu)))
+    write_json_atomically(directory / PRETRAINED_CONFIG, {**record, "harmono_version": __version__}, indent=1)
+    return directory
+
+
+def read_pretrained(directory: str | Path, what: str) -> tuple[dict, dict]:
+    """``(config record without the version, tensors)`` of a model saved by ``write_pretrained``.
+
+    ``what`` names the kind of model in the errors (a missing file, invalid JSON).
+    """
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    for name in (PRETRAINED_CONFIG, PRETRAINED_WEIGHTS):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory} is not a saved {what}: {name} is missing")
+    try:
+        record = json.loads((directory / PRETRAINED_CONFIG).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{directory / PRETRAINED_CONFIG} is not valid JSON ({err})") from err
+    record.pop("harmono_version", None)
+    return record, load_file(directory / PRETRAINED_WEIGHTS)
+
+
+def load_fitting_state(module, state: dict, directory: str | Path) -> None:
+    """``module.load_state_dict(state)`` if names and shapes match the module's, else ``ValueError``."""
+    expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    if expected != found:
+        path = Path(directory) / PRETRAINED_WEIGHTS
+        raise ValueError(f"{path} does not fit its config: expected {expected}, got {found}")
+    module.load_state_dict(state)

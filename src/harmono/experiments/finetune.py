@@ -71,7 +71,13 @@ from harmono.features.store import FeatureStore
 from harmono.models.backbones import load_backbone
 from harmono.models.classifier import ClassifierConfig, MonoClassifier
 from harmono.mono import MonoScore, mono_loss, summarize
-from harmono.sae.checkpoint import load_checkpoint, optimizer_state, optimizer_tensors, save_checkpoint
+from harmono.sae.checkpoint import (
+    load_checkpoint,
+    prefixed,
+    restore_training_state,
+    save_training_state,
+    unprefixed,
+)
 
 logger = logging.getLogger("harmono")
 OPTIMIZERS = ("adamw", "sgd")
@@ -447,13 +453,10 @@ def _resume(out: Path, record: dict, model: MonoClassifier, ema: dict | None, op
     if saved is None:
         return 0
     check_resumable(out, RUN_FILE, record, ("model", "train", "world_size"))
-    tensors, state = saved
-    model.load_state_dict({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(unprefixed(saved[0], "model"))
     if ema is not None:
-        ema.update({k.removeprefix("ema."): v.to(device) for k, v in tensors.items() if k.startswith("ema.")})
-    optimizer.load_state_dict(optimizer_state(tensors, state["optimizer"]))
-    torch.set_rng_state(tensors["rng"])
-    return int(state["step"])
+        ema.update({name: value.to(device) for name, value in unprefixed(saved[0], "ema").items()})
+    return restore_training_state(saved, optimizer)
 
 
 def _run_record(model_config: ClassifierConfig, config: FinetuneConfig, data: _Data, size: int) -> dict:
@@ -627,15 +630,8 @@ def finetune(
 
 
 def _save(out: Path, step: int, model: MonoClassifier, ema, optimizer, rank: int) -> None:
-    if rank == 0:
-        tensors, rest = optimizer_tensors(optimizer)
-        tensors.update({f"model.{name}": value for name, value in model.state_dict().items()})
-        if ema is not None:
-            tensors.update({f"ema.{name}": value for name, value in ema.items()})
-        tensors["rng"] = torch.get_rng_state()
-        save_checkpoint(out / "checkpoints", step, tensors, {"optimizer": rest})
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    tensors = {**prefixed(model.state_dict(), "model"), **prefixed(ema or {}, "ema")}
+    save_training_state(out / "checkpoints", step, optimizer, tensors, rank)
 
 
 def read_results(out: str | Path) -> dict | None:

@@ -13,24 +13,28 @@ model reloads without its original weights.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from safetensors.torch import load_file, save
 from torch import nn
 
 from harmono import _checks
-from harmono._io import write_atomically, write_json_atomically
+from harmono._io import (
+    PRETRAINED_CONFIG,
+    PRETRAINED_WEIGHTS,
+    load_fitting_state,
+    read_pretrained,
+    write_pretrained,
+)
 from harmono.harmonic import HarmonicLinear
 from harmono.models.backbones import load_backbone
 from harmono.models.lora import apply_lora
 
 HEADS = ("linear", "harmonic")
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = PRETRAINED_CONFIG
+WEIGHTS_FILE = PRETRAINED_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -182,35 +186,12 @@ class MonoClassifier(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``; return it."""
-        from harmono import __version__
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {name: t.detach().cpu().contiguous() for name, t in self.state_dict().items()}
-        write_atomically(directory / WEIGHTS_FILE, lambda handle: handle.write(save(state)))
-        record = {**asdict(self.config), "harmono_version": __version__}
-        write_json_atomically(directory / CONFIG_FILE, record, indent=1)
-        return directory
+        return write_pretrained(directory, self.state_dict(), asdict(self.config))
 
     @staticmethod
     def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> MonoClassifier:
         """The classifier saved in ``directory``, in eval mode (nothing is unpickled)."""
-        directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} is not a saved classifier: {name} is missing")
-        try:
-            record = json.loads((directory / CONFIG_FILE).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{directory / CONFIG_FILE} is not valid JSON ({err})") from err
-        record.pop("harmono_version", None)
+        record, state = read_pretrained(directory, "classifier")
         model = MonoClassifier(ClassifierConfig.from_dict(record), weights="random")
-        state = load_file(directory / WEIGHTS_FILE)
-        expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-        found = {name: tuple(t.shape) for name, t in state.items()}
-        if expected != found:
-            raise ValueError(
-                f"{directory / WEIGHTS_FILE} does not fit its config: expected {expected}, got {found}"
-            )
-        model.load_state_dict(state)
+        load_fitting_state(model, state, directory)
         return model.to(device).eval()

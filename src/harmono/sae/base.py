@@ -22,22 +22,18 @@ architecture registry without unpickling anything.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save
 from torch import nn
 
 from harmono import _checks
-from harmono._io import write_atomically, write_json_atomically
+from harmono._io import load_fitting_state, read_pretrained, write_pretrained
 from harmono._mono_stats import SparseEntries
 from harmono.sae.config import B_DEC_INITS, SAEConfig
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 REGISTRY: dict[str, type[SAE]] = {}
 """Architecture name -> SAE class."""
 SPARSE_DECODE_MAX_DENSITY = 1 / 16
@@ -302,41 +298,18 @@ class SAE(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``; return it."""
-        from harmono import __version__
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         config = SAEConfig.from_dict({**self.config.to_dict(), "input_scale": 1.0})
-        state = self.inference_state()
-        write_atomically(directory / WEIGHTS_FILE, lambda handle: handle.write(save(state)))
-        record = {**config.to_dict(), "harmono_version": __version__}
-        write_json_atomically(directory / CONFIG_FILE, record, indent=1)
-        return directory
+        return write_pretrained(directory, self.inference_state(), config.to_dict())
 
     @staticmethod
     def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> SAE:
         """The SAE saved in ``directory`` by ``save_pretrained``, in eval mode (nothing is unpickled)."""
-        directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory} is not a saved SAE: {name} is missing")
-        try:
-            record = json.loads((directory / CONFIG_FILE).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{directory / CONFIG_FILE} is not valid JSON ({err})") from err
-        record.pop("harmono_version", None)
+        record, state = read_pretrained(directory, "SAE")
         architecture = record.get("architecture")
         if architecture not in REGISTRY:
             raise ValueError(
                 f"{directory}: architecture must be one of {tuple(REGISTRY)}, got {architecture!r}"
             )
         sae = REGISTRY[architecture](SAEConfig.from_dict(record))
-        state = load_file(directory / WEIGHTS_FILE)
-        expected = {name: tuple(t.shape) for name, t in sae.state_dict().items()}
-        found = {name: tuple(t.shape) for name, t in state.items()}
-        if expected != found:
-            raise ValueError(
-                f"{directory / WEIGHTS_FILE} does not fit its config: expected {expected}, got {found}"
-            )
-        sae.load_state_dict(state)
+        load_fitting_state(sae, state, directory)
         return sae.to(device).eval()

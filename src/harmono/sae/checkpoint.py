@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from safetensors.torch import load_file, save
 
 from harmono._io import write_atomically, write_json_atomically
@@ -78,3 +79,39 @@ def load_checkpoint(root: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
                 f"{directory / name} is missing: the checkpoint {LATEST} names is damaged"
             )
     return load_file(directory / "state.safetensors"), json.loads((directory / "state.json").read_text())
+
+
+def save_training_state(
+    root: Path, step: int, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rank: int
+) -> None:
+    """Rank 0 saves ``tensors``, the optimizer and the CPU RNG as checkpoint ``step``; all ranks wait."""
+    if rank == 0:
+        optimizer_part, rest = optimizer_tensors(optimizer)
+        state = {**optimizer_part, **tensors, "rng": torch.get_rng_state()}
+        save_checkpoint(root, step, state, {"optimizer": rest})
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def restore_training_state(
+    saved: tuple[dict[str, torch.Tensor], dict], optimizer: torch.optim.Optimizer
+) -> int:
+    """Load the optimizer and the CPU random state of a ``load_checkpoint`` result; return its step."""
+    tensors, record = saved
+    optimizer.load_state_dict(optimizer_state(tensors, record["optimizer"]))
+    torch.set_rng_state(tensors["rng"])
+    return int(record["step"])
+
+
+def unprefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries of ``tensors`` named ``<prefix>.<name>``, keyed by ``<name>``."""
+    return {
+        key.removeprefix(f"{prefix}."): value
+        for key, value in tensors.items()
+        if key.startswith(f"{prefix}.")
+    }
+
+
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``tensors`` keyed by ``<prefix>.<name>``."""
+    return {f"{prefix}.{name}": value for name, value in tensors.items()}

@@ -46,7 +46,13 @@ from harmono.features.store import FeatureStore, StoreView
 from harmono.mono import LOSS_AVERAGES, mono_loss
 from harmono.sae import SAE, SAEConfig, create_sae
 from harmono.sae.base import B_DEC_INITS
-from harmono.sae.checkpoint import load_checkpoint, optimizer_state, optimizer_tensors, save_checkpoint
+from harmono.sae.checkpoint import (
+    load_checkpoint,
+    prefixed,
+    restore_training_state,
+    save_training_state,
+    unprefixed,
+)
 
 logger = logging.getLogger("harmono")
 PRECISIONS = ("fp32", "bf16")
@@ -237,14 +243,9 @@ def train_sae(
     saved = load_checkpoint(out / "checkpoints")
     if saved is not None:
         check_resumable(out, RUN_FILE, record, ("sae", "train", "world_size"))
-        tensors, state = saved
-        sae.load_state_dict(
-            {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-        )
-        optimizer.load_state_dict(optimizer_state(tensors, state["optimizer"]))
-        since_fired = tensors["since_fired"].to(device)
-        torch.set_rng_state(tensors["rng"])
-        step = int(state["step"])
+        sae.load_state_dict(unprefixed(saved[0], "model"))
+        since_fired = saved[0]["since_fired"].to(device)
+        step = restore_training_state(saved, optimizer)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, _schedule(config, total), last_epoch=step - 1
         )
@@ -338,10 +339,5 @@ def train_sae(
 
 
 def _save(out: Path, step: int, sae: SAE, optimizer, since_fired: torch.Tensor, rank: int) -> None:
-    if rank == 0:
-        tensors, rest = optimizer_tensors(optimizer)
-        tensors.update({f"model.{name}": value for name, value in sae.state_dict().items()})
-        tensors.update({"since_fired": since_fired, "rng": torch.get_rng_state()})
-        save_checkpoint(out / "checkpoints", step, tensors, {"optimizer": rest})
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    tensors = {**prefixed(sae.state_dict(), "model"), "since_fired": since_fired}
+    save_training_state(out / "checkpoints", step, optimizer, tensors, rank)
