@@ -176,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_features_commands(sub)
     _add_data_commands(sub)
     from harmono.finetune_cli import add_finetune_command
+    from harmono.gpt_cli import add_gpt_commands
     from harmono.mnist_cli import add_mnist_command
     from harmono.sae.cli import add_sae_commands
     from harmono.toy_cli import add_toy_commands
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_toy_commands(sub)
     add_mnist_command(sub)
     add_finetune_command(sub)
+    add_gpt_commands(sub)
     return parser
 
 

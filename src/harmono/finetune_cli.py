@@ -10,13 +10,11 @@ line override it, and it overrides the configs' defaults.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 from pathlib import Path
 
-from harmono import _checks
 from harmono._training import process_group_from_environment
 from harmono.config_cli import add_config_arguments, config_from_arguments
+from harmono.config_cli import read_recipe as read_config_file
 from harmono.experiments.finetune import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
 from harmono.report.text_table import format_table
@@ -28,26 +26,9 @@ SWEEP_EXCLUDED = ("mono_lambda", "seed")
 
 def read_recipe(name_or_path: str) -> dict:
     """``{"model": {...}, "train": {...}}`` of a built-in recipe or a JSON file (a ``run.json`` works)."""
-    if name_or_path in RECIPES:
-        text = (
-            importlib.resources.files("harmono.recipes").joinpath(f"finetune-{name_or_path}.json").read_text()
-        )
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config must be one of {RECIPES} or a JSON file, got {name_or_path!r}")
-        text = path.read_text()
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name_or_path} is not valid JSON ({err})") from err
-    if not isinstance(record, dict) or not set(record) >= {"model", "train"}:
-        raise ValueError(
-            f"{name_or_path}: expected a JSON object with 'model' and 'train', got {str(record)[:80]}"
-        )
-    for key, cls in (("model", ClassifierConfig), ("train", FinetuneConfig)):
-        _checks.require_known_fields(cls, record[key], f"{name_or_path}: {key}")
-    return record
+    return read_config_file(
+        name_or_path, "finetune", RECIPES, {"model": ClassifierConfig, "train": FinetuneConfig}
+    )
 
 
 def _num_classes(config: FinetuneConfig) -> int:
