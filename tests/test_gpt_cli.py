@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+from harmono.cli import main
+from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe
+from harmono.models.gpt import GPTConfig
+
+pytest.importorskip("tokenizers", reason="the text extra (tokenizers) is not installed")
+
+LINES = [
+    "The king and the queen spoke of love and hate.\n",
+    "My lord, the kings loved the good days and bad nights.\n",
+    "Speak, and the lords will give what they took.\n",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gpt_cli")
+    (root / "texts").mkdir()
+    for index in range(3):
+        (root / "texts" / f"part{index}.txt").write_text("".join(LINES[(index + j) % 3] for j in range(80)))
+    command = ["gpt", "prepare", str(root / "texts"), "--out", str(root / "corpus"), "--vocab-size", "300"]
+    assert main(command) == 0
+    return root
+
+
+TINY = ["--block-size", "16", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "8",
+        "--max-steps", "30", "--eval-every", "15", "--eval-batches", "1", "--lr", "0.01", "--min-lr", "0.001",
+        "--warmup-steps", "3", "--device", "cpu", "--no-progress"]  # fmt: skip
+
+
+def test_prepare_train_sample_analyze(corpus, capsys):
+    meta = json.loads((corpus / "corpus" / "meta.json").read_text())
+    assert meta["vocab_size"] == 300 and meta["documents"] == 3
+    for head in ("standard", "harmonic"):
+        out = corpus / f"run-{head}"
+        command = ["gpt", "train", "--data", str(corpus / "corpus"), "--head", head, "--out", str(out)]
+        assert main([*command, *TINY]) == 0
+        assert "validation loss" in capsys.readouterr().out
+        run = json.loads((out / "run.json").read_text())
+        assert run["model"]["head"] == head and run["model"]["vocab_size"] == 300  # taken from the corpus
+    assert main(["gpt", "sample", str(corpus / "run-harmonic"), "--prompt", "The king", "--tokens", "12",
+                 "--num-samples", "2", "--seed", "3"]) == 0  # fmt: skip
+    first = capsys.readouterr().out
+    assert first.count("The king") == 2 and "-" * 40 in first
+    main(["gpt", "sample", str(corpus / "run-harmonic"), "--prompt", "The king", "--tokens", "12",
+          "--num-samples", "2", "--seed", "3"])  # fmt: skip
+    assert capsys.readouterr().out == first  # seeded
+    assert main(["gpt", "sample", str(corpus / "run-harmonic"), "--prompt", ""]) == 2
+    assert "expected a prompt of at least one token" in capsys.readouterr().err
+    runs = [str(corpus / "run-standard"), str(corpus / "run-harmonic")]
+    assert main(["gpt", "analyze", *runs, "--out", str(corpus / "analysis"), "--num-pcs", "2", "3",
+                 "--min-pairs", "2", "--no-plot"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    result = json.loads((corpus / "analysis" / "parallelograms.json").read_text())
+    assert "random quadruples" in printed and result["config"]["num_pcs"] == [2, 3]
+    assert {run["label"] for run in result["runs"]} == {"standard", "harmonic"}
+    assert analysis_table(result) in printed
+
+
+def test_stop_and_resume_from_the_command_line(corpus, capsys):
+    out = corpus / "resumed"
+    common = ["gpt", "train", "--data", str(corpus / "corpus"), "--out", str(out), *TINY]
+    assert main([*common, "--stop-after-steps", "10"]) == 0
+    assert "stopped after 10 of 30 steps" in capsys.readouterr().out
+    assert main(common) == 0
+    assert json.loads((out / "results.json").read_text())["steps"] == 30
+
+
+def test_recipes_are_valid_configs():
+    for name in RECIPES:
+        record = read_gpt_recipe(name)
+        GPTConfig(**record["model"])
+    standard = read_gpt_recipe("gpt2-small-owt-standard")
+    harmonic = read_gpt_recipe("gpt2-small-owt-harmonic")
+    assert (standard["train"]["lr"], harmonic["train"]["lr"]) == (6e-4, 6e-3)  # the paper's
+    assert (standard["train"]["min_lr"], harmonic["train"]["min_lr"]) == (3e-5, 3e-4)
+    assert standard["train"]["batch_size"] * standard["model"]["block_size"] == 491_520
+    control = read_gpt_recipe("gpt2-small-owt-harmonic-equal-lr")
+    assert control["model"]["head"] == "harmonic" and control["train"] == standard["train"]
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["gpt", "train", "--out", str(tmp_path / "run")]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert main(["gpt", "train", "--config", "nope", "--out", str(tmp_path / "run")]) == 2
+    assert "--config must be one of" in capsys.readouterr().err
+    assert main(["gpt", "sample", str(tmp_path)]) == 2
+    assert "is not a saved GPT" in capsys.readouterr().err
+    assert main(["gpt", "prepare", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "c")]) == 2
+    assert "does not exist" in capsys.readouterr().err
