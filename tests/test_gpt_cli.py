@@ -3,7 +3,7 @@ import json
 import pytest
 
 from harmono.cli import main
-from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe
+from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe, summary_rows
 from harmono.models.gpt import GPTConfig
 
 pytest.importorskip("tokenizers", reason="the text extra (tokenizers) is not installed")
@@ -51,6 +51,15 @@ def test_prepare_train_sample_analyze(corpus, capsys):
     assert main(["gpt", "sample", str(corpus / "run-harmonic"), "--prompt", ""]) == 2
     assert "expected a prompt of at least one token" in capsys.readouterr().err
     runs = [str(corpus / "run-standard"), str(corpus / "run-harmonic")]
+    rows = summary_rows(runs)
+    for row, run in zip(rows, runs, strict=True):
+        results = json.loads((corpus / run / "results.json").read_text())
+        assert row["seeds"] == 1 and row["val_loss_mean"] == results["final_val_loss"] and row["lr"] == 0.01
+    assert [row["head"] for row in rows] == ["standard", "harmonic"]
+    assert main(["gpt", "summary", *runs, "--markdown"]) == 0
+    assert "| standard |" in capsys.readouterr().out
+    assert main(["gpt", "summary", str(corpus / "corpus")]) == 2
+    assert "expected a finished run" in capsys.readouterr().err
     assert main(["gpt", "analyze", *runs, "--out", str(corpus / "analysis"), "--num-pcs", "2", "3",
                  "--min-pairs", "2", "--no-plot"]) == 0  # fmt: skip
     printed = capsys.readouterr().out

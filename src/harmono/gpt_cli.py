@@ -1,4 +1,4 @@
-"""``harmono gpt prepare|train|sample|analyze``: thin wrappers over the GPT data, trainer and analysis.
+"""``harmono gpt prepare|train|sample|summary|analyze``: thin wrappers over GPT data, training, analysis.
 
 ``train`` has one option per field of ``GPTConfig`` and ``GPTTrainConfig``;
 ``--config`` takes a JSON file shaped like a run's ``run.json``
@@ -9,6 +9,7 @@ Typed options override the file, which overrides the defaults.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -106,8 +107,52 @@ def _analyze(args: argparse.Namespace) -> int:
 
     config = config_from_arguments(AnalogyConfig, args, num_pcs=tuple(args.num_pcs))
     result = analyze_embeddings(args.models, args.out, config, labels=args.labels, plot=not args.no_plot)
-    print(analysis_table(result))
+    print(analysis_table(result, markdown=args.markdown))
     print(f"\nanalysis: {Path(args.out) / 'parallelograms.json'}")
+    return 0
+
+
+def summary_rows(runs: list[str]) -> list[dict]:
+    """Final validation loss of finished runs by head and learning-rate schedule (mean, sample std)."""
+    from harmono.experiments.gpt_train import RUN_FILE, read_results
+
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        results = read_results(run)
+        if results is None:
+            raise ValueError(f"expected a finished run (results.json) in {run}, found none")
+        record = json.loads((Path(run) / RUN_FILE).read_text())
+        key = (
+            record["model"]["head"],
+            record["train"]["lr"],
+            record["train"]["min_lr"],
+            record["train"]["warmup_steps"],
+        )
+        groups.setdefault(key, []).append({**results, "seed": record["train"]["seed"]})
+    rows = []
+    for (head, lr, min_lr, warmup), members in groups.items():
+        losses = [m.get("final_val_loss", m["val_loss"]) for m in members]
+        mean = sum(losses) / len(losses)
+        std = (sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)) ** 0.5 if len(losses) > 1 else 0.0
+        rows.append({"head": head, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup, "seeds": len(losses),
+                     "val_loss_mean": mean, "val_loss_std": std, "val_losses": losses,
+                     "tokens": members[0]["tokens"],
+                     "seconds_mean": sum(m["seconds"] for m in members) / len(members)})  # fmt: skip
+    return rows
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from harmono.report.text_table import format_table
+
+    rows = summary_rows(args.runs)
+    table = [
+        (row["head"], f"{row['lr']:g} -> {row['min_lr']:g}", row["warmup_steps"], row["seeds"],
+         f"{row['val_loss_mean']:.4f} ± {row['val_loss_std']:.4f}", f"{row['tokens']:,}",
+         f"{row['seconds_mean']:.0f}")
+        for row in rows
+    ]  # fmt: skip
+    headers = ["head", "lr (peak -> end)", "warmup", "seeds", "val loss (nats)", "tokens", "s per run"]
+    print(format_table(headers, table, markdown=args.markdown))
     return 0
 
 
@@ -126,12 +171,12 @@ def analysis_table(result: dict, markdown: bool = False) -> str:
         pairs = next((run["pairs"].get(task) for run in result["runs"]), None)
         row.append(str(pairs) if pairs is not None else "-")
         if len(labels) == 2:
-            share = result["lower_share"].get(task, {}).get(f"{labels[1]}<{labels[0]}")
+            share = result["lower_share"].get(task, {}).get(f"{labels[0]}<{labels[1]}")
             row.append(f"{100 * share:.1f}" if share is not None else "-")
         rows.append(row)
     headers = ["task", *(f"median l_para, {label}" for label in labels), "pairs"]
     if len(labels) == 2:
-        headers.append(f"% quadruples {labels[1]} < {labels[0]}")
+        headers.append(f"% quadruples {labels[0]} < {labels[1]}")
     return format_table(headers, rows, markdown=markdown)
 
 
@@ -184,6 +229,11 @@ def add_gpt_commands(sub: argparse._SubParsersAction) -> None:
     sample.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")
     sample.set_defaults(func=_sample)
 
+    summary = commands.add_parser("summary", help="table of final validation losses of finished runs")
+    summary.add_argument("runs", nargs="+", help="run directories (grouped by head and learning rate)")
+    summary.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    summary.set_defaults(func=_summary)
+
     analyze = commands.add_parser(
         "analyze", help="parallelogram loss of word analogies in the token embeddings; CDF plot"
     )
@@ -198,5 +248,6 @@ def add_gpt_commands(sub: argparse._SubParsersAction) -> None:
         help="PC counts; the first is plotted (default: 5 2 10)",
     )
     analyze.add_argument("--no-plot", action="store_true", help="skip the CDF figure")
+    analyze.add_argument("--markdown", action="store_true", help="print a Markdown table")
     add_config_arguments(analyze, AnalogyConfig, exclude=("num_pcs",))
     analyze.set_defaults(func=_analyze)
