@@ -21,6 +21,12 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision`` "bf16", or "auto" on CUDA; otherwise a context that does nothing."""
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 def check_resumable(out: Path, run_file: str, record: dict, keys: tuple[str, ...]) -> None:
     """Refuse to resume ``out`` when its ``run_file`` differs from ``record`` in one of ``keys``.
 

@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from harmono import _checks
 from harmono._device import resolve_device
 from harmono._io import write_json_atomically
-from harmono._training import MetricLog, check_resumable, world
+from harmono._training import MetricLog, autocast_for, check_resumable, world
 from harmono.data.augment import AUGMENTATIONS, MixedBatch, crop_flip, mix_batch, step_rng
 from harmono.data.image_batches import (
     SquareImages,
@@ -345,11 +345,6 @@ def lr_factor(config: FinetuneConfig, steps_per_epoch: int, total: int, step: in
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _autocast(config: FinetuneConfig, device: torch.device):
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
 def _ema_update(ema: dict[str, torch.Tensor], model: MonoClassifier, decay: float) -> None:
     with torch.no_grad():
         for name, value in model.state_dict().items():
@@ -539,7 +534,7 @@ def finetune(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    autocast = _autocast(config, device)
+    autocast = autocast_for(config.precision, device)
     log = MetricLog(out, step, tensorboard=False, active=rank == 0)
     bar = tqdm(total=total, initial=step, desc="finetune", disable=not progress or rank > 0)
     last_eval: dict = {}

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from harmono import _checks
 from harmono._device import resolve_device
 from harmono._io import write_json_atomically
-from harmono._training import MetricLog, check_resumable, world
+from harmono._training import MetricLog, autocast_for, check_resumable, world
 from harmono.data.text import TOKENIZER_FILE, TokenCorpus
 from harmono.models.gpt import GPT, GPTConfig
 from harmono.sae.checkpoint import (
@@ -169,11 +169,6 @@ def step_offsets(config: GPTTrainConfig, step: int, windows: int, rank: int, siz
     offsets = torch.randint(windows, (config.batch_size,), generator=generator)
     micro = micro_batch_size(config, size)
     return offsets.view(-1, size, micro)[:, rank]
-
-
-def _autocast(config: GPTTrainConfig, device: torch.device):
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 def _optimizer(model: GPT, config: GPTTrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -318,7 +313,7 @@ def train_gpt(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    autocast = _autocast(config, device)
+    autocast = autocast_for(config.precision, device)
     tokens_per_step = config.batch_size * block
     log = MetricLog(out, step, tensorboard=False, active=rank == 0)
     bar = tqdm(total=config.max_steps, initial=step, desc=f"gpt {model_config.head}",
@@ -354,7 +349,7 @@ def train_gpt(
         grad_norm = (
             float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
             if config.grad_clip
-            else float("nan")
+            else None
         )
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -373,7 +368,7 @@ def train_gpt(
             last_eval = {"step": step, "tokens": step * tokens_per_step, "val_loss": val_loss}
             log.write(last_eval)
             logger.info("step %d: val_loss %.4f", step, val_loss)
-            window_start = time.perf_counter()  # the throughput excludes evaluations
+            window_start, window_steps = time.perf_counter(), 0  # the throughput excludes evaluations
         if step % config.checkpoint_every == 0 or step == config.max_steps or step == stop_after_steps:
             save_training_state(
                 out / "checkpoints", step, optimizer, prefixed(model.state_dict(), "model"), rank
