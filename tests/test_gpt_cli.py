@@ -2,9 +2,12 @@ import json
 
 import pytest
 
+from harmono.analysis.parallelogram import analogy_quadruples, parallelogram_loss, summarize
 from harmono.cli import main
+from harmono.data.analogies import ANALOGY_TASKS, pair_token_ids
+from harmono.data.text import load_tokenizer
 from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe, summary_rows
-from harmono.models.gpt import GPTConfig
+from harmono.models.gpt import GPT, GPTConfig
 
 pytest.importorskip("tokenizers", reason="the text extra (tokenizers) is not installed")
 
@@ -61,12 +64,22 @@ def test_prepare_train_sample_analyze(corpus, capsys):
     assert main(["gpt", "summary", str(corpus / "corpus")]) == 2
     assert "expected a finished run" in capsys.readouterr().err
     assert main(["gpt", "analyze", *runs, "--out", str(corpus / "analysis"), "--num-pcs", "2", "3",
-                 "--min-pairs", "2", "--no-plot"]) == 0  # fmt: skip
+                 "--min-pairs", "2", "--rule", "last", "--no-plot"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     result = json.loads((corpus / "analysis" / "parallelograms.json").read_text())
     assert "random quadruples" in printed and result["config"]["num_pcs"] == [2, 3]
     assert {run["label"] for run in result["runs"]} == {"standard", "harmonic"}
     assert analysis_table(result) in printed
+    # the analysis projects once on the top max(num_pcs) PCs; each k equals the direct computation
+    model = GPT.from_pretrained(corpus / "run-harmonic" / "model")
+    task = next(iter(result["tasks"]))
+    ids, _ = pair_token_ids(
+        lambda w: load_tokenizer(corpus / "corpus").encode(w).ids, ANALOGY_TASKS[task], "last"
+    )
+    quadruples = analogy_quadruples(len(ids), 10_000, 0)
+    for k in (2, 3):
+        direct = summarize(parallelogram_loss(model.wte.weight, ids, quadruples, num_pcs=k))
+        assert result["tasks"][task]["harmonic"][str(k)] == pytest.approx(direct, rel=1e-9)
 
 
 def test_stop_and_resume_from_the_command_line(corpus, capsys):

@@ -87,7 +87,7 @@ def _sample(args: argparse.Namespace) -> int:
     from harmono.models.gpt import GPT
 
     directory = model_directory(args.model)
-    model = GPT.from_pretrained(directory, device=args.device).eval()
+    model = GPT.from_pretrained(directory, device=args.device)
     tokenizer = load_tokenizer(directory)
     ids = tokenizer.encode(args.prompt).ids
     if not ids:
@@ -114,6 +114,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def summary_rows(runs: list[str]) -> list[dict]:
     """Final validation loss of finished runs by head and learning-rate schedule (mean, sample std)."""
+    from harmono.analysis.toy_metrics import mean_std
     from harmono.experiments.gpt_train import RUN_FILE, read_results
 
     groups: dict[tuple, list[dict]] = {}
@@ -128,12 +129,11 @@ def summary_rows(runs: list[str]) -> list[dict]:
             record["train"]["min_lr"],
             record["train"]["warmup_steps"],
         )
-        groups.setdefault(key, []).append({**results, "seed": record["train"]["seed"]})
+        groups.setdefault(key, []).append(results)
     rows = []
     for (head, lr, min_lr, warmup), members in groups.items():
         losses = [m.get("final_val_loss", m["val_loss"]) for m in members]
-        mean = sum(losses) / len(losses)
-        std = (sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)) ** 0.5 if len(losses) > 1 else 0.0
+        mean, std = mean_std(losses)
         rows.append({"head": head, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup, "seeds": len(losses),
                      "val_loss_mean": mean, "val_loss_std": std, "val_losses": losses,
                      "tokens": members[0]["tokens"],

@@ -25,6 +25,7 @@ from harmono.analysis.parallelogram import (
     analogy_quadruples,
     parallelogram_loss,
     plot_cdfs,
+    principal_projection,
     random_quadruple_loss,
     summarize,
 )
@@ -117,27 +118,24 @@ def analyze_embeddings(
             {"path": str(path), "label": label, "pairs": {task: len(ids) for task, ids in pairs.items()}}
         )
         words = torch.unique(torch.cat(list(pairs.values())).flatten()) if pairs else torch.arange(len(emb))
+        quadruples = {
+            task: analogy_quadruples(len(ids), config.max_quadruples, config.seed)
+            for task, ids in pairs.items()
+        }
+        # One PCA of the (V, D) embeddings per run: the top k PCs of this projection on the top
+        # max(num_pcs) PCs span the same subspace as the top k PCs of emb, and the loss is a norm in it.
+        top = principal_projection(emb, max(config.num_pcs))
         for k in config.num_pcs:
             for task, ids in pairs.items():
-                quadruples = analogy_quadruples(len(ids), config.max_quadruples, config.seed)
-                task_losses = parallelogram_loss(emb, ids, quadruples, num_pcs=k)
+                task_losses = parallelogram_loss(top, ids, quadruples[task], num_pcs=k)
                 losses.setdefault(task, {}).setdefault(label, {}).setdefault(k, []).append(task_losses)
-            chance = random_quadruple_loss(emb, words, config.max_quadruples, num_pcs=k, seed=config.seed)
+            chance = random_quadruple_loss(top, words, config.max_quadruples, num_pcs=k, seed=config.seed)
             baseline.setdefault(label, {}).setdefault(k, []).append(chance)
     result = {
         "config": {**config.__dict__, "num_pcs": list(config.num_pcs)},
         "runs": runs,
-        "tasks": {
-            task: {
-                label: {str(k): summarize(torch.cat(v)) for k, v in per_k.items()}
-                for label, per_k in per_label.items()
-            }
-            for task, per_label in losses.items()
-        },  # fmt: skip
-        "baseline": {
-            label: {str(k): summarize(torch.cat(v)) for k, v in per_k.items()}
-            for label, per_k in baseline.items()
-        },  # fmt: skip
+        "tasks": {task: _summaries(per_label) for task, per_label in losses.items()},
+        "baseline": _summaries(baseline),
         "lower_share": _lower_shares(losses, config.num_pcs[0]) if len(tokenizers) == 1 else {},
     }
     out = Path(out)
@@ -153,6 +151,14 @@ def analyze_embeddings(
             curves.setdefault(label, {})["random quadruples"] = torch.cat(per_k[k])
         plot_cdfs(curves, out / f"parallelograms-{k}pc.png", title=f"parallelogram loss on the top {k} PCs")
     return result
+
+
+def _summaries(per_label: Mapping[str, Mapping[int, list[torch.Tensor]]]) -> dict:
+    """``{label: {str(k): summary of the losses pooled over the label's runs}}``."""
+    return {
+        label: {str(k): summarize(torch.cat(runs)) for k, runs in per_k.items()}
+        for label, per_k in per_label.items()
+    }
 
 
 def _lower_shares(losses: Mapping[str, Mapping[str, Mapping[int, list[torch.Tensor]]]], k: int) -> dict:

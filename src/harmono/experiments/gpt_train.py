@@ -173,8 +173,9 @@ def step_offsets(config: GPTTrainConfig, step: int, windows: int, rank: int, siz
 
 def _optimizer(model: GPT, config: GPTTrainConfig, device: torch.device) -> torch.optim.Optimizer:
     """AdamW; weight decay on the block matrices only (not the embeddings, the head or the norms)."""
-    decayed = [p for name, p in model.named_parameters() if p.ndim >= 2 and name.startswith("blocks.")]
-    plain = [p for name, p in model.named_parameters() if not (p.ndim >= 2 and name.startswith("blocks."))]
+    decayed, plain = [], []
+    for name, parameter in model.named_parameters():
+        (decayed if parameter.ndim >= 2 and name.startswith("blocks.") else plain).append(parameter)
     groups = [
         {"params": decayed, "weight_decay": config.weight_decay},
         {"params": plain, "weight_decay": 0.0},
@@ -381,10 +382,9 @@ def train_gpt(
     results = {**last_eval, "steps": step, "tokens": step * tokens_per_step,
                "parameters": model.num_parameters(), "head": model_config.head}  # fmt: skip
     if config.final_eval:
-        results["final_val_loss"] = evaluate_gpt(
-            model, corpus, full_validation_offsets(corpus, block), micro, device, autocast
-        )
-        results["final_val_tokens"] = len(full_validation_offsets(corpus, block)) * block
+        full = full_validation_offsets(corpus, block)
+        results["final_val_loss"] = evaluate_gpt(model, corpus, full, micro, device, autocast)
+        results["final_val_tokens"] = len(full) * block
     results["train_tokens_per_s"] = _mean_throughput(out)
     results["seconds"] = time.perf_counter() - start
     if rank == 0:
