@@ -1,18 +1,30 @@
-"""Every Python example in the README runs as written."""
+"""Every Python example in the README and in the guides under docs/ runs as written."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def python_blocks(path):
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.DOTALL)
+
+
+EXAMPLES = [
+    pytest.param(path, index, code, id=f"{path.relative_to(ROOT).as_posix()}-{index}")
+    for path in DOCUMENTS
+    for index, code in enumerate(python_blocks(path))
+]
 
 
 def test_readme_has_examples():
-    assert len(BLOCKS) >= 2
+    assert len(python_blocks(README)) >= 2
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index):
-    exec(compile(BLOCKS[index], f"README.md example {index}", "exec"), {})
+@pytest.mark.parametrize(("path", "index", "code"), EXAMPLES)
+def test_example_runs(path, index, code):
+    exec(compile(code, f"{path.relative_to(ROOT).as_posix()} example {index}", "exec"), {})
