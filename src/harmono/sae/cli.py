@@ -14,6 +14,7 @@ from harmono.sae.config import ARCHITECTURES, SAEConfig
 from harmono.sae.train import RUN_FILE, TrainConfig
 
 EVALUATION_FILE = "evaluation.json"
+TOP_ACTIVATIONS_FILE = "top_activations.safetensors"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -55,6 +56,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         l2_normalize=train.get("l2_normalize", True),
         embeddings=embeddings,
         table=run / EVALUATION_FILE,
+        top_activations=run / TOP_ACTIVATIONS_FILE,
         progress=not args.no_progress,
     )
     print(json.dumps(result.as_dict(), indent=1))

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from harmono._io import write_json_atomically
+from harmono.analysis.top_activations import TopActivations
 from harmono.features.store import FeatureStore
 from harmono.mono import MonoScore, MonoSummary, summarize
 from harmono.purity import ClassPurity
@@ -62,6 +63,8 @@ def evaluate_sae(
     l2_normalize: bool = True,
     embeddings: FeatureStore | None = None,
     table: str | Path | None = None,
+    top_activations: str | Path | None = None,
+    per_latent: int = 9,
     progress: bool = True,
 ) -> SAEEvaluation:
     """Stream ``store`` through ``sae`` once and compute ``SAEEvaluation``.
@@ -79,7 +82,13 @@ def evaluate_sae(
     embeddings : FeatureStore, optional
         MonoScore embeddings, row-aligned with ``store`` (default: the SAE input).
     table : str or Path, optional
-        Write the per-latent table (score, frequency, dominant class, purity) here as JSON.
+        Write the per-latent table (score, frequency, dominant class, purity) here as JSON,
+        with the summary and the store's directory.
+    top_activations : str or Path, optional
+        Write each latent's ``per_latent`` strongest activations and their store rows here
+        (safetensors, see ``harmono.analysis.top_activations``).
+    per_latent : int
+        Samples kept per latent for ``top_activations``.
     progress : bool
         Show a progress bar.
     """
@@ -102,6 +111,7 @@ def evaluate_sae(
     mono = MonoScore(d_sae, emb_dim, dead="nan")
     class_names = store.metadata.get("class_names") or []
     purity = ClassPurity(d_sae, len(class_names)) if class_names else None
+    top = TopActivations(d_sae, per_latent) if top_activations is not None else None
     view = store.view()
     for batch in tqdm(view.batches(batch_size, normalize=l2_normalize), total=-(-len(store) // batch_size),
                       desc="evaluate", disable=not progress):  # fmt: skip
@@ -121,6 +131,8 @@ def evaluate_sae(
         mono.update(latents.float(), emb)
         if purity is not None:
             purity.update(latents.float(), batch.labels)
+        if top is not None:
+            top.update(latents, batch.indices)
     n = len(store)
     variance = float((sum_x2 - sum_x.square() / n).sum())
     fvu = float(sum_e2.sum()) / variance if variance > 0 else float("nan")
@@ -150,5 +162,12 @@ def evaluate_sae(
                 row["purity_binary"] = float(per_latent.binary[i])
                 row["purity_weighted"] = float(per_latent.weighted[i])
             rows.append(row)
-        write_json_atomically(Path(table), {"summary": result.as_dict(), "latents": rows})
+        record = {
+            "summary": result.as_dict(),
+            "features": str(Path(store.directory).resolve()),
+            "latents": rows,
+        }
+        write_json_atomically(Path(table), record)
+    if top is not None:
+        top.save(top_activations)
     return result
