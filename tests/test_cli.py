@@ -1,4 +1,3 @@
-
 from harmono.cli import main
 
 

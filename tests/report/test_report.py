@@ -129,3 +129,26 @@ def test_directories_that_are_no_run_are_refused_clearly(tmp_path, sae_run, caps
     assert main(["report", str(tmp_path), "--features", "x"]) == 2
     assert "--features applies to SAE runs only" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_top_activations_of_another_sae_are_refused(sae_run, tmp_path):
+    import shutil
+
+    from harmono.analysis.top_activations import TopActivations
+
+    run, _, _ = sae_run
+    copy = shutil.copytree(run, tmp_path / "run")
+    TopActivations(7, per_latent=2).save(copy / "top_activations.safetensors")
+    with pytest.raises(ValueError, match="expected top activations of 40 latents, got 7"):
+        read_latent_table(copy)
+
+
+def test_a_store_whose_ids_are_not_the_datasets_gets_no_thumbnails(sae_run, tmp_path):
+    from harmono.features import FeatureStoreWriter
+    from harmono.report.latents import store_images
+
+    _, _, images = sae_run
+    with FeatureStoreWriter(tmp_path / "store", 2, {"dataset": images.name}, dtype="float32") as writer:
+        writer.append(np.zeros((3, 2), np.float32), ["a", "b", "c"], [0, 0, 0])
+    lookup, note = store_images(tmp_path / "store")
+    assert lookup is None and "not those of dataset" in note and "'a'" in note

@@ -69,7 +69,7 @@ class DemoConfig:
     sae_lr: float = 1e-3
     """Adam learning rate of the SAEs."""
     mono_coef: float = 3e-4
-    """MonoLoss weight of the second SAE (the paper's BatchTopK weight on ImageNet CLIP features)."""
+    """MonoLoss weight of the second SAE, > 0 (the paper's BatchTopK weight on ImageNet CLIP features)."""
     top_images: int = 8
     """Top-activating images kept per latent."""
     device: str = "auto"
@@ -83,7 +83,7 @@ class DemoConfig:
             1,
         )  # fmt: skip
         _checks.require_positive_number("sae_lr", self.sae_lr)
-        _checks.require_non_negative_number("mono_coef", self.mono_coef)
+        _checks.require_positive_number("mono_coef", self.mono_coef)
         if self.k > self.d_sae:
             raise ValueError(f"k must be <= d_sae, got k={self.k}, d_sae={self.d_sae}")
 
@@ -292,9 +292,8 @@ def _sae(config: DemoConfig, features: Path, progress: bool) -> Callable[[Path],
     def run(directory: Path) -> dict:
         from harmono.features import FeatureStore
         from harmono.report.latent_figures import write_sae_figures
-        from harmono.sae.cli import EVALUATION_FILE, TOP_ACTIVATIONS_FILE
         from harmono.sae.config import SAEConfig
-        from harmono.sae.evaluate import evaluate_sae
+        from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
         from harmono.sae.train import TrainConfig, train_sae
 
         if not (features / "fashion-mnist-test").is_dir():

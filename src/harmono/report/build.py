@@ -27,12 +27,12 @@ from harmono.report.html import (
     Text,
     render_html,
 )
-from harmono.report.latents import EVALUATION_FILE, LatentTable, browser_payload, read_latent_table
+from harmono.report.latents import LatentTable, browser_payload, read_latent_table
+from harmono.sae.evaluate import EVALUATION_FILE
 
 logger = logging.getLogger("harmono")
 
 REPORT_FILE = "report.html"
-KINDS = ("demo", "sae", "toy")
 
 
 def run_kind(run_dir: str | Path) -> str:

@@ -20,11 +20,9 @@ import numpy as np
 
 from harmono.analysis.top_activations import load_top_activations
 from harmono.report.sprite import Sprite, make_sprite
+from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE
 
 logger = logging.getLogger("harmono")
-
-EVALUATION_FILE = "evaluation.json"
-TOP_ACTIVATIONS_FILE = "top_activations.safetensors"
 
 
 @dataclass(frozen=True)
@@ -69,9 +67,9 @@ def store_images(store_dir: str | Path) -> tuple[Callable[[int], np.ndarray] | N
         return None, f"the images of dataset {dataset!r} cannot be loaded: {err}"
     position = {sample_id: index for index, sample_id in enumerate(images.ids)}
     ids = store.ids
-    missing = [sample_id for sample_id in ids[:100] if sample_id not in position]
-    if missing:
-        return None, f"the store's ids are not those of dataset {dataset!r} (e.g. {missing[0]!r})"
+    missing = next((sample_id for sample_id in ids if sample_id not in position), None)
+    if missing is not None:
+        return None, f"the store's ids are not those of dataset {dataset!r} (e.g. {missing!r})"
     return (lambda row: images.image(position[ids[row]])), f"images of {dataset}"
 
 
@@ -92,6 +90,11 @@ def read_latent_table(
     if (run_dir / TOP_ACTIVATIONS_FILE).is_file():
         values, rows = load_top_activations(run_dir / TOP_ACTIVATIONS_FILE)
         top_rows, top_values = rows.numpy(), values.numpy()
+        if len(top_rows) != len(record["latents"]):
+            raise ValueError(
+                f"{run_dir}: expected top activations of {len(record['latents'])} latents, "
+                f"got {len(top_rows)}: re-run `harmono sae eval`"
+            )
     store_dir = features or record.get("features")
     if top_rows is None:
         images, note = (

@@ -11,10 +11,8 @@ from harmono._training import process_group_from_environment
 from harmono.config_cli import add_config_arguments, config_from_arguments
 from harmono.report.text_table import format_table
 from harmono.sae.config import ARCHITECTURES, SAEConfig
+from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
 from harmono.sae.train import RUN_FILE, TrainConfig
-
-EVALUATION_FILE = "evaluation.json"
-TOP_ACTIVATIONS_FILE = "top_activations.safetensors"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -42,7 +40,6 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from harmono.features import FeatureStore
     from harmono.sae.base import SAE
-    from harmono.sae.evaluate import evaluate_sae
 
     run = Path(args.run)
     sae = SAE.from_pretrained(run / "sae")

@@ -26,6 +26,11 @@ from harmono.mono import MonoScore, MonoSummary, summarize
 from harmono.purity import ClassPurity
 from harmono.sae.base import SAE
 
+EVALUATION_FILE = "evaluation.json"
+"""Per-latent table and summary that ``harmono sae eval`` writes into a run directory."""
+TOP_ACTIVATIONS_FILE = "top_activations.safetensors"
+"""Each latent's strongest activations and their store rows, beside ``EVALUATION_FILE``."""
+
 
 @dataclass(frozen=True)
 class SAEEvaluation:
