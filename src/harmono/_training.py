@@ -44,6 +44,14 @@ def check_resumable(out: Path, run_file: str, record: dict, keys: tuple[str, ...
             )
 
 
+def read_metric_log(out: str | Path) -> list[dict]:
+    """The records of ``out/metrics.jsonl`` in order (empty when there is none)."""
+    path = Path(out) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class MetricLog:
     """``metrics.jsonl`` (truncated to the resumed step) and optional TensorBoard, written by rank 0."""
 

@@ -54,6 +54,46 @@ def plot_score_histograms(
     return out
 
 
+def plot_training_terms(
+    logs: Mapping[str, Sequence[Mapping]], terms: Sequence[str], out: str | Path | BinaryIO
+) -> str | Path | BinaryIO:
+    """One panel per logged term against the step, one line per run; log scale where all values are > 0.
+
+    Parameters
+    ----------
+    logs : mapping of str to sequence of mapping
+        Run name -> its metric records, each with ``"step"`` and some of ``terms``.
+    terms : sequence of str
+        The record keys to plot, one panel each.
+    out : str, Path or binary file
+        Where the PNG goes.
+
+    Returns
+    -------
+    ``out``.
+    """
+    if not terms:
+        raise ValueError("terms must name at least one logged value, got none")
+    plt = pyplot()
+    fig, axes = plt.subplots(
+        1, len(terms), figsize=(3.2 * len(terms), 2.8), layout="constrained", squeeze=False
+    )
+    for ax, term in zip(axes[0], terms, strict=True):
+        for name, records in logs.items():
+            points = [(r["step"], r[term]) for r in records if r.get(term) is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=name, linewidth=1)
+        ax.set_title(term, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        values = [r[term] for records in logs.values() for r in records if r.get(term) is not None]
+        if term != "l0" and values and min(values) > 0:
+            ax.set_yscale("log")
+    axes[0][0].legend(frameon=False, fontsize=7)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def plot_latent_gallery(
     rows: Sequence[tuple[str, Sequence[np.ndarray]]],
     out: str | Path | BinaryIO,

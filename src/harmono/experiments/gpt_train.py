@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from harmono import _checks
 from harmono._device import resolve_device
 from harmono._io import write_json_atomically
-from harmono._training import MetricLog, autocast_for, check_resumable, world
+from harmono._training import MetricLog, autocast_for, check_resumable, read_metric_log, world
 from harmono.data.text import TOKENIZER_FILE, TokenCorpus
 from harmono.models.gpt import GPT, GPTConfig
 from harmono.sae.checkpoint import (
@@ -399,12 +399,7 @@ def train_gpt(
 
 def _mean_throughput(out: Path) -> float | None:
     """Mean of the logged tokens/s (rank 0 holds the log; None elsewhere)."""
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    values = [
-        r["tokens_per_s"] for r in map(json.loads, path.read_text().splitlines()) if "tokens_per_s" in r
-    ]
+    values = [r["tokens_per_s"] for r in read_metric_log(out) if "tokens_per_s" in r]
     return sum(values) / len(values) if values else None
 
 

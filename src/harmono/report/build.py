@@ -123,10 +123,25 @@ def toy_sections(suite_dir: Path, run_dirs: Sequence[Path] | None = None, comman
     return [Section("Harmonic loss: modular addition and the in-context lattice", blocks, "toy-suite")]
 
 
-def sae_sections(tables: Sequence[LatentTable], run_dirs: Sequence[Path], command: str = "") -> list[Section]:
-    """Comparison table, MonoScore histogram, training curves and galleries of evaluated SAEs."""
+def _drawn_or_rendered(path: Path | None, render) -> bytes | None:
+    """The PNG at ``path`` when it exists, else ``render(buffer)``'s (None when it draws nothing)."""
+    png = _png(path) if path is not None else None
+    if png is not None:
+        return png
+    buffer = io.BytesIO()
+    return buffer.getvalue() if render(buffer) is not None else None
+
+
+def sae_sections(
+    tables: Sequence[LatentTable], run_dirs: Sequence[Path], command: str = "", figure_dir: Path | None = None
+) -> list[Section]:
+    """Comparison table, MonoScore histogram, training curves and galleries of evaluated SAEs.
+
+    ``figure_dir`` holds the histogram and galleries already drawn by
+    ``write_sae_figures`` (the demo's ``sae`` step); missing ones are drawn here.
+    """
     from harmono.analysis.latent_plots import plot_score_histograms
-    from harmono.report.latent_figures import plot_gallery
+    from harmono.report.latent_figures import HISTOGRAM_FILE, gallery_file, plot_gallery
     from harmono.sae.cli import METRICS, compare_rows
 
     rows = [(table.name, *row[1:]) for table, row in zip(tables, compare_rows(list(run_dirs)), strict=True)]
@@ -136,7 +151,10 @@ def sae_sections(tables: Sequence[LatentTable], run_dirs: Sequence[Path], comman
             headers, rows, "on the evaluation set; MonoScore over alive latents, and with dead latents as 0"
         ),
         Figure(
-            _rendered(plot_score_histograms, {t.name: t.scores() for t in tables}),
+            _drawn_or_rendered(
+                figure_dir / HISTOGRAM_FILE if figure_dir else None,
+                lambda out: plot_score_histograms({t.name: t.scores() for t in tables}, out),
+            ),
             "MonoScore of every alive latent: MonoLoss moves the distribution to the right.",
         ),
     ]
@@ -144,11 +162,10 @@ def sae_sections(tables: Sequence[LatentTable], run_dirs: Sequence[Path], comman
     if curves is not None:
         blocks.append(curves)
     for table in tables:
-        buffer = io.BytesIO()
-        if plot_gallery(table, buffer) is not None:
-            blocks.append(
-                Figure(buffer.getvalue(), f"{table.name}: top-activating samples, strongest first.")
-            )
+        drawn = figure_dir / gallery_file(table.name) if figure_dir else None
+        png = _drawn_or_rendered(drawn, lambda out, table=table: plot_gallery(table, out))
+        if png is not None:
+            blocks.append(Figure(png, f"{table.name}: top-activating samples, strongest first."))
         else:
             blocks.append(Text(f"{table.name}: no thumbnails ({table.images_note})."))
     if command:
@@ -157,37 +174,19 @@ def sae_sections(tables: Sequence[LatentTable], run_dirs: Sequence[Path], comman
 
 
 def _training_curves(run_dirs: Sequence[Path], names: Sequence[str]) -> Figure | None:
-    from harmono.analysis.plotting import pyplot
+    from harmono._training import read_metric_log
+    from harmono.analysis.latent_plots import plot_training_terms
 
     logs = {}
     for run_dir, name in zip(run_dirs, names, strict=True):
-        path = run_dir / "metrics.jsonl"
-        if path.is_file():
-            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            logs[name] = [r for r in records if "step" in r and "reconstruction" in r]
-    logs = {name: records for name, records in logs.items() if records}
+        records = [r for r in read_metric_log(run_dir) if "step" in r and "reconstruction" in r]
+        if records:
+            logs[name] = records
     if not logs:
         return None
     terms = [t for t in ("reconstruction", "mono", "aux", "l0") if any(t in r[0] for r in logs.values())]
-    plt = pyplot()
-    fig, axes = plt.subplots(
-        1, len(terms), figsize=(3.2 * len(terms), 2.8), layout="constrained", squeeze=False
-    )
-    for ax, term in zip(axes[0], terms, strict=True):
-        for name, records in logs.items():
-            points = [(r["step"], r[term]) for r in records if r.get(term) is not None]
-            if points:
-                ax.plot(*zip(*points, strict=True), label=name, linewidth=1)
-        ax.set_title(term, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        values = [r[term] for records in logs.values() for r in records if r.get(term) is not None]
-        if term != "l0" and values and min(values) > 0:
-            ax.set_yscale("log")
-    axes[0][0].legend(frameon=False, fontsize=7)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110)
-    plt.close(fig)
-    return Figure(buffer.getvalue(), "Training: each loss term as logged (metrics.jsonl), and L0.")
+    png = _rendered(plot_training_terms, logs, terms)
+    return Figure(png, "Training: each loss term as logged (metrics.jsonl), and L0.")
 
 
 def _claims(summary: dict) -> Claims:
@@ -259,7 +258,7 @@ def demo_report(run_dir: Path) -> Report:
             "paper's claim: MonoLoss raises the MonoScore and the class purity of the latents at a small "
             "cost in reconstruction (R²)."
         )
-        section = sae_sections(tables, run_dirs)[0]
+        section = sae_sections(tables, run_dirs, figure_dir=run_dir / "sae")[0]
         section = Section(section.title, [Claims(sae_claims(steps["sae"])), *section.blocks])
         sections.append(
             Section("MonoLoss: sparse autoencoders on real encoder features", [intro, *section.blocks], "sae")
