@@ -21,7 +21,8 @@ import torch
 from _common import device_name, interleaved_seconds, median_ratio, write_json
 from harmono.data.toy import toy_task
 from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tasks import PAPER_SEEDS, train_toy_seeds
+from harmono.experiments.toy_tasks import PAPER_SEEDS
+from harmono.experiments.toy_training import train_toy_seeds
 from harmono.report.text_table import format_table
 
 

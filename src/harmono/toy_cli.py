@@ -9,9 +9,11 @@ from pathlib import Path
 from harmono._device import resolve_device
 from harmono.data.toy import TASKS
 from harmono.experiments.toy_suite import (
+    DEFAULT_EXPONENT,
+    EFFICIENCY_FRACTIONS,
     MODEL_NAMES,
-    PAPER_FRACTIONS,
     PAPER_SEEDS,
+    SAMPLINGS,
     run_config,
     run_efficiency,
     run_suite,
@@ -74,6 +76,10 @@ def _suite(args: argparse.Namespace) -> int:
         _seeds(args.seeds),
         not args.no_progress,
         device=resolve_device(args.device),
+        heads=args.heads,
+        samplings=args.samplings,
+        exponents=args.exponents,
+        results_dir=args.results,
         **_train_overrides(args),
     )
     figures = suite_figures(args.out, records)
@@ -88,7 +94,8 @@ def _efficiency(args: argparse.Namespace) -> int:
 
     curves = run_efficiency(
         args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
-        device=resolve_device(args.device), **_train_overrides(args),
+        device=resolve_device(args.device), samplings=args.samplings, results_dir=args.results,
+        **_train_overrides(args),
     )  # fmt: skip
     figure = plot_data_efficiency(
         curves, Path(args.out) / "data_efficiency.png", title=f"{args.task}: test accuracy"
@@ -137,6 +144,17 @@ def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _add_stacking(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--samplings", nargs="+", choices=SAMPLINGS, default=["leak-free"],
+        help="splits to run: leak-free (without replacement; default) and/or paper (with replacement)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--results", type=Path,
+        help="also write each finished configuration's results JSON here (e.g. results/toy)",
+    )  # fmt: skip
+
+
 def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``harmono toy run | suite | efficiency`` to the ``harmono`` parser."""
     toy = sub.add_parser("toy", help="harmonic loss on the paper's algorithmic tasks").add_subparsers(
@@ -150,14 +168,25 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--train-fraction", type=float, help="share of examples for training (default 0.8)")
     _add_common(run, 20)
     run.set_defaults(func=_run)
-    suite = toy.add_parser("suite", help=f"all tasks x {', '.join(MODEL_NAMES.values())}; resumable")
+    suite = toy.add_parser(
+        "suite",
+        help=f"all tasks x {', '.join(MODEL_NAMES.values())} (x samplings x exponents), "
+        "one stack per task and architecture; resumable",
+    )
     suite.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     suite.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
+    suite.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
+    suite.add_argument(
+        "--exponents", nargs="+", type=float, default=[DEFAULT_EXPONENT],
+        help="harmonic exponents n in p ∝ d^-n, one configuration each (default 2)",
+    )  # fmt: skip
+    _add_stacking(suite)
     _add_common(suite, 20)
     suite.set_defaults(func=_suite)
     efficiency = toy.add_parser("efficiency", help="test accuracy vs train fraction, both heads")
     efficiency.add_argument("--task", choices=TASKS, required=True)
     efficiency.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=["mlp"])
-    efficiency.add_argument("--fractions", nargs="+", type=float, default=list(PAPER_FRACTIONS))
+    efficiency.add_argument("--fractions", nargs="+", type=float, default=list(EFFICIENCY_FRACTIONS))
+    _add_stacking(efficiency)
     _add_common(efficiency, 3)
     efficiency.set_defaults(func=_efficiency)

@@ -16,7 +16,8 @@ from harmono.experiments.toy_suite import (
     run_suite,
     suite_rows,
 )
-from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty, train_toy_seeds
+from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty
+from harmono.experiments.toy_training import train_toy_seeds
 
 
 @pytest.mark.parametrize(
@@ -161,5 +162,5 @@ def test_toy_efficiency_command(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "standard MLP" in printed and "harmonic MLP" in printed and "±" in printed
     assert (tmp_path / "data_efficiency.png").stat().st_size > 0
-    record = json.loads((tmp_path / "mlp-harmonic-0.3" / RESULTS_FILE).read_text())
+    record = json.loads((tmp_path / "modadd-mlp-harmonic-f0.3" / RESULTS_FILE).read_text())
     assert record["train"]["train_fraction"] == 0.3

@@ -97,11 +97,15 @@ def test_dropout_only_with_noise():
     model = BatchedToyModel(config, [0])
     tokens = torch.randint(0, 24, (1, 4, 2))
     masks = model.dropout_masks([torch.Generator().manual_seed(0)], steps=1, batch_size=4)
-    assert masks.shape == (1, 1, 4, config.mask_width)
-    assert set(masks.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - 0.5)
+    assert len(masks) == 4 * config.num_layers and all(m.is_contiguous() for m in masks)
+    assert sum(m.shape[-1] for m in masks) == config.mask_width
+    assert all(m.shape[:3] == (1, 1, 4) for m in masks)
+    values = torch.cat([m.flatten() for m in masks])
+    assert set(values.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - 0.5)
+    assert 0.4 < (values == 0).double().mean() < 0.6
     assert torch.equal(model(tokens), model(tokens))
-    assert not torch.allclose(model(tokens, masks[:, 0]), model(tokens))
-    ones = torch.ones(1, 4, config.mask_width)
+    assert not torch.allclose(model(tokens, [m[:, 0] for m in masks]), model(tokens))
+    ones = [torch.ones_like(m[:, 0]) for m in masks]
     torch.testing.assert_close(model(tokens, ones), model(tokens))  # keeping everything changes nothing
     mlp = BatchedToyModel(ToyModelConfig(), [0])
     assert mlp.dropout_masks([torch.Generator()], 1, 4) is None

@@ -88,6 +88,10 @@ class ToySplit:
     """``(N_test,)`` int64."""
     leakage: float
     """Share of test examples (with their label) that also occur in the training set."""
+    train_ids: np.ndarray
+    """``(N_train,)`` int64: row of each training example in the task's ``inputs``/``labels``."""
+    test_ids: np.ndarray
+    """``(N_test,)`` int64: row of each test example in the task's ``inputs``/``labels``."""
 
 
 def _lattice() -> ToyTask:
@@ -227,5 +231,11 @@ def split_task(
     test_inputs, test_labels = task.inputs[test].tolist(), task.labels[test].tolist()
     leaked = sum((*row, label) in train_rows for row, label in zip(test_inputs, test_labels, strict=True))
     return ToySplit(
-        task.inputs[train], task.labels[train], task.inputs[test], task.labels[test], leaked / len(test)
+        task.inputs[train],
+        task.labels[train],
+        task.inputs[test],
+        task.labels[test],
+        leaked / len(test),
+        train.astype(np.int64),
+        test.astype(np.int64),
     )

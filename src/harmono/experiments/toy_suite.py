@@ -10,6 +10,7 @@ interrupted suite resumes from the first missing one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -19,17 +20,19 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from harmono import _checks
 from harmono._io import write_atomically, write_json_atomically
 from harmono.analysis.toy_metrics import median_range
 from harmono.data.toy import TASKS, toy_task
 from harmono.experiments.toy_tasks import (
     PAPER_SEEDS,
+    ToyConfiguration,
     ToyRunResult,
     ToyTrainConfig,
     paper_epochs,
     paper_weight_decay,
-    train_toy_seeds,
 )
+from harmono.experiments.toy_training import train_toy_configs
 from harmono.models.toy import ARCHITECTURES, HEADS, ToyModelConfig
 
 RESULTS_FILE = "results.json"
@@ -95,6 +98,133 @@ def load_run(run_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     return record, arrays
 
 
+def _wanted(task: str, model: ToyModelConfig, train: ToyTrainConfig, seeds: Sequence[int]) -> dict:
+    return {"task": task, "model": asdict(model), "train": asdict(train), "seeds": [int(s) for s in seeds]}
+
+
+def _finished_record(run_dir: Path, wanted: dict) -> dict | None:
+    """The record of a finished run in ``run_dir`` with exactly the ``wanted`` settings, else ``None``.
+
+    A finished run with other settings is an error, so that results of
+    different settings never mix.
+    """
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    found = {key: record[key] for key in ("task", "model", "train")}
+    found["seeds"] = [s["seed"] for s in record["seeds"]]
+    if found != wanted:
+        raise ValueError(f"{run_dir} holds a run with other settings ({found}); expected {wanted}")
+    return record
+
+
+def provenance() -> dict:
+    """Where a result comes from: harmono's git commit (and whether the tree was dirty), torch, machine."""
+    import platform
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root, capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        dirty = bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return {
+        "harmono_commit": commit,
+        "dirty": dirty,
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
+
+
+def results_record(record: dict) -> dict:
+    """A run's record as committed under ``results/toy/``: the record, the protocol and its provenance."""
+    return {
+        **record,
+        "protocol": "official code's toy protocol (harmono.experiments.toy_suite.paper_configs) "
+        "with the overrides in 'model' and 'train'",
+        "provenance": provenance(),
+    }
+
+
+def run_stack(
+    task: str,
+    arch: str,
+    variants: Sequence[tuple[str, str, dict, dict]],
+    out_dir: str | Path,
+    seeds: Sequence[int] = PAPER_SEEDS,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    results_dir: str | Path | None = None,
+) -> list[dict]:
+    """Train (or reuse) several configurations of one task and architecture together.
+
+    Parameters
+    ----------
+    task, arch : str
+        The task and the architecture every variant shares.
+    variants : sequence of (name, head, model_overrides, train_overrides)
+        One configuration each: the official settings (:func:`paper_configs`)
+        with the overrides, in ``out_dir/<name>``.
+    out_dir : str or Path
+        Holds one run directory per variant, and while the stack trains a
+        checkpoint ``stack-<digest>.safetensors`` to resume from.
+    seeds : sequence of int
+        The seeds of every variant.
+    progress : bool
+        Show a tqdm bar.
+    device : str or torch.device
+        Where to train.
+    results_dir : str or Path, optional
+        Also write each newly finished variant's :func:`results_record` to
+        ``results_dir/<name>.json`` (the committed results).
+
+    Returns
+    -------
+    list of dict
+        The record of each variant, in order. Finished variants with the same
+        settings are reused; the missing ones train in one stack.
+    """
+    out_dir = Path(out_dir)
+    planned = []
+    for name, head, model_overrides, train_overrides in variants:
+        model, train = paper_configs(task, arch, head, **train_overrides)
+        model = replace(model, **model_overrides)
+        run_dir = out_dir / name
+        planned.append((name, run_dir, ToyConfiguration(model, train, tuple(seeds))))
+    records = {
+        name: _finished_record(run_dir, _wanted(task, c.model, c.train, seeds))
+        for name, run_dir, c in planned
+    }
+    missing = [(name, run_dir, c) for name, run_dir, c in planned if records[name] is None]
+    if missing:
+        configurations = [c for _, _, c in missing]
+        digest = hashlib.sha1(
+            json.dumps([task, *(c.record() for c in configurations)], sort_keys=True).encode()
+        ).hexdigest()[:12]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = out_dir / f"stack-{digest}.safetensors"
+        results = train_toy_configs(toy_task(task), configurations, progress, device, checkpoint=checkpoint)
+        for (name, run_dir, _), result in zip(missing, results, strict=True):
+            save_run(result, run_dir)
+            records[name] = result.record()
+            if results_dir is not None:
+                Path(results_dir).mkdir(parents=True, exist_ok=True)
+                write_json_atomically(
+                    Path(results_dir) / f"{name}.json", results_record(records[name]), indent=1
+                )
+        checkpoint.unlink(missing_ok=True)
+    return [records[name] for name, _, _ in planned]
+
+
 def run_config(
     task: str,
     arch: str,
@@ -106,25 +236,43 @@ def run_config(
     device: str | torch.device = "cpu",
     **train_overrides: object,
 ) -> dict:
-    """Train (or reuse) one configuration in ``out_dir`` and return its record.
+    """Train (or reuse) one configuration in ``out_dir`` and return its record (see :func:`run_stack`)."""
+    out_dir = Path(out_dir)
+    variant = (out_dir.name, head, model_overrides or {}, train_overrides)
+    return run_stack(task, arch, [variant], out_dir.parent, seeds, progress, device)[0]
 
-    A finished run with the same settings is reused; one with other settings
-    is an error, so results of different settings never mix.
+
+SAMPLINGS = ("leak-free", "paper")
+"""Splits: drawn without replacement, or with replacement as the official code (``paper_sampling``)."""
+DEFAULT_EXPONENT = ToyModelConfig.exponent
+
+
+def suite_variants(
+    task: str,
+    arch: str,
+    heads: Sequence[str] = HEADS,
+    samplings: Sequence[str] = ("leak-free",),
+    exponents: Sequence[float] = (DEFAULT_EXPONENT,),
+    fractions: Sequence[float | None] = (None,),
+) -> list[tuple[str, str, dict, dict]]:
+    """The ``run_stack`` variants of one task and architecture: heads x samplings x exponents x fractions.
+
+    Exponents apply to the harmonic head only (the standard head gets one
+    variant per sampling and fraction).
     """
-    model, train = paper_configs(task, arch, head, **train_overrides)
-    model = replace(model, **(model_overrides or {}))
-    wanted = {"task": task, "model": asdict(model), "train": asdict(train), "seeds": [int(s) for s in seeds]}
-    path = Path(out_dir) / RESULTS_FILE
-    if path.is_file():
-        record = json.loads(path.read_text())
-        found = {key: record[key] for key in ("task", "model", "train")}
-        found["seeds"] = [s["seed"] for s in record["seeds"]]
-        if found != wanted:
-            raise ValueError(f"{out_dir} holds a run with other settings ({found}); expected {wanted}")
-        return record
-    result = train_toy_seeds(toy_task(task), model, train, tuple(seeds), progress=progress, device=device)
-    save_run(result, out_dir)
-    return result.record()
+    variants = []
+    for head in heads:
+        for sampling in samplings:
+            _checks.require_choice("sampling", sampling, SAMPLINGS)
+            for exponent in exponents if head == "harmonic" else (DEFAULT_EXPONENT,):
+                for fraction in fractions:
+                    train = {"paper_sampling": True} if sampling == "paper" else {}
+                    if fraction is not None:
+                        train["train_fraction"] = fraction
+                    model = {} if exponent == DEFAULT_EXPONENT else {"exponent": float(exponent)}
+                    name = run_name(task, arch, head, sampling, exponent, fraction)
+                    variants.append((name, head, model, train))
+    return variants
 
 
 def run_suite(
@@ -134,17 +282,27 @@ def run_suite(
     seeds: Sequence[int] = PAPER_SEEDS,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    heads: Sequence[str] = HEADS,
+    samplings: Sequence[str] = ("leak-free",),
+    exponents: Sequence[float] = (DEFAULT_EXPONENT,),
+    results_dir: str | Path | None = None,
     **train_overrides: object,
 ) -> list[dict]:
-    """Every task x architecture x head into ``out_dir/<task>-<arch>-<head>``, resuming finished ones."""
+    """Every task x architecture x head x sampling x exponent into ``out_dir/<run_name>``, resuming.
+
+    The configurations of one task and architecture train as one stack
+    (:func:`run_stack`); ``train_overrides`` apply to all of them.
+    """
     records = []
     for task in tasks:
-        for arch, head in SUITE_ORDER:
-            if arch in archs:
-                run_dir = Path(out_dir) / run_name(task, arch, head)
-                records.append(
-                    run_config(task, arch, head, run_dir, seeds, progress, device=device, **train_overrides)
-                )
+        for arch in ARCHITECTURES:
+            if arch not in archs:
+                continue
+            variants = [
+                (name, head, model, {**train_overrides, **train})
+                for name, head, model, train in suite_variants(task, arch, heads, samplings, exponents)
+            ]
+            records += run_stack(task, arch, variants, out_dir, seeds, progress, device, results_dir)
     return records
 
 
@@ -191,9 +349,45 @@ def suite_rows(records: Sequence[dict], cell: str) -> tuple[list[str], list[list
     return headers, rows
 
 
-def run_name(task: str, arch: str, head: str) -> str:
-    """``<task>-<arch>-<head>``: a run's directory name inside a suite."""
-    return f"{task}-{arch}-{head}"
+def run_name(
+    task: str,
+    arch: str,
+    head: str,
+    sampling: str = "leak-free",
+    exponent: float | None = None,
+    fraction: float | None = None,
+) -> str:
+    """A run's directory name inside a suite: ``<task>-<arch>-<head>[-n<exponent>][-f<fraction>][-paper]``.
+
+    The exponent shows when it is not the default 2, the fraction when
+    given, ``-paper`` for the official sampling.
+    """
+    name = f"{task}-{arch}-{head}"
+    if exponent is not None and exponent != DEFAULT_EXPONENT:
+        name += f"-n{exponent:g}"
+    if fraction is not None:
+        name += f"-f{fraction:g}"
+    return name + ("-paper" if sampling == "paper" else "")
+
+
+def record_sampling(record: dict) -> str:
+    """``"paper"`` or ``"leak-free"``: the sampling of a run's record."""
+    return "paper" if record["train"]["paper_sampling"] else "leak-free"
+
+
+def record_run_name(record: dict) -> str:
+    """The :func:`run_name` of a suite run (train fraction default) from its record."""
+    model = record["model"]
+    return run_name(record["task"], model["arch"], model["head"], record_sampling(record), model["exponent"])
+
+
+def record_label(record: dict) -> str:
+    """A figure label for a run: the model, and its exponent and sampling where not the default."""
+    model = record["model"]
+    label = MODEL_NAMES[(model["arch"], model["head"])]
+    if model["head"] == "harmonic" and model["exponent"] != DEFAULT_EXPONENT:
+        label += f", n={model['exponent']:g}"
+    return label + (", paper sampling" if record["train"]["paper_sampling"] else "")
 
 
 def suite_figures(
@@ -206,14 +400,12 @@ def suite_figures(
     from harmono.analysis.toy_figures import plot_embedding_pca, plot_ev_curves, plot_grokking
 
     out_dir = Path(out_dir)
-    run_dirs = run_dirs or [
-        out_dir / run_name(r["task"], r["model"]["arch"], r["model"]["head"]) for r in records
-    ]
+    run_dirs = run_dirs or [out_dir / record_run_name(r) for r in records]
     ev: dict[str, dict[str, np.ndarray]] = {}
     grokking: dict[str, dict[str, list]] = {}
     panels = []
     for record, run_dir in zip(records, run_dirs, strict=True):
-        task, name = record["task"], MODEL_NAMES[(record["model"]["arch"], record["model"]["head"])]
+        task, name = record["task"], record_label(record)
         seeds = record["seeds"]
         ev.setdefault(task, {})[name] = np.array([s["ev_ratios"] for s in seeds])
         grokking.setdefault(task, {})[name] = [(s["train_epoch"], s["test_epoch"]) for s in seeds]
@@ -237,45 +429,46 @@ def suite_figures(
 
 
 PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
-"""Train fractions of the paper's data-efficiency runs."""
+"""Train fractions of the paper's data-efficiency runs (it has no 0.5)."""
+EFFICIENCY_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Train fractions of harmono's data-efficiency curves."""
+
+
+def efficiency_label(arch: str, head: str, sampling: str) -> str:
+    """The curve name of one model and sampling in a data-efficiency figure."""
+    return MODEL_NAMES[(arch, head)] + (", paper sampling" if sampling == "paper" else "")
 
 
 def run_efficiency(
     task: str,
     out_dir: str | Path,
-    fractions: Sequence[float] = PAPER_FRACTIONS,
+    fractions: Sequence[float] = EFFICIENCY_FRACTIONS,
     archs: Sequence[str] = ("mlp",),
     seeds: Sequence[int] = PAPER_SEEDS[:3],
     progress: bool = True,
     device: str | torch.device = "cpu",
+    samplings: Sequence[str] = ("leak-free",),
+    results_dir: str | Path | None = None,
     **train_overrides: object,
 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Final test accuracy vs train fraction for both heads, into ``out_dir/<arch>-<head>-<fraction>``.
+    """Final test accuracy vs train fraction, both heads, into ``out_dir/<run_name>`` (one stack per arch).
 
-    Returns ``{task: {model name: (fractions (F,), accuracy (S, F))}}``, the
+    Returns ``{task: {curve name: (fractions (F,), accuracy (S, F))}}``, the
     input of :func:`~harmono.analysis.toy_figures.plot_data_efficiency`
     (finished runs are reused).
     """
     curves = {}
-    for arch, head in SUITE_ORDER:
-        if arch not in archs:
-            continue
-        accuracy = [
-            [
-                s["final_test_acc"]
-                for s in run_config(
-                    task,
-                    arch,
-                    head,
-                    Path(out_dir) / f"{arch}-{head}-{fraction:g}",
-                    seeds,
-                    progress,
-                    device=device,
-                    train_fraction=fraction,
-                    **train_overrides,
-                )["seeds"]
-            ]
-            for fraction in fractions
+    for arch in archs:
+        variants = [
+            (name, head, model, {**train_overrides, **train})
+            for name, head, model, train in suite_variants(task, arch, HEADS, samplings, fractions=fractions)
         ]
-        curves[MODEL_NAMES[(arch, head)]] = (np.asarray(fractions, dtype=float), np.asarray(accuracy).T)
+        records = iter(run_stack(task, arch, variants, out_dir, seeds, progress, device, results_dir))
+        for head in HEADS:  # suite_variants' order: head, sampling, fraction
+            for sampling in samplings:
+                accuracy = [[s["final_test_acc"] for s in next(records)["seeds"]] for _ in fractions]
+                curves[efficiency_label(arch, head, sampling)] = (
+                    np.asarray(fractions, dtype=float),
+                    np.asarray(accuracy).T,
+                )
     return {task: curves}
