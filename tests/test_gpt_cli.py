@@ -1,13 +1,17 @@
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from harmono.analysis.parallelogram import analogy_quadruples, parallelogram_loss, summarize
 from harmono.cli import main
 from harmono.data.analogies import ANALOGY_TASKS, pair_token_ids
 from harmono.data.text import load_tokenizer
-from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe, summary_rows
+from harmono.experiments.gpt_summary import SECTION, summary_rows
+from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe
 from harmono.models.gpt import GPT, GPTConfig
+from harmono.report.marked_sections import markers
 
 pytest.importorskip("tokenizers", reason="the text extra (tokenizers) is not installed")
 
@@ -59,8 +63,22 @@ def test_prepare_train_sample_analyze(corpus, capsys):
         results = json.loads((corpus / run / "results.json").read_text())
         assert row["seeds"] == 1 and row["val_loss_mean"] == results["final_val_loss"] and row["lr"] == 0.01
     assert [row["head"] for row in rows] == ["standard", "harmonic"]
-    assert main(["gpt", "summary", *runs, "--markdown"]) == 0
+    assert [row["exponent"] for row in rows] == [None, 4.0]  # sqrt(n_embd = 16)
+    doc = corpus / "doc.md"
+    doc.write_text("text\n" + "\n".join(markers(SECTION)) + "\n")
+    saved = corpus / "records"
+    assert main(["gpt", "summary", *runs, "--markdown", "--results", str(saved), "--write", str(doc)]) == 0
     assert "| standard |" in capsys.readouterr().out
+    lines = doc.read_text().splitlines()[2:-1]  # header, rule, one row per group
+    written = [[cell.strip() for cell in line.split("|")[1:-1]][:3] for line in lines[2:]]
+    assert written == [["standard", "-", "0.01 -> 0.001"], ["harmonic", "4", "0.01 -> 0.001"]]
+    records = sorted(str(p) for p in saved.glob("*.json"))
+    assert [p.rsplit("/", 1)[1] for p in records] == ["run-harmonic.json", "run-standard.json"]
+    assert json.loads(Path(records[0]).read_text())["provenance"]["torch"] == torch.__version__
+    assert summary_rows(records[::-1]) == rows  # the saved records alone give the same table
+    (saved / "bad.json").write_text("{}")
+    assert main(["gpt", "summary", str(saved / "bad.json")]) == 2
+    assert "bad.json: not a GPT run record" in capsys.readouterr().err
     assert main(["gpt", "summary", str(corpus / "corpus")]) == 2
     assert "expected a finished run" in capsys.readouterr().err
     assert main(["gpt", "analyze", *runs, "--out", str(corpus / "analysis"), "--num-pcs", "2", "3",

@@ -9,7 +9,6 @@ Typed options override the file, which overrides the defaults.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -112,47 +111,18 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def summary_rows(runs: list[str]) -> list[dict]:
-    """Final validation loss of finished runs by head and learning-rate schedule (mean, sample std)."""
-    from harmono.analysis.toy_metrics import mean_std
-    from harmono.experiments.gpt_train import RUN_FILE, read_results
-
-    groups: dict[tuple, list[dict]] = {}
-    for run in runs:
-        results = read_results(run)
-        if results is None:
-            raise ValueError(f"expected a finished run (results.json) in {run}, found none")
-        record = json.loads((Path(run) / RUN_FILE).read_text())
-        key = (
-            record["model"]["head"],
-            record["train"]["lr"],
-            record["train"]["min_lr"],
-            record["train"]["warmup_steps"],
-        )
-        groups.setdefault(key, []).append(results)
-    rows = []
-    for (head, lr, min_lr, warmup), members in groups.items():
-        losses = [m.get("final_val_loss", m["val_loss"]) for m in members]
-        mean, std = mean_std(losses)
-        rows.append({"head": head, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup, "seeds": len(losses),
-                     "val_loss_mean": mean, "val_loss_std": std, "val_losses": losses,
-                     "tokens": members[0]["tokens"],
-                     "seconds_mean": sum(m["seconds"] for m in members) / len(members)})  # fmt: skip
-    return rows
-
-
 def _summary(args: argparse.Namespace) -> int:
+    from harmono.experiments.gpt_summary import SECTION, save_records, summary_rows, table_rows
+    from harmono.report.marked_sections import update_marked_section
     from harmono.report.text_table import format_table
 
+    for path in save_records(args.runs, args.results) if args.results else []:
+        print(f"wrote {path}")
     rows = summary_rows(args.runs)
-    table = [
-        (row["head"], f"{row['lr']:g} -> {row['min_lr']:g}", row["warmup_steps"], row["seeds"],
-         f"{row['val_loss_mean']:.4f} ± {row['val_loss_std']:.4f}", f"{row['tokens']:,}",
-         f"{row['seconds_mean']:.0f}")
-        for row in rows
-    ]  # fmt: skip
-    headers = ["head", "lr (peak -> end)", "warmup", "seeds", "val loss (nats)", "tokens", "s per run"]
-    print(format_table(headers, table, markdown=args.markdown))
+    print(format_table(*table_rows(rows), markdown=args.markdown))
+    for path in args.write or []:
+        text = format_table(*table_rows(rows), markdown=True)
+        print(f"{path}: {'updated' if update_marked_section(path, text, SECTION) else 'already up to date'}")
     return 0
 
 
@@ -230,8 +200,12 @@ def add_gpt_commands(sub: argparse._SubParsersAction) -> None:
     sample.set_defaults(func=_sample)
 
     summary = commands.add_parser("summary", help="table of final validation losses of finished runs")
-    summary.add_argument("runs", nargs="+", help="run directories (grouped by head and learning rate)")
+    summary.add_argument(
+        "runs", nargs="+", help="run directories or saved run records (grouped by head, exponent, schedule)"
+    )
     summary.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    summary.add_argument("--results", help="also save each run directory's record (JSON) into this folder")
+    summary.add_argument("--write", nargs="+", help="files whose gpt-runs markers to fill with the table")
     summary.set_defaults(func=_summary)
 
     analyze = commands.add_parser(

@@ -1,4 +1,4 @@
-"""``harmono toy run | suite | efficiency``: thin wrappers over ``harmono.experiments.toy_suite``."""
+"""``harmono toy run | suite | efficiency | tables``: thin wrappers over the toy experiments."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from harmono.experiments.toy_suite import (
     MODEL_NAMES,
     PAPER_SEEDS,
     SAMPLINGS,
+    record_sampling,
     run_config,
     run_efficiency,
     run_suite,
     suite_figures,
-    suite_rows,
 )
+from harmono.experiments.toy_tables import SECTION, read_results, results_markdown, suite_rows
 from harmono.experiments.toy_tasks import EMBEDDING_REGULARISERS
 from harmono.models.toy import ARCHITECTURES, HEADS
+from harmono.report.marked_sections import update_marked_section
 from harmono.report.text_table import format_table
 
 
@@ -40,13 +42,33 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 
 def _print_suite(records: list[dict], markdown: bool) -> None:
-    for cell, title in (
-        ("ev", "Top-2 PCA explained variance (%), median [min-max] over seeds (paper)"),
-        ("grokking", "Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9) (paper)"),
-    ):
-        print(f"\n{title}")
-        print(format_table(*suite_rows(records, cell), markdown=markdown))
+    for sampling in SAMPLINGS:
+        chosen = [r for r in records if record_sampling(r) == sampling]
+        exponents = sorted({r["model"]["exponent"] for r in chosen if r["model"]["head"] == "harmonic"})
+        for exponent in exponents or [DEFAULT_EXPONENT]:
+            group = [
+                r for r in chosen if r["model"]["head"] == "standard" or r["model"]["exponent"] == exponent
+            ]
+            if not group:
+                continue
+            where = f"{sampling} sampling" + (f", harmonic n = {exponent:g}" if len(exponents) > 1 else "")
+            for cell, title in (
+                ("ev", "Top-2 PCA explained variance (%), median [min-max] over seeds (paper)"),
+                ("grokking", "Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9) (paper)"),
+            ):
+                print(f"\n{title}; {where}")
+                print(format_table(*suite_rows(group, cell), markdown=markdown))
     print(f"\ntraining wall time: {sum(r['seconds'] for r in records):.0f} s")
+
+
+def _tables(args: argparse.Namespace) -> int:
+    text = results_markdown(read_results(args.results))
+    for path in args.write or []:
+        changed = update_marked_section(path, text, SECTION)
+        print(f"{path}: {'updated' if changed else 'already up to date'}")
+    if not args.write:
+        print(text)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -190,3 +212,12 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     _add_stacking(efficiency)
     _add_common(efficiency, 3)
     efficiency.set_defaults(func=_efficiency)
+    tables = toy.add_parser(
+        "tables", help="Markdown tables of committed toy results beside the paper's (README, docs)"
+    )
+    tables.add_argument("results", type=Path, help="folder of results JSON (harmono toy suite --results)")
+    tables.add_argument(
+        "--write", nargs="+", type=Path,
+        help="files whose toy-tables markers to fill (default: print the tables)",
+    )  # fmt: skip
+    tables.set_defaults(func=_tables)

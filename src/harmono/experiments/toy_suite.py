@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save
 
 from harmono import _checks
 from harmono._io import write_atomically, write_json_atomically
-from harmono.analysis.toy_metrics import median_range
 from harmono.data.toy import TASKS, toy_task
+from harmono.experiments.provenance import provenance
 from harmono.experiments.toy_tasks import (
     PAPER_SEEDS,
     ToyConfiguration,
@@ -44,24 +44,6 @@ MODEL_NAMES = {
     ("transformer", "harmonic"): "harmonic transformer",
 }
 SUITE_ORDER = tuple((arch, head) for arch in ARCHITECTURES for head in HEADS)
-
-PAPER_EV_TOP2 = {
-    "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
-    "modadd": ("45.5 [35-63]", "100 [51-100]", "60.5 [38-80]", "64 [30-96]"),
-    "equivalence": ("96.5 [86-98]", "80.5 [64-92]", "91.5 [87-97]", "94 [79-97]"),
-    "genealogy": ("29 [27-32]", "51 [41-60]", "26 [24-27]", "39 [34-46]"),
-    "permutation": ("38.5 [32-46]", "37.5 [27-86]", "32.5 [29-41]", "37 [27-42]"),
-}
-"""Top-2 EV (%) per seed, median [min-max] over 20 seeds, in ``SUITE_ORDER`` (the paper's Fig. 7)."""
-
-PAPER_GROKKING = {
-    "lattice": ("12→12", "10→10", "412→716", "488→679 (18/20)"),
-    "modadd": ("68→1032", "307→308", "486→781 (19/20)", "test 4172 (8/20)"),
-    "equivalence": ("70→73", "47→59", "56→61", "1568→1617 (19/20)"),
-    "genealogy": ("26→242 (18/20)", "98→298", "71→498 (18/20)", "test 3124 (5/20)"),
-    "permutation": ("95→2861 (14/20)", "913→1049 (18/20)", "test 5398 (11/20)", "- (0/20)"),
-}
-"""Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9), in ``SUITE_ORDER`` (the paper's)."""
 
 
 def paper_configs(
@@ -117,32 +99,6 @@ def _finished_record(run_dir: Path, wanted: dict) -> dict | None:
     if found != wanted:
         raise ValueError(f"{run_dir} holds a run with other settings ({found}); expected {wanted}")
     return record
-
-
-def provenance() -> dict:
-    """Where a result comes from: harmono's git commit (and whether the tree was dirty), torch, machine."""
-    import platform
-    import subprocess
-
-    root = Path(__file__).resolve().parents[3]
-    commit, dirty = None, None
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        dirty = bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return {
-        "harmono_commit": commit,
-        "dirty": dirty,
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-    }
 
 
 def results_record(record: dict) -> dict:
@@ -304,49 +260,6 @@ def run_suite(
             ]
             records += run_stack(task, arch, variants, out_dir, seeds, progress, device, results_dir)
     return records
-
-
-def _percent_range(values: list[float]) -> str:
-    median, low, high = median_range([100 * v for v in values])
-    return f"{median:.3g} [{low:.0f}-{high:.0f}]"
-
-
-def _grokking_cell(seeds: list[dict]) -> str:
-    reached = sum(s["test_epoch"] is not None for s in seeds)
-    train = median_range([s["train_epoch"] for s in seeds])
-    test = median_range([s["test_epoch"] for s in seeds])
-    count = f" ({reached}/{len(seeds)})" if reached < len(seeds) else ""
-    if test is None:
-        return f"- ({reached}/{len(seeds)})"
-    return f"{train[0]:.0f}→{test[0]:.0f}{count}" if train else f"test {test[0]:.0f}{count}"
-
-
-def suite_rows(records: Sequence[dict], cell: str) -> tuple[list[str], list[list[str]]]:
-    """A task x model table of the suite with the paper's value beside each cell.
-
-    ``cell`` is ``"ev"`` (top-2 EV in %, median [min-max] over seeds) or
-    ``"grokking"`` (median epoch train > 0.9 -> test > 0.9, seeds reaching
-    test > 0.9 when not all). Returns ``(headers, rows)``.
-    """
-    by_key = {(r["task"], r["model"]["arch"], r["model"]["head"]): r for r in records}
-    paper = PAPER_EV_TOP2 if cell == "ev" else PAPER_GROKKING
-    present = [key for key in SUITE_ORDER if any(k[1:] == key for k in by_key)]
-    headers = ["task"] + [f"{MODEL_NAMES[key]} (paper)" for key in present]
-    rows = []
-    for task in TASKS:
-        if not any(k[0] == task for k in by_key):
-            continue
-        row = [task]
-        for key in present:
-            record = by_key.get((task, *key))
-            if record is None:
-                row.append("-")
-                continue
-            seeds = record["seeds"]
-            ours = _percent_range([s["ev_top2"] for s in seeds]) if cell == "ev" else _grokking_cell(seeds)
-            row.append(f"{ours} ({paper[task][SUITE_ORDER.index(key)]})")
-        rows.append(row)
-    return headers, rows
 
 
 def run_name(

@@ -89,7 +89,8 @@ def _rendered(plot, *args, **kwargs) -> bytes:
 
 def toy_sections(suite_dir: Path, run_dirs: Sequence[Path] | None = None, command: str = "") -> list[Section]:
     """Tables (top-2 EV and grokking epochs beside the paper's) and figures of toy runs."""
-    from harmono.experiments.toy_suite import load_run, suite_figures, suite_rows
+    from harmono.experiments.toy_suite import load_run, suite_figures
+    from harmono.experiments.toy_tables import suite_rows
 
     run_dirs = list(run_dirs) if run_dirs is not None else _toy_run_dirs(suite_dir)
     records = [load_run(d)[0] for d in run_dirs]
