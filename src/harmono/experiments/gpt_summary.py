@@ -47,7 +47,11 @@ def exponent(model: dict) -> float | None:
 
 
 def summary_rows(runs: Sequence[str | Path]) -> list[dict]:
-    """Final validation loss of finished runs by head, exponent and schedule (mean, sample std over seeds)."""
+    """Final validation loss of finished runs by head, exponent and schedule (mean, sample std over seeds).
+
+    One row per group: the standard head first, then the harmonic head by
+    exponent, then by learning rate.
+    """
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         record = run_record(run)
@@ -56,7 +60,9 @@ def summary_rows(runs: Sequence[str | Path]) -> list[dict]:
                train["warmup_steps"])  # fmt: skip
         groups.setdefault(key, []).append(record)
     rows = []
-    for (head, n, lr, min_lr, warmup), members in groups.items():
+    order = sorted(groups, key=lambda k: (k[0] != "standard", k[1] or 0.0, k[2], k[3], k[4]))
+    for head, n, lr, min_lr, warmup in order:
+        members = groups[(head, n, lr, min_lr, warmup)]
         losses = [m["results"].get("final_val_loss", m["results"]["val_loss"]) for m in members]
         mean, std = mean_std(losses)
         rows.append({"head": head, "exponent": n, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup,

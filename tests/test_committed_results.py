@@ -1,0 +1,35 @@
+"""The tables in the README and the guides are exactly what the committed results give."""
+
+from pathlib import Path
+
+from harmono.experiments import gpt_summary, toy_tables
+from harmono.report.marked_sections import markers
+from harmono.report.text_table import format_table
+
+ROOT = Path(__file__).parents[1]
+
+
+def _section(path: Path, name: str) -> str:
+    begin, end = markers(name)
+    return path.read_text().split(begin)[1].split(end)[0].strip()
+
+
+def test_toy_tables_in_readme_and_guide_match_results_toy():
+    expected = toy_tables.results_markdown(toy_tables.read_results(ROOT / "results" / "toy")).strip()
+    for doc in ("README.md", "docs/harmonic-loss.md"):
+        assert _section(ROOT / doc, toy_tables.SECTION) == expected, (
+            f"{doc} is stale: run `harmono toy tables results/toy --write README.md docs/harmonic-loss.md`"
+        )
+
+
+def test_gpt_table_in_guide_matches_results_gpt():
+    records = sorted((ROOT / "results" / "gpt").glob("*.json"))
+    found = _section(ROOT / "docs" / "gpt.md", gpt_summary.SECTION)
+    if not records:
+        assert found == ""
+        return
+    rows = gpt_summary.summary_rows(records)
+    expected = format_table(*gpt_summary.table_rows(rows), markdown=True).strip()
+    assert found == expected, (
+        "docs/gpt.md is stale: run `harmono gpt summary results/gpt/*.json --write docs/gpt.md`"
+    )
