@@ -14,8 +14,8 @@ from harmono.experiments.toy_suite import (
     paper_configs,
     run_config,
     run_suite,
-    suite_rows,
 )
+from harmono.experiments.toy_tables import suite_rows
 from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty
 from harmono.experiments.toy_training import train_toy_seeds
 

@@ -84,11 +84,21 @@ def test_stacked_adamw_follows_torch_adamw_row_by_row():
             if active[k]:  # a row left out neither steps nor counts the step
                 rows[k].grad = grad[k].clone()
                 references[k].step()
+    saved = stacked.state_tensors()
     for k in range(3):
         torch.testing.assert_close(param.detach()[k], rows[k].detach(), rtol=0, atol=1e-14)
         state = references[k].state[rows[k]]
-        torch.testing.assert_close(stacked.exp_avg_sq[k], state["exp_avg_sq"], rtol=0, atol=1e-14)
-        assert stacked.steps[k].item() == state["step"].item() == sum(a[k] for a in active_pattern)
+        torch.testing.assert_close(saved["exp_avg_sq"][k], state["exp_avg_sq"], rtol=0, atol=1e-14)
+        assert saved["steps"][k].item() == state["step"].item() == sum(a[k] for a in active_pattern)
+    # a restored optimizer continues exactly where this one is
+    copy = param.detach().clone().requires_grad_(True)
+    restored = StackedAdamW(copy, lr, decay)
+    restored.load_state_tensors(saved)
+    grad = torch.randn(3, 7, generator=generator, dtype=torch.float64)
+    for p, optimizer in ((param, stacked), (copy, restored)):
+        p.grad = grad.clone()
+        optimizer.step()
+    torch.testing.assert_close(copy, param, rtol=0, atol=0)
 
 
 def test_stacked_adamw_refuses_bad_shapes():

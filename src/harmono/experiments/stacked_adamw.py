@@ -4,8 +4,12 @@ Row ``s`` of the parameter is model ``s``. Each model has its own learning
 rate, weight decay and step count, and a step can leave some models out
 (``active``): their parameters, moments and step counts stay as they were,
 so a model that ran out of batches in this step of its epoch trains exactly
-as it would alone. The update is ``torch.optim.AdamW``'s (decoupled weight
-decay, bias-corrected moments, no AMSGrad), applied row by row.
+as it would alone.
+
+It is ``torch.optim.AdamW`` (its fused kernel where the device has one)
+over the rows: each row is one parameter of the optimizer (a view of the
+stack), rows that share a learning rate and weight decay form one group,
+and a row left out of a step has no gradient in it, which AdamW skips.
 """
 
 from __future__ import annotations
@@ -43,13 +47,20 @@ class StackedAdamW:
             if value.shape != (rows,):
                 raise ValueError(f"{name} must have shape (S={rows},), got {tuple(value.shape)}")
         self.param = param
-        self.lr = lr.to(param.device, torch.float64)
-        self.weight_decay = weight_decay.to(param.device, torch.float64)
-        self.beta1, self.beta2 = betas
-        self.eps = eps
-        self.exp_avg = torch.zeros_like(param)
-        self.exp_avg_sq = torch.zeros_like(param)
-        self.steps = torch.zeros(rows, dtype=torch.float64, device=param.device)
+        self.rows = list(param.detach().unbind(0))  # views: updating a row updates the stack
+        groups: dict[tuple[float, float], list[torch.Tensor]] = {}
+        for row, rate, decay in zip(self.rows, lr.tolist(), weight_decay.tolist(), strict=True):
+            groups.setdefault((rate, decay), []).append(row)
+        fused = param.device.type in ("cpu", "cuda") and param.dtype in (torch.float32, torch.float64)
+        param_groups = [
+            {"params": rows, "lr": rate, "weight_decay": decay} for (rate, decay), rows in groups.items()
+        ]
+        self.optimizer = torch.optim.AdamW(
+            param_groups,
+            betas=betas,
+            eps=eps,
+            fused=fused or None,
+        )
 
     @torch.no_grad()
     def step(self, active: torch.Tensor | None = None) -> None:
@@ -57,29 +68,40 @@ class StackedAdamW:
         grad = self.param.grad
         if grad is None:
             raise RuntimeError("StackedAdamW.step needs param.grad; call backward() first")
-        on = torch.ones_like(self.steps) if active is None else active.to(self.steps.dtype)
-        self.steps.add_(on)
-        taken = self.steps.clamp_min(1.0)
-        bias1 = 1 - self.beta1**taken
-        bias2_root = (1 - self.beta2**taken).sqrt()
-        column = (-1, 1)
-        self.exp_avg.lerp_(grad, ((1 - self.beta1) * on).to(grad.dtype).view(column))
-        self.exp_avg_sq.lerp_(grad.square(), ((1 - self.beta2) * on).to(grad.dtype).view(column))
-        self.param.mul_((1 - self.lr * self.weight_decay * on).to(grad.dtype).view(column))
-        denom = (self.exp_avg_sq.sqrt() / bias2_root.to(grad.dtype).view(column)).add_(self.eps)
-        step_size = (self.lr / bias1 * on).to(grad.dtype).view(column)
-        self.param.addcdiv_(self.exp_avg * step_size, denom, value=-1.0)
+        taking = [True] * len(self.rows) if active is None else active.tolist()
+        for row, row_grad, takes in zip(self.rows, grad.unbind(0), taking, strict=True):
+            row.grad = row_grad if takes else None
+        self.optimizer.step()
+        for row in self.rows:
+            row.grad = None
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """The optimizer state, for a checkpoint: moments ``(S, P)`` and step counts ``(S,)``."""
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps}
+        states = [self.optimizer.state.get(row, {}) for row in self.rows]
+        zeros = torch.zeros_like(self.rows[0])
+        return {
+            "exp_avg": torch.stack([s.get("exp_avg", zeros) for s in states]),
+            "exp_avg_sq": torch.stack([s.get("exp_avg_sq", zeros) for s in states]),
+            "steps": torch.tensor([float(s["step"]) if "step" in s else 0.0 for s in states]),
+        }
 
     def load_state_tensors(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`state_tensors` returned (shapes must match)."""
-        for name, tensor in self.state_tensors().items():
-            if state[name].shape != tensor.shape:
+        expected = {"exp_avg": self.param.shape, "exp_avg_sq": self.param.shape, "steps": (len(self.rows),)}
+        for name, shape in expected.items():
+            if tuple(state[name].shape) != tuple(shape):
                 raise ValueError(
-                    f"optimizer state {name!r} must have shape {tuple(tensor.shape)}, "
-                    f"got {tuple(state[name].shape)}"
+                    f"optimizer state {name!r} must have shape {tuple(shape)}, got {tuple(state[name].shape)}"
                 )
-            tensor.copy_(state[name])
+        group = self.optimizer.param_groups[0]
+        step_dtype = torch.float32 if group["fused"] else torch.get_default_dtype()
+        for k, row in enumerate(self.rows):
+            steps = float(state["steps"][k])
+            if steps == 0:
+                self.optimizer.state.pop(row, None)
+                continue
+            self.optimizer.state[row] = {
+                "step": torch.tensor(steps, dtype=step_dtype, device=row.device if group["fused"] else "cpu"),
+                "exp_avg": state["exp_avg"][k].to(row).clone(),
+                "exp_avg_sq": state["exp_avg_sq"][k].to(row).clone(),
+            }

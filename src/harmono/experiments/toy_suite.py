@@ -101,13 +101,17 @@ def _finished_record(run_dir: Path, wanted: dict) -> dict | None:
     return record
 
 
-def results_record(record: dict) -> dict:
-    """A run's record as committed under ``results/toy/``: the record, the protocol and its provenance."""
+def results_record(record: dict, origin: dict | None = None) -> dict:
+    """A run's record as committed under ``results/toy/``: the record, the protocol and its provenance.
+
+    ``origin`` is the :func:`~harmono.experiments.provenance.provenance` taken
+    when the training started (default: now).
+    """
     return {
         **record,
         "protocol": "official code's toy protocol (harmono.experiments.toy_suite.paper_configs) "
         "with the overrides in 'model' and 'train'",
-        "provenance": provenance(),
+        "provenance": origin or provenance(),
     }
 
 
@@ -168,6 +172,7 @@ def run_stack(
         ).hexdigest()[:12]
         out_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = out_dir / f"stack-{digest}.safetensors"
+        origin = provenance()
         results = train_toy_configs(toy_task(task), configurations, progress, device, checkpoint=checkpoint)
         for (name, run_dir, _), result in zip(missing, results, strict=True):
             save_run(result, run_dir)
@@ -175,7 +180,7 @@ def run_stack(
             if results_dir is not None:
                 Path(results_dir).mkdir(parents=True, exist_ok=True)
                 write_json_atomically(
-                    Path(results_dir) / f"{name}.json", results_record(records[name]), indent=1
+                    Path(results_dir) / f"{name}.json", results_record(records[name], origin), indent=1
                 )
         checkpoint.unlink(missing_ok=True)
     return [records[name] for name, _, _ in planned]
