@@ -15,11 +15,18 @@ def _section(path: Path, name: str) -> str:
 
 
 def test_toy_tables_in_readme_and_guide_match_results_toy():
-    expected = toy_tables.results_markdown(toy_tables.read_results(ROOT / "results" / "toy")).strip()
+    records = toy_tables.read_results(ROOT / "results" / "toy")
+    stale = "is stale: run `harmono toy tables results/toy --write README.md docs/harmonic-loss.md`"
+    expected = toy_tables.results_markdown(records).strip()
     for doc in ("README.md", "docs/harmonic-loss.md"):
-        assert _section(ROOT / doc, toy_tables.SECTION) == expected, (
-            f"{doc} is stale: run `harmono toy tables results/toy --write README.md docs/harmonic-loss.md`"
-        )
+        assert _section(ROOT / doc, toy_tables.SECTION) == expected, f"{doc} {stale}"
+    guide = ROOT / "docs" / "harmonic-loss.md"
+    assert _section(guide, toy_tables.EXPONENT_SECTION) == toy_tables.exponent_markdown(records).strip(), (
+        stale
+    )
+    assert (
+        _section(guide, toy_tables.EFFICIENCY_SECTION) == toy_tables.efficiency_markdown(records).strip()
+    ), stale
 
 
 def test_gpt_table_in_guide_matches_results_gpt():

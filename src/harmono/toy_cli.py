@@ -20,10 +20,20 @@ from harmono.experiments.toy_suite import (
     run_suite,
     suite_figures,
 )
-from harmono.experiments.toy_tables import SECTION, read_results, results_markdown, suite_rows
+from harmono.experiments.toy_tables import (
+    EFFICIENCY_SECTION,
+    EXPONENT_SECTION,
+    SECTION,
+    efficiency_curves,
+    efficiency_markdown,
+    exponent_markdown,
+    read_results,
+    results_markdown,
+    suite_rows,
+)
 from harmono.experiments.toy_tasks import EMBEDDING_REGULARISERS
 from harmono.models.toy import ARCHITECTURES, HEADS
-from harmono.report.marked_sections import update_marked_section
+from harmono.report.marked_sections import markers, update_marked_section
 from harmono.report.text_table import format_table
 
 
@@ -62,12 +72,26 @@ def _print_suite(records: list[dict], markdown: bool) -> None:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    text = results_markdown(read_results(args.results))
+    from harmono.analysis.toy_figures import plot_data_efficiency
+
+    records = read_results(args.results)
+    sections = {
+        SECTION: results_markdown(records),
+        EXPONENT_SECTION: exponent_markdown(records),
+        EFFICIENCY_SECTION: efficiency_markdown(records),
+    }
     for path in args.write or []:
-        changed = update_marked_section(path, text, SECTION)
-        print(f"{path}: {'updated' if changed else 'already up to date'}")
+        text = Path(path).read_text()
+        for name, section in sections.items():
+            if markers(name)[0] in text:
+                changed = update_marked_section(path, section, name)
+                print(f"{path} [{name}]: {'updated' if changed else 'already up to date'}")
     if not args.write:
-        print(text)
+        print("\n\n".join(sections.values()))
+    curves = efficiency_curves(records)
+    if args.figure and curves:
+        figure = plot_data_efficiency(curves, args.figure, title="test accuracy vs train fraction (MLP)")
+        print(f"figure: {figure}")
     return 0
 
 
@@ -218,6 +242,7 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     tables.add_argument("results", type=Path, help="folder of results JSON (harmono toy suite --results)")
     tables.add_argument(
         "--write", nargs="+", type=Path,
-        help="files whose toy-tables markers to fill (default: print the tables)",
+        help="files whose toy-tables / toy-exponents / toy-efficiency markers to fill (default: print)",
     )  # fmt: skip
+    tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.set_defaults(func=_tables)

@@ -3,11 +3,23 @@
 import json
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 
 from harmono.cli import main
 from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tables import SECTION, is_official, read_results, results_markdown
+from harmono.experiments.toy_tables import (
+    EXPONENT_TASKS,
+    SECTION,
+    SWEPT_EXPONENTS,
+    efficiency_curves,
+    efficiency_markdown,
+    exponent_markdown,
+    is_official,
+    read_results,
+    results_markdown,
+)
+from harmono.experiments.toy_tasks import PAPER_SEEDS
 from harmono.report.marked_sections import markers, update_marked_section
 
 MARK_BEGIN, MARK_END = markers(SECTION)
@@ -16,8 +28,8 @@ MARK_BEGIN, MARK_END = markers(SECTION)
 def _record(task, arch, head, ev, grokking, paper_sampling=False, **train_overrides):
     model, train = paper_configs(task, arch, head, paper_sampling=paper_sampling, **train_overrides)
     seeds = [
-        {"seed": k, "ev_top2": e, "train_epoch": a, "test_epoch": b}
-        for k, (e, (a, b)) in enumerate(zip(ev, grokking, strict=True))
+        {"seed": seed, "ev_top2": e, "train_epoch": a, "test_epoch": b, "final_test_acc": 1.0}
+        for seed, e, (a, b) in zip(PAPER_SEEDS[: len(ev)], ev, grokking, strict=True)
     ]
     return {"task": task, "model": asdict(model), "train": asdict(train), "seeds": seeds}
 
@@ -31,10 +43,19 @@ def _cells(markdown: str, title_word: str, task: str) -> list[str]:
 
 def test_markdown_puts_each_result_in_its_sampling_and_model_cell_beside_the_paper():
     records = [
-        # EV 0.4, 0.6, 0.5 -> median 50 [40-60]; epochs (10, 30), (20, 40), (30, None) -> 20 -> 35, 2 of 3
-        _record("modadd", "mlp", "harmonic", [0.4, 0.6, 0.5], [(10, 30), (20, 40), (30, None)]),
-        _record("modadd", "mlp", "standard", [1.0, 1.0], [(5, 5), (7, 9)], paper_sampling=True),
-        _record("lattice", "mlp", "harmonic", [0.9], [(1, 1)], epochs=10),  # not the official protocol
+        # EV 10 x 0.4, 10 x 0.6 -> median 50 [40-60]; train epochs 10 x 10, 10 x 20 -> median 15;
+        # test epochs 10 x 30, 9 x 40 and one never -> median 30, 19 of 20 seeds
+        _record(
+            "modadd",
+            "mlp",
+            "harmonic",
+            [0.4] * 10 + [0.6] * 10,
+            [(10, 30)] * 10 + [(20, 40)] * 9 + [(30, None)],
+        ),
+        _record("modadd", "mlp", "standard", [1.0] * 20, [(5, 5)] * 10 + [(7, 9)] * 10, paper_sampling=True),
+        _record(
+            "lattice", "mlp", "harmonic", [0.9] * 20, [(1, 1)] * 20, epochs=10
+        ),  # not the official protocol
     ]
     text = results_markdown(records)
     leak_free_ev = _cells(text, "Top-2 PCA explained variance (%) of the embeddings, leak-free", "modadd")
@@ -43,7 +64,7 @@ def test_markdown_puts_each_result_in_its_sampling_and_model_cell_beside_the_pap
         "pending (60.5 [38-80])", "pending (64 [30-96])",
     ]  # fmt: skip
     leak_free_grokking = _cells(text, "**Grokking, leak-free", "modadd")
-    assert leak_free_grokking[1] == "20→35 (2/3) (307→308)"
+    assert leak_free_grokking[1] == "15→30 (19/20) (307→308)"
     paper_ev = _cells(text, "Top-2 PCA explained variance (%) of the embeddings, the paper's", "modadd")
     assert paper_ev[0] == "100 [100-100] (45.5 [35-63])" and paper_ev[1].startswith("pending")
     assert _cells(text, "**Grokking, the paper's", "modadd")[0] == "6→7 (68→1032)"
@@ -54,7 +75,7 @@ def test_markdown_puts_each_result_in_its_sampling_and_model_cell_beside_the_pap
 def test_tables_command_fills_the_markers_and_leaves_the_rest(tmp_path, capsys):
     results = tmp_path / "results"
     results.mkdir()
-    record = _record("genealogy", "mlp", "harmonic", [0.5, 0.51], [(98, 298), (90, 300)])
+    record = _record("genealogy", "mlp", "harmonic", [0.5] * 10 + [0.51] * 10, [(98, 298), (90, 300)] * 10)
     (results / "genealogy-mlp-harmonic.json").write_text(json.dumps(record))
     doc = tmp_path / "doc.md"
     doc.write_text(f"# Title\n\nbefore\n{MARK_BEGIN}\nold table\n{MARK_END}\nafter\n")
@@ -77,3 +98,50 @@ def test_tables_refuse_bad_markers_and_bad_records(tmp_path):
         read_results(tmp_path)
     with pytest.raises(FileNotFoundError, match="expected a folder of toy results"):
         read_results(tmp_path / "missing")
+
+
+def _seeds(accuracies):
+    return [
+        {"seed": seed, "ev_top2": 1.0, "train_epoch": 10, "test_epoch": 12, "final_test_acc": acc}
+        for seed, acc in zip(PAPER_SEEDS, accuracies, strict=False)
+    ]
+
+
+def test_exponent_table_lists_every_swept_configuration():
+    record = _record("modadd", "mlp", "harmonic", [0.5] * 20, [(10, 12)] * 20, paper_sampling=True)
+    record["model"]["exponent"] = 8.0
+    record["seeds"] = _seeds([0.5, 0.7] * 10)
+    text = exponent_markdown([record])
+    row = next(line for line in text.splitlines() if line.startswith("| modadd | paper | 8 |"))
+    assert row == "| modadd | paper | 8 | 100 [100-100] | 10→12 | 0.60 ± 0.10 |"
+    assert text.count("pending") == 3 * (len(EXPONENT_TASKS) * 2 * len(SWEPT_EXPONENTS) - 1)
+
+
+def test_efficiency_table_and_figure_from_fraction_records(tmp_path):
+    records = []
+    for fraction, accuracies in ((0.3, [0.2, 0.4, 0.6]), (0.6, [1.0, 1.0, 1.0])):
+        record = _record("lattice", "mlp", "harmonic", [0.5] * 3, [(1, 1)] * 3, train_fraction=fraction)
+        record["seeds"] = _seeds(accuracies)
+        records.append(record)
+    records.append(_record("lattice", "mlp", "harmonic", [0.5] * 20, [(1, 1)] * 20))  # the 20-seed suite
+    curves = efficiency_curves(records)
+    fractions, accuracy = curves["lattice"]["harmonic MLP"]
+    np.testing.assert_array_equal(fractions, [0.3, 0.6])
+    assert accuracy.shape == (3, 2) and list(curves) == ["lattice"]
+    row = next(
+        line
+        for line in efficiency_markdown(records).splitlines()
+        if line.startswith("| lattice | harmonic MLP |")
+    )
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert (
+        cells[2:]
+        == ["pending", "pending", "0.40 ± 0.20", "pending", "pending", "1.00 ± 0.00"] + ["pending"] * 3
+    )
+    results = tmp_path / "results"
+    results.mkdir()
+    for k, record in enumerate(records):
+        (results / f"r{k}.json").write_text(json.dumps(record))
+    figure = tmp_path / "efficiency.png"
+    assert main(["toy", "tables", str(results), "--figure", str(figure)]) == 0
+    assert figure.stat().st_size > 0

@@ -15,16 +15,21 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from harmono.analysis.toy_metrics import median_range
 from harmono.data.toy import TASKS
 from harmono.experiments.toy_suite import (
     DEFAULT_EXPONENT,
+    EFFICIENCY_FRACTIONS,
     MODEL_NAMES,
     SAMPLINGS,
     SUITE_ORDER,
+    efficiency_label,
     paper_configs,
     record_sampling,
 )
+from harmono.experiments.toy_tasks import PAPER_SEEDS
 
 PAPER_EV_TOP2 = {
     "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
@@ -96,6 +101,12 @@ SAMPLING_TITLES = {
 }
 SECTION = "toy-tables"
 """Name of the marked section the tables go into (:mod:`harmono.report.marked_sections`)."""
+EXPONENT_SECTION = "toy-exponents"
+"""Name of the marked section of the exponent table."""
+EFFICIENCY_SECTION = "toy-efficiency"
+"""Name of the marked section of the data-efficiency table."""
+EXPONENT_TASKS, SWEPT_EXPONENTS = ("modadd", "lattice"), (1.0, 2.0, 4.0, 8.0)
+"""The exponent sweep: harmonic MLPs on these tasks with these exponents (harmono's ``p ∝ d^-n``)."""
 
 
 def read_results(results_dir: str | Path) -> list[dict]:
@@ -114,11 +125,16 @@ def read_results(results_dir: str | Path) -> list[dict]:
     return records
 
 
-def is_official(record: dict) -> bool:
-    """Whether a record follows the official protocol, up to its sampling (exponent, epochs, fraction...)."""
-    model, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"])
+def _official_training(record: dict) -> bool:
+    """Whether a record trained by the official protocol (its sampling aside) on the 20 official seeds."""
+    _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"])
     wanted = {**asdict(train), "paper_sampling": record["train"]["paper_sampling"]}
-    return record["train"] == wanted and record["model"]["exponent"] == DEFAULT_EXPONENT == model.exponent
+    return record["train"] == wanted and [s["seed"] for s in record["seeds"]] == list(PAPER_SEEDS)
+
+
+def is_official(record: dict) -> bool:
+    """Whether a record is one cell of the paper's tables: official protocol, 20 seeds, exponent 2."""
+    return _official_training(record) and record["model"]["exponent"] == DEFAULT_EXPONENT
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -158,3 +174,85 @@ def results_markdown(records: Sequence[dict]) -> str:
                       "not all), the paper's in parentheses.")  # fmt: skip
         blocks.append(_table(*_full_rows(chosen, "grokking")))
     return "\n\n".join(blocks) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.2f}"
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def exponent_markdown(records: Sequence[dict]) -> str:
+    """The exponent sweep of harmonic MLPs: ``EXPONENT_TASKS`` x samplings x ``SWEPT_EXPONENTS``.
+
+    A configuration not yet run says "pending".
+    Columns: top-2 EV (%, median [min-max]), grokking (median epoch train >
+    0.9 -> test > 0.9), final test accuracy (mean ± std over seeds).
+    """
+    found = {
+        (r["task"], record_sampling(r), r["model"]["exponent"]): r
+        for r in records
+        if r["model"]["arch"] == "mlp" and r["model"]["head"] == "harmonic" and _official_training(r)
+    }
+    rows = []
+    for task in EXPONENT_TASKS:
+        for sampling in SAMPLINGS:
+            for n in SWEPT_EXPONENTS:
+                record = found.get((task, sampling, n))
+                cells = ["pending"] * 3
+                if record is not None:
+                    seeds = record["seeds"]
+                    cells = [_percent_range([s["ev_top2"] for s in seeds]), _grokking_cell(seeds),
+                             _mean_std([s["final_test_acc"] for s in seeds])]  # fmt: skip
+                rows.append([task, sampling, f"{n:g}", *cells])
+    headers = ["task", "sampling", "n", "top-2 EV %", "epoch train > 0.9 → test > 0.9", "final test accuracy"]
+    return _table(headers, rows) + "\n"
+
+
+def efficiency_curves(records: Sequence[dict], arch: str = "mlp") -> dict[str, dict[str, tuple]]:
+    """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
+
+    A data-efficiency record is one trained with an explicit train fraction
+    on the official protocol otherwise (3 seeds by default); fractions with
+    no record are left out of a curve.
+    """
+    points: dict[str, dict[str, dict[float, list[float]]]] = {}
+    for r in records:
+        _, train = paper_configs(r["task"], arch, r["model"]["head"])
+        wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
+                  "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
+        if r["model"]["arch"] != arch or r["train"] != wanted or r["model"]["exponent"] != DEFAULT_EXPONENT:
+            continue
+        if len(r["seeds"]) == len(PAPER_SEEDS):
+            continue  # the 20-seed suite, not an efficiency run
+        label = efficiency_label(arch, r["model"]["head"], record_sampling(r))
+        accuracy = [s["final_test_acc"] for s in r["seeds"]]
+        points.setdefault(r["task"], {}).setdefault(label, {})[r["train"]["train_fraction"]] = accuracy
+    curves: dict[str, dict[str, tuple]] = {}
+    for task in TASKS:
+        for label, by_fraction in points.get(task, {}).items():
+            fractions = sorted(by_fraction)
+            seeds = min(len(by_fraction[f]) for f in fractions)
+            accuracy = np.array([by_fraction[f][:seeds] for f in fractions]).T
+            curves.setdefault(task, {})[label] = (np.array(fractions), accuracy)
+    return curves
+
+
+def efficiency_markdown(records: Sequence[dict]) -> str:
+    """Final test accuracy (mean ± std over seeds) per task and curve (rows) and train fraction (columns)."""
+    curves = efficiency_curves(records)
+    labels = [
+        efficiency_label("mlp", head, sampling) for head in ("standard", "harmonic") for sampling in SAMPLINGS
+    ]
+    rows = []
+    for task in TASKS:
+        for label in labels:
+            fractions, accuracy = curves.get(task, {}).get(label, (np.empty(0), None))
+            row = [task, label]
+            for fraction in EFFICIENCY_FRACTIONS:
+                hits = [k for k, f in enumerate(fractions) if abs(f - fraction) < 1e-9]
+                row.append(_mean_std(list(accuracy[:, hits[0]])) if hits else "pending")
+            rows.append(row)
+    return _table(["task", "model", *(f"{f:g}" for f in EFFICIENCY_FRACTIONS)], rows) + "\n"
