@@ -36,7 +36,10 @@ def run_record(run: str | Path) -> dict:
         raise ValueError(f"expected a finished run (results.json) in {run}, found none")
     saved = json.loads((run / RUN_FILE).read_text())
     results = json.loads((run / RESULTS_FILE).read_text())
-    return {"name": run.name, "model": saved["model"], "train": saved["train"], "results": results}
+    record = {"name": run.name, "model": saved["model"], "train": saved["train"], "results": results}
+    if "provenance" in saved:
+        record["provenance"] = saved["provenance"]
+    return record
 
 
 def exponent(model: dict) -> float | None:
@@ -98,13 +101,19 @@ def table_rows(rows: Sequence[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def save_records(runs: Sequence[str | Path], results_dir: str | Path) -> list[Path]:
-    """Write each run directory's :func:`run_record` (with provenance) to ``results_dir/<name>.json``."""
+    """Write each run directory's :func:`run_record` to ``results_dir/<name>.json``.
+
+    The provenance is the one the run saved when it started, or, for a run
+    that did not save one, taken now and marked ``taken_at_export``.
+    """
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for run in runs:
         if Path(run).is_file():
             continue  # already a record
-        record = {**run_record(run), "provenance": provenance()}
+        record = run_record(run)
+        if "provenance" not in record:  # a run from before run.json kept it: say when it was exported
+            record["provenance"] = {**provenance(), "taken_at_export": True}
         written.append(write_json_atomically(results_dir / f"{record['name']}.json", record, indent=1))
     return written

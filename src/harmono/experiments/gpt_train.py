@@ -42,6 +42,7 @@ from harmono._device import resolve_device
 from harmono._io import write_json_atomically
 from harmono._training import MetricLog, autocast_for, check_resumable, read_metric_log, world
 from harmono.data.text import TOKENIZER_FILE, TokenCorpus
+from harmono.experiments.provenance import provenance
 from harmono.models.gpt import GPT, GPTConfig
 from harmono.sae.checkpoint import (
     load_checkpoint,
@@ -308,7 +309,7 @@ def train_gpt(
     if step:
         logger.info("%s: resumed at step %d of %d", out, step, config.max_steps)
     elif rank == 0:
-        write_json_atomically(out / RUN_FILE, record, indent=1)
+        write_json_atomically(out / RUN_FILE, {**record, "provenance": provenance()}, indent=1)
     net = model
     if size > 1:
         net = torch.nn.parallel.DistributedDataParallel(
