@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from harmono.experiments import gpt_summary, toy_tables
+from harmono.experiments import gpt_summary, harmonic_claims, toy_tables
 from harmono.report.marked_sections import markers
 from harmono.report.text_table import format_table
 
@@ -40,3 +40,10 @@ def test_gpt_table_in_guide_matches_results_gpt():
     assert found == expected, (
         "docs/gpt.md is stale: run `harmono gpt summary results/gpt/*.json --write docs/gpt.md`"
     )
+
+
+def test_claims_in_readme_match_results():
+    headers, rows = harmonic_claims.claim_rows(ROOT / "results")
+    expected = format_table(headers, rows, markdown=True).strip()
+    found = _section(ROOT / "README.md", harmonic_claims.SECTION)
+    assert found == expected, "README.md is stale: run `harmono claims --write README.md`"

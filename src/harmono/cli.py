@@ -208,6 +208,27 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     download.set_defaults(func=_data_download)
 
 
+def _claims(args: argparse.Namespace) -> int:
+    from harmono.experiments.harmonic_claims import SECTION, claim_rows
+    from harmono.report.marked_sections import update_marked_section
+
+    headers, rows = claim_rows(args.results)
+    print(format_table(headers, rows, markdown=True))
+    for path in args.write or []:
+        text = format_table(headers, rows, markdown=True)
+        print(f"{path}: {'updated' if update_marked_section(path, text, SECTION) else 'already up to date'}")
+    return 0
+
+
+def _add_claims_command(sub: argparse._SubParsersAction) -> None:
+    claims = sub.add_parser(
+        "claims", help="the harmonic-loss paper's claims beside harmono's committed results"
+    )
+    claims.add_argument("--results", default="results", help="folder with toy/ and gpt/ (default: results)")
+    claims.add_argument("--write", nargs="+", help="files whose harmonic-claims markers to fill")
+    claims.set_defaults(func=_claims)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``harmono`` command."""
     parser = argparse.ArgumentParser(
@@ -230,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mnist_command(sub)
     add_finetune_command(sub)
     add_gpt_commands(sub)
+    _add_claims_command(sub)
     return parser
 
 

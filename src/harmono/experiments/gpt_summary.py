@@ -49,6 +49,11 @@ def exponent(model: dict) -> float | None:
     return model.get("harmonic_exponent") or math.sqrt(model["n_embd"])
 
 
+def _final_loss(results: dict) -> float:
+    """The loss over the whole validation split, or the last periodic one when the run skipped it."""
+    return results["final_val_loss"] if "final_val_loss" in results else results["val_loss"]
+
+
 def summary_rows(runs: Sequence[str | Path]) -> list[dict]:
     """Final validation loss of finished runs by head, exponent and schedule (mean, sample std over seeds).
 
@@ -66,7 +71,7 @@ def summary_rows(runs: Sequence[str | Path]) -> list[dict]:
     order = sorted(groups, key=lambda k: (k[0] != "standard", k[1] or 0.0, k[2], k[3], k[4]))
     for head, n, lr, min_lr, warmup in order:
         members = groups[(head, n, lr, min_lr, warmup)]
-        losses = [m["results"].get("final_val_loss", m["results"]["val_loss"]) for m in members]
+        losses = [_final_loss(m["results"]) for m in members]
         mean, std = mean_std(losses)
         rows.append({"head": head, "exponent": n, "lr": lr, "min_lr": min_lr, "warmup_steps": warmup,
                      "seeds": len(losses), "seed_list": sorted(m["train"]["seed"] for m in members),

@@ -1,0 +1,94 @@
+"""The paper's claims judged on committed results: pending until run, then by the stated rule."""
+
+import json
+from dataclasses import asdict
+
+from harmono.cli import main
+from harmono.experiments.harmonic_claims import claim_rows
+from harmono.experiments.toy_suite import paper_configs
+from harmono.experiments.toy_tasks import PAPER_SEEDS
+from harmono.report.marked_sections import markers
+
+
+def _suite_record(task, head, paper, ev, grokking, fraction=None, seeds=PAPER_SEEDS, accuracy=1.0):
+    overrides = {"paper_sampling": paper, **({"train_fraction": fraction} if fraction else {})}
+    model, train = paper_configs(task, "mlp", head, **overrides)
+    return {
+        "task": task,
+        "model": asdict(model),
+        "train": asdict(train),
+        "seeds": [
+            {
+                "seed": s,
+                "ev_top2": ev,
+                "train_epoch": grokking[0],
+                "test_epoch": grokking[1],
+                "final_test_acc": accuracy,
+            }
+            for s in seeds
+        ],
+    }
+
+
+def _write(folder, records):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, record in enumerate(records):
+        (folder / f"r{k}.json").write_text(json.dumps(record))
+
+
+def _row(rows, start):
+    return next(row for row in rows if row[0].startswith(start))
+
+
+def test_claims_are_pending_without_results(tmp_path):
+    headers, rows = claim_rows(tmp_path)
+    assert headers[-1] == "holds" and len(rows) == 7
+    assert all(row[-1] == "pending" for row in rows)
+
+
+def test_compression_and_grokking_claims_follow_the_rule(tmp_path):
+    records = []
+    for paper in (False, True):
+        records.append(_suite_record("modadd", "harmonic", paper, 1.0, (300, 302)))
+        records.append(_suite_record("modadd", "standard", paper, 0.5, (70, 1000) if paper else (70, 60)))
+    _write(tmp_path / "toy", records)
+    _, rows = claim_rows(tmp_path)
+    compressed = _row(rows, "harmonic representations are more compressed: modadd")
+    assert compressed[2] == "leak-free: 100 [100-100] vs 50 [50-50]; paper: 100 [100-100] vs 50 [50-50]"
+    assert compressed[-1] == "yes"
+    grokking = _row(rows, "harmonic models grok less: modadd")
+    # harmonic gap 2 both times; standard gap -10 (leak-free: no grokking at all) and 930 (paper)
+    assert grokking[2] == "leak-free: 2 vs -10; paper: 2 vs 930" and grokking[-1] == "mixed"
+    assert _row(rows, "harmonic representations are more compressed: lattice")[-1] == "pending"
+
+
+def test_data_efficiency_and_gpt_claims(tmp_path, capsys):
+    fractions = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    records = []
+    for head, first in (("harmonic", 0.2), ("standard", 0.5)):
+        for fraction in fractions:
+            accuracy = 1.0 if fraction >= first else 0.5
+            record = _suite_record("lattice", head, False, 1.0, (1, 1), fraction, PAPER_SEEDS[:3], accuracy)
+            records.append(record)
+    _write(tmp_path / "toy", records)
+    gpt = tmp_path / "gpt"
+    gpt.mkdir()
+    for k, (head, n, loss) in enumerate([("standard", 0.0, 5.15), ("harmonic", 512.0, 5.25)] * 3):
+        record = {
+            "name": f"{head}-{k}",
+            "model": {"head": head, "harmonic_exponent": n, "n_embd": 256},
+            "train": {"lr": 0.006, "min_lr": 0.0003, "warmup_steps": 30, "seed": k},
+            "results": {"final_val_loss": loss + 0.01 * k, "tokens": 10, "seconds": 1.0},
+        }
+        (gpt / f"{head}-{k}.json").write_text(json.dumps(record))
+    _, rows = claim_rows(tmp_path)
+    efficiency = _row(rows, "harmonic models need less data: lattice")
+    assert efficiency[2] == "leak-free: 0.2 vs 0.5; paper: pending" and efficiency[-1] == "yes so far"
+    loss = _row(rows, "GPT loss comparable")
+    # runs 1, 3, 5 harmonic: 5.28 ± 0.02; 0, 2, 4 standard: 5.17 ± 0.02; 0.11 > 2 x hypot(0.02, 0.02) = 0.057
+    assert loss[2].startswith("5.280 ± 0.020 (n = 512) vs 5.170 ± 0.020") and loss[-1] == "no"
+    doc = tmp_path / "README.md"
+    doc.write_text("\n".join(markers("harmonic-claims")) + "\n")
+    assert main(["claims", "--results", str(tmp_path), "--write", str(doc)]) == 0
+    verdicts = [line.split("|")[-2].strip() for line in doc.read_text().splitlines()[3:-1]]
+    assert verdicts == [row[-1] for row in rows] and "updated" in capsys.readouterr().out
