@@ -357,10 +357,10 @@ class BatchedToyModel(nn.Module):
         """The most likely token ``(S, B)`` for ``tokens (S, B, T)``, dropout off.
 
         The same argmax as :meth:`forward`, without the logarithm of the
-        harmonic logits (the nearest center wins) and with a faster SiLU.
+        harmonic logits: the nearest center wins.
         """
         p = self.params
-        h = self.features(tokens, None, fast_silu=True, params=p)
+        h = self.features(tokens, None, params=p)
         if self.heads == "standard":
             return self._standard_logits(p, h).argmax(-1)
         nearest = _squared_distances(h, self._output_centers(p)).argmin(-1)
@@ -372,7 +372,6 @@ class BatchedToyModel(nn.Module):
         self,
         tokens: torch.Tensor,
         masks: list[torch.Tensor] | None = None,
-        fast_silu: bool = False,
         params: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """The representation ``(S, B, D)`` that the head reads, for ``tokens (S, B, T)``.
@@ -389,7 +388,7 @@ class BatchedToyModel(nn.Module):
         seed_index = torch.arange(s, device=tokens.device)[:, None, None]
         x = p["embedding"][seed_index, tokens]  # (S, B, T, D)
         if self.config.arch == "mlp":
-            return self._mlp(p, x.reshape(s, b, -1), fast_silu)
+            return self._mlp(p, x.reshape(s, b, -1))
         return self._transformer(p, x, masks)
 
     def _harmonic_logits(self, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
@@ -401,10 +400,8 @@ class BatchedToyModel(nn.Module):
         return logits + p["out_bias"].unsqueeze(1) if "out_bias" in p else logits
 
     @staticmethod
-    def _mlp(p: dict[str, torch.Tensor], x: torch.Tensor, fast_silu: bool) -> torch.Tensor:
-        pre = torch.baddbmm(p["b1"].unsqueeze(1), x, p["w1"])
-        # torch's SiLU kernel is several times slower than sigmoid and a product on large CPU tensors
-        hidden = torch.sigmoid(pre).mul_(pre) if fast_silu else F.silu(pre)
+    def _mlp(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        hidden = F.silu(torch.baddbmm(p["b1"].unsqueeze(1), x, p["w1"]))
         return torch.baddbmm(p["b2"].unsqueeze(1), hidden, p["w2"])
 
     def _transformer(
