@@ -14,6 +14,7 @@ from harmono.experiments.toy_suite import (
     MODEL_NAMES,
     PAPER_SEEDS,
     SAMPLINGS,
+    record_run_name,
     record_sampling,
     run_config,
     run_efficiency,
@@ -128,7 +129,8 @@ def _suite(args: argparse.Namespace) -> int:
         results_dir=args.results,
         **_train_overrides(args),
     )
-    figures = suite_figures(args.out, records)
+    drawn = [r for r in records if (Path(args.out) / record_run_name(r) / "curves.safetensors").is_file()]
+    figures = suite_figures(args.out, drawn) if drawn else []
     _print_suite(records, args.markdown)
     print(f"this call: {time.perf_counter() - start:.0f} s; figures: {', '.join(str(f) for f in figures)}")
     return 0

@@ -164,3 +164,26 @@ def test_toy_efficiency_command(tmp_path, capsys):
     assert (tmp_path / "data_efficiency.png").stat().st_size > 0
     record = json.loads((tmp_path / "modadd-mlp-harmonic-f0.3" / RESULTS_FILE).read_text())
     assert record["train"]["train_fraction"] == 0.3
+
+
+def test_suite_reuses_committed_results_and_never_overwrites_them(tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    records = run_suite(tmp_path / "runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
+                        results_dir=results, epochs=2)  # fmt: skip
+    saved = {p.name: p.read_bytes() for p in results.glob("*.json")}
+    assert sorted(saved) == ["genealogy-mlp-harmonic-paper.json", "genealogy-mlp-standard-paper.json"]
+    record = json.loads(saved["genealogy-mlp-harmonic-paper.json"])
+    assert record["protocol"].startswith("official code's toy protocol")
+    assert "harmono_commit" in record["provenance"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although the committed results were there")
+
+    monkeypatch.setattr("harmono.experiments.toy_suite.train_toy_configs", no_training)
+    again = run_suite(tmp_path / "fresh-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
+                      results_dir=results, epochs=2)  # fmt: skip
+    assert [r["seeds"] for r in again] == json.loads(json.dumps([r["seeds"] for r in records]))
+    with pytest.raises(ValueError, match="genealogy-mlp-standard-paper.json holds a run with other settings"):
+        run_suite(tmp_path / "other-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
+                  results_dir=results, epochs=3)  # fmt: skip
+    assert {p.name: p.read_bytes() for p in results.glob("*.json")} == saved

@@ -84,20 +84,21 @@ def _wanted(task: str, model: ToyModelConfig, train: ToyTrainConfig, seeds: Sequ
     return {"task": task, "model": asdict(model), "train": asdict(train), "seeds": [int(s) for s in seeds]}
 
 
-def _finished_record(run_dir: Path, wanted: dict) -> dict | None:
-    """The record of a finished run in ``run_dir`` with exactly the ``wanted`` settings, else ``None``.
+def _finished_record(path: Path, wanted: dict) -> dict | None:
+    """The record in ``path`` if it has exactly the ``wanted`` settings; ``None`` if there is no file.
 
-    A finished run with other settings is an error, so that results of
-    different settings never mix.
+    ``path`` is a run directory's ``results.json`` or a committed
+    ``results/toy/<name>.json``. A record with other settings is an error,
+    so that results of different settings never mix and no record is
+    overwritten.
     """
-    path = run_dir / RESULTS_FILE
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
     found = {key: record[key] for key in ("task", "model", "train")}
     found["seeds"] = [s["seed"] for s in record["seeds"]]
     if found != wanted:
-        raise ValueError(f"{run_dir} holds a run with other settings ({found}); expected {wanted}")
+        raise ValueError(f"{path} holds a run with other settings ({found}); expected {wanted}")
     return record
 
 
@@ -145,7 +146,9 @@ def run_stack(
         Where to train.
     results_dir : str or Path, optional
         Also write each newly finished variant's :func:`results_record` to
-        ``results_dir/<name>.json`` (the committed results).
+        ``results_dir/<name>.json`` (the committed results); a variant whose
+        record is there already counts as finished, even without its run
+        directory.
 
     Returns
     -------
@@ -160,10 +163,12 @@ def run_stack(
         model = replace(model, **model_overrides)
         run_dir = out_dir / name
         planned.append((name, run_dir, ToyConfiguration(model, train, tuple(seeds))))
-    records = {
-        name: _finished_record(run_dir, _wanted(task, c.model, c.train, seeds))
-        for name, run_dir, c in planned
-    }
+    records = {}
+    for name, run_dir, c in planned:
+        wanted = _wanted(task, c.model, c.train, seeds)
+        records[name] = _finished_record(run_dir / RESULTS_FILE, wanted)
+        if records[name] is None and results_dir is not None:
+            records[name] = _finished_record(Path(results_dir) / f"{name}.json", wanted)
     missing = [(name, run_dir, c) for name, run_dir, c in planned if records[name] is None]
     if missing:
         configurations = [c for _, _, c in missing]
