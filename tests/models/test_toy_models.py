@@ -127,3 +127,17 @@ def test_bad_config_and_input():
     model = BatchedToyModel(ToyModelConfig(vocab_size=31, seq_len=2), [0, 1])
     with pytest.raises(ValueError, match=r"tokens must have shape \(S=2, B, T=2\), got \(1, 4, 2\)"):
         model(torch.zeros(1, 4, 2, dtype=torch.long))
+
+
+def test_the_first_models_of_a_stack_run_alone_as_in_the_stack():
+    configs = [
+        ToyModelConfig(arch="transformer", head=h, vocab_size=24, seq_len=2) for h in ("harmonic", "standard")
+    ]
+    model = BatchedToyModel([configs[0], configs[1], configs[0]], [1, 2, 3])
+    tokens = torch.randint(0, 24, (3, 5, 2), generator=torch.Generator().manual_seed(4))
+    full = model(tokens)
+    torch.testing.assert_close(model(tokens[:2], params=model.leading_params(2)), full[:2])
+    with pytest.raises(ValueError, match=r"tokens must have shape \(S=2, B, T=2\), got \(3, 5, 2\)"):
+        model(tokens, params=model.leading_params(2))
+    with pytest.raises(ValueError, match=r"count must be in \[1, 3\], got 4"):
+        model.leading_params(4)

@@ -49,6 +49,8 @@ from harmono.experiments.toy_tasks import (
 )
 from harmono.models.toy import BatchedToyModel, ToyModelConfig
 
+STACK_LAYOUT = "members sorted by steps per epoch, longest first"
+"""How a checkpoint's rows are ordered (part of its spec: a checkpoint of another layout is refused)."""
 STACK_SHARED_TRAINING = ("epochs", "batch_size")
 """Training fields every configuration of one stack shares."""
 EVALUATION_ROWS = 8192
@@ -135,7 +137,9 @@ class _Batches:
     Model ``k`` shuffles its ``n_k`` training examples with its own
     generator every epoch and takes ``ceil(n_k / batch_size)`` steps; in the
     steps after its last one it is left out of the update, and the padding
-    rows of its last batch weigh nothing in its loss.
+    rows of its last batch weigh nothing in its loss. The models come
+    sorted by their number of steps, longest first, so the models of a step
+    are the first ones of the stack and only those are computed.
     """
 
     def __init__(self, splits: Sequence[ToySplit], batch_size: int, seeds: list[int], device: torch.device):
@@ -147,8 +151,12 @@ class _Batches:
         self.generators = [_training_generator(seed) for seed in seeds]
         slots = torch.arange(self.longest * batch_size, device=device)
         self.weight = (slots < torch.tensor(self.n_train, device=device)[:, None]).to(torch.float32)
+        if self.steps != sorted(self.steps, reverse=True):
+            raise ValueError(f"models must come sorted by steps per epoch, longest first, got {self.steps}")
         self.active = torch.tensor([[step < count for count in self.steps] for step in range(self.longest)])
         self.active = self.active.to(device)
+        self.taking = [int(row.sum()) for row in self.active]
+        """Models in each step: the first ``taking[step]`` of the stack."""
 
     def train_epoch(
         self,
@@ -170,23 +178,28 @@ class _Batches:
         rows = self.train_ids.gather(1, order)
         masks = model.dropout_masks(self.generators, self.steps, b)
         masks = None if masks is None else [m.to(self.train_ids.device) for m in masks]
-        for step in range(self.longest):
-            ids, weight = rows[:, step * b : (step + 1) * b], self.weight[:, step * b : (step + 1) * b]
-            params = model.params
-            logits = model(inputs[ids], None if masks is None else [m[:, step] for m in masks], params=params)
+        for step, count in enumerate(self.taking):
+            window = slice(step * b, (step + 1) * b)
+            ids, weight = rows[:count, window], self.weight[:count, window]
+            params = model.leading_params(count)
+            step_masks = None if masks is None else [m[:count, step] for m in masks]
+            logits = model(inputs[ids], step_masks, params=params)
             loss = F.cross_entropy(logits.flatten(0, 1), labels[ids].flatten(), reduction="none")
             total = ((loss.view_as(weight) * weight).sum(1) / weight.sum(1).clamp_min(1.0)).sum()
             for kind, reg_weight in reg_weights.items():
-                total = total + (reg_weight * embedding_penalty(params["embedding"], kind)).sum()
+                total = total + (reg_weight[:count] * embedding_penalty(params["embedding"], kind)).sum()
             model.flat.grad = None
             total.backward()
             optimizer.step(self.active[step])
 
 
 def _checkpoint_spec(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> str:
-    return json.dumps(
-        {"task": task.name, "configurations": [c.record() for c in configurations]}, sort_keys=True
-    )
+    record = {
+        "task": task.name,
+        "configurations": [c.record() for c in configurations],
+        "layout": STACK_LAYOUT,
+    }
+    return json.dumps(record, sort_keys=True)
 
 
 def _save_checkpoint(path: Path, spec: str, epoch: int, state: dict[str, torch.Tensor]) -> None:
@@ -255,11 +268,17 @@ def train_toy_configs(
     _check_stack(task, configurations)
     device = torch.device(device)
     members = [(c, seed) for c in configurations for seed in c.seeds]
-    trains = [c.train for c, _ in members]
     splits = [
-        split_task(task, t.train_fraction, seed, data_size=t.data_size, paper_sampling=t.paper_sampling)
-        for t, (_, seed) in zip(trains, members, strict=True)
-    ]
+        split_task(task, c.train.train_fraction, seed, data_size=c.train.data_size,
+                   paper_sampling=c.train.paper_sampling)
+        for c, seed in members
+    ]  # fmt: skip
+    # the stack's rows: members sorted by their steps per epoch, longest first (stable)
+    batch_size = configurations[0].train.batch_size
+    steps = [-(-len(split.train_ids) // batch_size) for split in splits]
+    rows = sorted(range(len(members)), key=lambda k: -steps[k])
+    members, splits = [members[k] for k in rows], [splits[k] for k in rows]
+    trains = [c.train for c, _ in members]
     epochs = trains[0].epochs
     inputs, labels = torch.tensor(task.inputs, device=device), torch.tensor(task.labels, device=device)
     batches = _Batches(splits, trains[0].batch_size, [seed for _, seed in members], device)
@@ -323,7 +342,8 @@ def train_toy_configs(
         if flushing:
             torch.set_flush_denormal(False)
     seconds = elapsed + time.perf_counter() - start
-    return _results(task, configurations, model, splits, train_acc, test_acc, seconds)
+    stack_row = {member: row for row, member in enumerate(rows)}
+    return _results(task, configurations, model, splits, train_acc, test_acc, seconds, stack_row)
 
 
 def _results(
@@ -334,15 +354,20 @@ def _results(
     train_acc: torch.Tensor,
     test_acc: torch.Tensor,
     seconds: float,
+    stack_row: dict[int, int],
 ) -> list[ToyRunResult]:
-    """Cut the stack back into one result per configuration (wall time shared by model count)."""
+    """Cut the stack back into one result per configuration (wall time shared by model count).
+
+    ``stack_row[k]`` is the stack's row of member ``k`` (configurations in
+    order, each seed in order); ``splits`` are in stack order.
+    """
     embedding = model.embedding.detach().cpu()
     centers = model.output_centers.detach().cpu()
     ratios = explained_variance_ratios(embedding[:, list(task.analysed_tokens)].double().numpy())
     total_models = embedding.shape[0]
     results, first = [], 0
     for configuration in configurations:
-        rows = range(first, first + len(configuration.seeds))
+        rows = [stack_row[k] for k in range(first, first + len(configuration.seeds))]
         first += len(configuration.seeds)
         seeds = tuple(
             SeedResult(
@@ -364,10 +389,10 @@ def _results(
                 train=configuration.train,
                 seeds=seeds,
                 seconds=seconds * len(rows) / total_models,
-                train_acc=train_acc[rows.start : rows.stop].numpy(),
-                test_acc=test_acc[rows.start : rows.stop].numpy(),
-                embedding=embedding[rows.start : rows.stop].numpy(),
-                output_centers=centers[rows.start : rows.stop].clone().numpy(),
+                train_acc=train_acc[rows].numpy(),
+                test_acc=test_acc[rows].numpy(),
+                embedding=embedding[rows].numpy(),
+                output_centers=centers[rows].numpy(),
             )
         )
     return results

@@ -301,7 +301,7 @@ class BatchedToyModel(nn.Module):
     def _output_centers(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
         if "centers" not in p:
             return p["embedding"]
-        return torch.where(self.harmonic_rows, p["centers"], p["embedding"])
+        return torch.where(self.harmonic_rows[: len(p["embedding"])], p["centers"], p["embedding"])
 
     def dropout_masks(
         self, generators: list[torch.Generator], steps: list[int] | int, batch_size: int
@@ -341,8 +341,10 @@ class BatchedToyModel(nn.Module):
         """Logits ``(S, B, V)`` for ``tokens (S, B, T)``.
 
         ``masks`` (one step of :meth:`dropout_masks`, each ``(S, B, width)``)
-        turn dropout on; ``params`` (default :attr:`params`) lets a caller
-        reuse one set of views, e.g. for a regulariser in the same step.
+        turn dropout on. ``params`` (default :attr:`params`) lets a caller
+        reuse one set of views, e.g. for a regulariser in the same step; the
+        views of the first ``S' <= S`` models (:meth:`leading_params`) run
+        only those models, on ``tokens (S', B, T)``.
         """
         p = self.params if params is None else params
         h = self.features(tokens, masks, params=p)
@@ -350,7 +352,14 @@ class BatchedToyModel(nn.Module):
             return self._harmonic_logits(p, h)
         if self.heads == "standard":
             return self._standard_logits(p, h)
-        return torch.where(self.harmonic_rows, self._harmonic_logits(p, h), self._standard_logits(p, h))
+        harmonic = self.harmonic_rows[: len(h)]
+        return torch.where(harmonic, self._harmonic_logits(p, h), self._standard_logits(p, h))
+
+    def leading_params(self, count: int) -> dict[str, torch.Tensor]:
+        """The :attr:`params` of the first ``count`` models, ``(count, ...)`` each (views)."""
+        if not 1 <= count <= self.num_seeds:
+            raise ValueError(f"count must be in [1, {self.num_seeds}], got {count}")
+        return {name: value[:count] for name, value in self.params.items()}
 
     @torch.no_grad()
     def predict(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -376,15 +385,16 @@ class BatchedToyModel(nn.Module):
     ) -> torch.Tensor:
         """The representation ``(S, B, D)`` that the head reads, for ``tokens (S, B, T)``.
 
-        ``params`` (default :attr:`params`) lets a caller reuse one set of views.
+        ``params`` (default :attr:`params`) lets a caller reuse one set of
+        views, or run only the first models (see :meth:`forward`).
         """
-        s, b, t = tokens.shape
-        if s != self.num_seeds or t != self.config.seq_len:
-            raise ValueError(
-                f"tokens must have shape (S={self.num_seeds}, B, T={self.config.seq_len}), "
-                f"got {tuple(tokens.shape)}"
-            )
         p = self.params if params is None else params
+        s, b, t = tokens.shape
+        rows = len(p["embedding"])
+        if s != rows or t != self.config.seq_len:
+            raise ValueError(
+                f"tokens must have shape (S={rows}, B, T={self.config.seq_len}), got {tuple(tokens.shape)}"
+            )
         seed_index = torch.arange(s, device=tokens.device)[:, None, None]
         x = p["embedding"][seed_index, tokens]  # (S, B, T, D)
         if self.config.arch == "mlp":
@@ -392,7 +402,8 @@ class BatchedToyModel(nn.Module):
         return self._transformer(p, x, masks)
 
     def _harmonic_logits(self, p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
-        return batched_harmonic_logits(h, self._output_centers(p), self.exponents, self.eps)
+        rows = len(h)
+        return batched_harmonic_logits(h, self._output_centers(p), self.exponents[:rows], self.eps[:rows])
 
     @staticmethod
     def _standard_logits(p: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
