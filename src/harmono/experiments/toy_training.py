@@ -226,6 +226,24 @@ def _load_checkpoint(path: Path, spec: str) -> tuple[int, dict[str, torch.Tensor
     return int(metadata["epoch"]), state
 
 
+def _restore(
+    state: dict[str, torch.Tensor],
+    model: BatchedToyModel,
+    optimizer: StackedAdamW,
+    generators: list[torch.Generator],
+    curves: tuple[torch.Tensor, torch.Tensor],
+) -> float:
+    """Put a checkpoint's parameters, AdamW state, generator states and curves back; its seconds."""
+    with torch.no_grad():
+        model.flat.copy_(state["flat"])
+    optimizer.load_state_tensors(state)
+    for generator, generator_state in zip(generators, state["generators"], strict=True):
+        generator.set_state(generator_state.clone())
+    for curve, name in zip(curves, ("train_acc", "test_acc"), strict=True):
+        curve[:, : state[name].shape[1]] = state[name]
+    return float(state["seconds"])
+
+
 def train_toy_configs(
     task: ToyTask,
     configurations: Sequence[ToyConfiguration],
@@ -305,13 +323,7 @@ def train_toy_configs(
     restored = None if path is None else _load_checkpoint(path, spec)
     if restored is not None:
         first_epoch, state = restored
-        with torch.no_grad():
-            model.flat.copy_(state["flat"])
-        optimizer.load_state_tensors(state)
-        for generator, generator_state in zip(batches.generators, state["generators"], strict=True):
-            generator.set_state(generator_state.clone())
-        train_acc[:, :first_epoch], test_acc[:, :first_epoch] = state["train_acc"], state["test_acc"]
-        elapsed = float(state["seconds"])
+        elapsed = _restore(state, model, optimizer, batches.generators, (train_acc, test_acc))
 
     start = time.perf_counter()
     flushing = torch.set_flush_denormal(True)
