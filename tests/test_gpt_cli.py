@@ -120,6 +120,10 @@ def test_recipes_are_valid_configs():
     assert standard["train"]["batch_size"] * standard["model"]["block_size"] == 491_520
     control = read_gpt_recipe("gpt2-small-owt-harmonic-equal-lr")
     assert control["model"]["head"] == "harmonic" and control["train"] == standard["train"]
+    # the exponent measured best on the CPU sweep, 2 D (the released code's n_embd on d^2), in every recipe
+    for name in ("shakespeare-cpu-harmonic", "gpt2-small-owt-harmonic", "gpt2-small-owt-harmonic-equal-lr"):
+        model = GPTConfig(**read_gpt_recipe(name)["model"])
+        assert model.exponent == 2 * model.n_embd
 
 
 def test_cli_errors(tmp_path, capsys):
