@@ -92,3 +92,16 @@ def test_data_efficiency_and_gpt_claims(tmp_path, capsys):
     assert main(["claims", "--results", str(tmp_path), "--write", str(doc)]) == 0
     verdicts = [line.split("|")[-2].strip() for line in doc.read_text().splitlines()[3:-1]]
     assert verdicts == [row[-1] for row in rows] and "updated" in capsys.readouterr().out
+
+
+def test_parallelogram_claim_counts_tasks_where_the_harmonic_median_is_lower(tmp_path):
+    analysis = tmp_path / "gpt-analysis"
+    analysis.mkdir()
+    tasks = {
+        "antonym": {"harmonic": {"5": {"median": 0.8}}, "standard": {"5": {"median": 0.9}}},
+        "present-past": {"harmonic": {"5": {"median": 1.1}}, "standard": {"5": {"median": 1.0}}},
+        "country-capital": {"harmonic": {"5": {"median": 0.5}}},  # one head only: not counted
+    }
+    (analysis / "parallelograms.json").write_text(json.dumps({"config": {"num_pcs": [5, 2]}, "tasks": tasks}))
+    row = _row(claim_rows(tmp_path)[1], "GPT representations are more interpretable")
+    assert row[2] == "1 of 2 tasks (5 PCs)" and row[-1] == "mixed"

@@ -25,7 +25,7 @@ EFFICIENCY_COMMAND = (
 )
 GPT_COMMAND = "the exponent sweep in [gpt.md](docs/gpt.md#the-exponent-measured)"
 PARALLELOGRAM_COMMAND = (
-    "`harmono gpt analyze RUNS --labels ... --no-plot --out results/gpt` "
+    "`harmono gpt analyze RUNS --labels ... --no-plot --out results/gpt-analysis` "
     "([gpt.md](docs/gpt.md#the-exponent-measured))"
 )
 SECTION = "harmonic-claims"
@@ -39,8 +39,8 @@ PAPER_EV = {"lattice": ("100", "90"), "modadd": ("100", "45.5")}
 PAPER_GROKKING_GAP = {"modadd": (1, 964)}
 """Median epochs from train > 0.9 to test > 0.9, harmonic vs standard MLP (paper: 307->308, 68->1032)."""
 ACCURACY_BAR = 0.9
-PARALLELOGRAM_FILE = "parallelograms.json"
-"""``harmono gpt analyze``'s output for the best harmonic exponent and the standard head, in results/gpt."""
+PARALLELOGRAM_FILE = Path("gpt-analysis") / "parallelograms.json"
+"""``harmono gpt analyze``'s output for the best harmonic exponent and the standard head, under results/."""
 
 
 def _suite(records: Sequence[dict], task: str, head: str, sampling: str) -> dict | None:
@@ -181,12 +181,12 @@ def claim_rows(results_dir: str | Path) -> tuple[list[str], list[list[str]]]:
 
     How each claim is judged is part of its text.
 
-    ``results_dir`` holds ``toy/`` and ``gpt/`` (either may be missing or empty).
+    ``results_dir`` holds ``toy/``, ``gpt/`` and ``gpt-analysis/`` (any may be missing or empty).
     """
     results_dir = Path(results_dir)
     toy_dir = results_dir / "toy"
     records = toy_tables.read_results(toy_dir) if toy_dir.is_dir() else []
-    gpt_records = sorted(p for p in (results_dir / "gpt").glob("*.json") if p.name != PARALLELOGRAM_FILE)
+    gpt_records = sorted((results_dir / "gpt").glob("*.json"))
     rows = [
         _ev_row(records, "modadd"),
         _ev_row(records, "lattice"),
@@ -194,6 +194,6 @@ def claim_rows(results_dir: str | Path) -> tuple[list[str], list[list[str]]]:
         _efficiency_row(records, "modadd"),
         _grokking_row(records, "modadd"),
         _gpt_row(gpt_records),
-        _parallelogram_row(results_dir / "gpt" / PARALLELOGRAM_FILE),
+        _parallelogram_row(results_dir / PARALLELOGRAM_FILE),
     ]
     return ["claim (and how it is judged)", "paper", "harmono (measured)", "command", "holds"], rows
