@@ -239,12 +239,8 @@ class BatchedToyModel(nn.Module):
         for params in per_model:
             for name, value in params.items():
                 shapes.setdefault(name, tuple(value.shape))
-        self._layout: dict[str, tuple[int, int, tuple[int, ...]]] = {}
-        offset = 0
-        for name, shape in shapes.items():
-            size = math.prod(shape)
-            self._layout[name] = (offset, offset + size, shape)
-            offset += size
+        self._shapes = shapes
+        """Each parameter's shape per model, in the order of the columns of :attr:`flat`."""
         self.flat = nn.Parameter(
             torch.stack(
                 [
@@ -280,12 +276,12 @@ class BatchedToyModel(nn.Module):
     def params(self) -> dict[str, torch.Tensor]:
         """Every parameter by name, ``(S, ...)``: views into :attr:`flat`."""
         rows = self.flat.shape[0]
-        sizes = [b - a for a, b, _ in self._layout.values()]
+        sizes = [math.prod(shape) for shape in self._shapes.values()]
         # one split: its backward assembles the gradient of ``flat`` in one pass (slices would each fill it)
         pieces = self.flat.split(sizes, dim=1)
         return {
             name: piece.view(rows, *shape)
-            for (name, (_, _, shape)), piece in zip(self._layout.items(), pieces, strict=True)
+            for (name, shape), piece in zip(self._shapes.items(), pieces, strict=True)
         }
 
     @property
