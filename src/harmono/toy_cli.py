@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from harmono._device import resolve_device
 from harmono.data.toy import TASKS
 from harmono.experiments.toy_suite import (
@@ -93,6 +95,26 @@ def _tables(args: argparse.Namespace) -> int:
     if args.figure and curves:
         figure = plot_data_efficiency(curves, args.figure, title="test accuracy vs train fraction (MLP)")
         print(f"figure: {figure}")
+    return 0
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from harmono.analysis.toy_metrics import class_separation, median_range
+    from harmono.data.toy import token_classes, toy_task
+    from harmono.experiments.toy_suite import load_run
+
+    rows = []
+    for run in args.runs:
+        record, arrays = load_run(run)
+        task = toy_task(record["task"])
+        classes = token_classes(task)
+        measured = [class_separation(e[list(task.analysed_tokens)], classes) for e in arrays["embedding"]]
+        ratio = median_range([r for r, _ in measured])
+        spectrum = np.median(np.stack([s[: len(np.unique(classes)) - 1] for _, s in measured]), axis=0)
+        rows.append((Path(run).name, f"{ratio[0]:.4f} [{ratio[1]:.4f}-{ratio[2]:.4f}]",
+                     " ".join(f"{v:.3f}" for v in spectrum)))  # fmt: skip
+    headers = ["run", "within / between class distance, median [min-max]", "EV of the class means (median)"]
+    print(format_table(headers, rows, markdown=args.markdown))
     return 0
 
 
@@ -238,6 +260,12 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     _add_stacking(efficiency)
     _add_common(efficiency, 3)
     efficiency.set_defaults(func=_efficiency)
+    clusters = toy.add_parser(
+        "clusters", help="how tightly the embeddings cluster by class (equivalence: numbers mod 5)"
+    )
+    clusters.add_argument("runs", nargs="+", help="finished toy run directories")
+    clusters.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    clusters.set_defaults(func=_clusters)
     tables = toy.add_parser(
         "tables", help="Markdown tables of committed toy results beside the paper's (README, docs)"
     )

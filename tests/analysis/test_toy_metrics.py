@@ -266,3 +266,31 @@ def test_mean_std():
 def test_summaries_reject_nested_values():
     with pytest.raises(ValueError, match=r"1-D sequence of numbers or None, got shape \(2, 2\)"):
         median_range(np.ones((2, 2)))
+
+
+def test_class_separation_of_a_simplex_and_a_line():
+    from harmono.analysis.toy_metrics import class_separation
+
+    rng = np.random.default_rng(0)
+    corners = np.eye(5) * 3.0  # five classes at the corners of a regular simplex in 5-d
+    classes = np.repeat(np.arange(5), 8)
+    rows = corners[classes] + 0.01 * rng.standard_normal((40, 5))
+    ratio, spectrum = class_separation(rows, classes)
+    # naive float64 reference: mean same-class distance over mean other-class distance
+    same = [
+        np.linalg.norm(rows[i] - rows[j])
+        for i in range(40)
+        for j in range(40)
+        if i != j and classes[i] == classes[j]
+    ]
+    other = [
+        np.linalg.norm(rows[i] - rows[j]) for i in range(40) for j in range(40) if classes[i] != classes[j]
+    ]
+    assert ratio == pytest.approx(np.mean(same) / np.mean(other), rel=1e-12)
+    assert ratio < 0.01 and np.allclose(spectrum[:4], 0.25, atol=0.01)  # 4 equal directions: top-2 EV 50%
+    line = np.outer(classes, [1.0, 2.0, 0.0]) + 0.01 * rng.standard_normal((40, 3))
+    assert class_separation(line, classes)[1][0] > 0.999
+    with pytest.raises(ValueError, match=r"classes must have shape \(N=40,\), got \(39,\)"):
+        class_separation(rows, classes[:39])
+    with pytest.raises(ValueError, match="at least two classes"):
+        class_separation(rows[:3], np.arange(3))

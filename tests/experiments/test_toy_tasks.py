@@ -187,3 +187,13 @@ def test_suite_reuses_committed_results_and_never_overwrites_them(tmp_path, monk
         run_suite(tmp_path / "other-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
                   results_dir=results, epochs=3)  # fmt: skip
     assert {p.name: p.read_bytes() for p in results.glob("*.json")} == saved
+
+
+def test_toy_clusters_command(tmp_path, capsys):
+    run_config("equivalence", "mlp", "harmonic", tmp_path / "eq", (0, 52), False, epochs=2)
+    assert main(["toy", "clusters", str(tmp_path / "eq")]) == 0
+    printed = capsys.readouterr().out
+    assert "within / between class distance" in printed and "eq " in printed
+    run_config("modadd", "mlp", "harmonic", tmp_path / "mod", (0,), False, epochs=1)
+    assert main(["toy", "clusters", str(tmp_path / "mod")]) == 2
+    assert "task 'modadd' has no token classes" in capsys.readouterr().err

@@ -281,3 +281,39 @@ def mean_std(values: Iterable[float] | ArrayLike) -> tuple[float, float]:
     _require_finite("values", array)
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
     return float(array.mean()), std
+
+
+def class_separation(rows: ArrayLike, classes: ArrayLike) -> tuple[float, np.ndarray]:
+    """How tightly embedding rows cluster by class, and how the class means spread.
+
+    Parameters
+    ----------
+    rows : array, shape (N, D)
+        Embedding rows, e.g. the number tokens of the equivalence task.
+    classes : array of int, shape (N,)
+        The class of each row (at least two classes, one with two rows).
+
+    Returns
+    -------
+    (ratio, spectrum)
+        ``ratio``: mean Euclidean distance between rows of the same class
+        over the mean distance between rows of different classes (0 for
+        points collapsed onto their class). ``spectrum``: the explained
+        variance ratios of the centred class means, largest first (``C``
+        equal classes at the corners of a regular simplex give ``C - 1``
+        equal values; classes on a line give ``[1, 0, ...]``).
+    """
+    x = _as_float64("rows", rows)
+    if x.ndim != 2:
+        raise ValueError(f"rows must have shape (N, D), got {x.shape}")
+    labels = np.asarray(classes)
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"classes must have shape (N={x.shape[0]},), got {labels.shape}")
+    same = labels[:, None] == labels[None]
+    np.fill_diagonal(same, False)
+    other = labels[:, None] != labels[None]
+    if not same.any() or not other.any():
+        raise ValueError("classes must hold at least two classes and one class with two rows")
+    distances = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    means = np.stack([x[labels == c].mean(0) for c in np.unique(labels)])
+    return float(distances[same].mean() / distances[other].mean()), explained_variance_ratios(means)

@@ -239,3 +239,14 @@ def split_task(
         train.astype(np.int64),
         test.astype(np.int64),
     )
+
+
+def token_classes(task: ToyTask) -> np.ndarray:
+    """The class of each analysed token, for tasks whose inputs fall into classes: ``(len(analysed),)``.
+
+    ``equivalence``: the residue of the number mod 5. Other tasks have none
+    (a ``ValueError`` says so).
+    """
+    if task.name != "equivalence":
+        raise ValueError(f"task {task.name!r} has no token classes; only 'equivalence' has (numbers mod 5)")
+    return np.asarray(task.analysed_tokens) % EQUIVALENCE_MODULUS
