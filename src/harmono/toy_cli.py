@@ -1,4 +1,4 @@
-"""``harmono toy run | suite | efficiency | tables``: thin wrappers over the toy experiments."""
+"""``harmono toy run | suite | efficiency | clusters | tables``: thin wrappers over the toy experiments."""
 
 from __future__ import annotations
 
@@ -136,7 +136,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_paper_sampling_flag(args: argparse.Namespace) -> None:
+    if args.paper_sampling:
+        raise ValueError("use --samplings paper (or --samplings leak-free paper) here, not --paper-sampling")
+
+
 def _suite(args: argparse.Namespace) -> int:
+    _refuse_paper_sampling_flag(args)
     start = time.perf_counter()
     records = run_suite(
         args.out,
@@ -162,6 +168,7 @@ def _efficiency(args: argparse.Namespace) -> int:
     from harmono.analysis.toy_figures import plot_data_efficiency
     from harmono.analysis.toy_metrics import mean_std
 
+    _refuse_paper_sampling_flag(args)
     curves = run_efficiency(
         args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
         device=resolve_device(args.device), samplings=args.samplings, results_dir=args.results,

@@ -197,3 +197,11 @@ def test_toy_clusters_command(tmp_path, capsys):
     run_config("modadd", "mlp", "harmonic", tmp_path / "mod", (0,), False, epochs=1)
     assert main(["toy", "clusters", str(tmp_path / "mod")]) == 2
     assert "task 'modadd' has no token classes" in capsys.readouterr().err
+
+
+def test_suite_and_efficiency_take_the_sampling_from_samplings_only(tmp_path, capsys):
+    for command in (["suite", "--tasks", "genealogy"], ["efficiency", "--task", "genealogy"]):
+        argv = ["toy", *command, "--out", str(tmp_path), "--paper-sampling", "--epochs", "1", "--no-progress"]
+        assert main(argv) == 2
+        assert "use --samplings paper" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

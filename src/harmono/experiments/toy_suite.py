@@ -232,7 +232,7 @@ def suite_variants(
             _checks.require_choice("sampling", sampling, SAMPLINGS)
             for exponent in exponents if head == "harmonic" else (DEFAULT_EXPONENT,):
                 for fraction in fractions:
-                    train = {"paper_sampling": True} if sampling == "paper" else {}
+                    train: dict = {"paper_sampling": sampling == "paper"}  # the sampling named wins
                     if fraction is not None:
                         train["train_fraction"] = fraction
                     model = {} if exponent == DEFAULT_EXPONENT else {"exponent": float(exponent)}
