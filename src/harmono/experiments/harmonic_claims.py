@@ -57,16 +57,27 @@ def _suite(records: Sequence[dict], task: str, head: str, sampling: str) -> dict
     return None
 
 
-def _ev_row(records: Sequence[dict], task: str) -> list[str]:
+def _compare_suites(records: Sequence[dict], task: str, judge) -> tuple[list[str], list[bool]]:
+    """Per sampling: ``judge([harmonic, standard record]) -> (cell, holds)``; "pending" if one is missing."""
     cells, verdicts = [], []
     for sampling in ("leak-free", "paper"):
         pair = [_suite(records, task, head, sampling) for head in ("harmonic", "standard")]
         if None in pair:
             cells.append(f"{sampling}: pending")
             continue
+        cell, holds = judge(pair)
+        cells.append(f"{sampling}: {cell}")
+        verdicts.append(holds)
+    return cells, verdicts
+
+
+def _ev_row(records: Sequence[dict], task: str) -> list[str]:
+    def judge(pair: list[dict]) -> tuple[str, bool]:
         medians = [median_range([100 * s["ev_top2"] for s in r["seeds"]]) for r in pair]
-        cells.append(f"{sampling}: " + " vs ".join(f"{m:.3g} [{lo:.0f}-{hi:.0f}]" for m, lo, hi in medians))
-        verdicts.append(medians[0][0] > medians[1][0])
+        cell = " vs ".join(f"{m:.3g} [{lo:.0f}-{hi:.0f}]" for m, lo, hi in medians)
+        return cell, medians[0][0] > medians[1][0]
+
+    cells, verdicts = _compare_suites(records, task, judge)
     return [
         f"harmonic representations are more compressed: {task}, MLP, top-2 EV % "
         "(median [min-max], 20 seeds), harmonic vs standard",
@@ -111,15 +122,12 @@ def _gap(record: dict) -> float | None:
 
 
 def _grokking_row(records: Sequence[dict], task: str) -> list[str]:
-    cells, verdicts = [], []
-    for sampling in ("leak-free", "paper"):
-        pair = [_suite(records, task, head, sampling) for head in ("harmonic", "standard")]
-        if None in pair:
-            cells.append(f"{sampling}: pending")
-            continue
+    def judge(pair: list[dict]) -> tuple[str, bool]:
         gaps = [_gap(r) for r in pair]
-        cells.append(f"{sampling}: " + " vs ".join("-" if g is None else f"{g:.0f}" for g in gaps))
-        verdicts.append(None not in gaps and gaps[0] < gaps[1])
+        cell = " vs ".join("-" if g is None else f"{g:.0f}" for g in gaps)
+        return cell, None not in gaps and gaps[0] < gaps[1]
+
+    cells, verdicts = _compare_suites(records, task, judge)
     return [
         f"harmonic models grok less: {task}, MLP, median epochs from train > 0.9 to test > 0.9 (seeds that "
         "got there), harmonic vs standard",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harmono.analysis.toy_metrics import median_range
+from harmono.analysis.toy_metrics import mean_std, median_range
 from harmono.data.toy import TASKS
 from harmono.experiments.toy_suite import (
     DEFAULT_EXPONENT,
@@ -177,11 +177,8 @@ def results_markdown(records: Sequence[dict]) -> str:
 
 
 def _mean_std(values: list[float]) -> str:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{mean:.2f}"
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.2f} ± {std:.2f}"
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {std:.2f}"
 
 
 def exponent_markdown(records: Sequence[dict]) -> str:
