@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from harmono.experiments import gpt_summary, harmonic_claims, toy_tables
+from harmono.experiments.harmonic import claims as harmonic_claims
+from harmono.experiments.harmonic import gpt_summary, toy_tables
 from harmono.report.marked_sections import markers
 from harmono.report.text_table import format_table
 

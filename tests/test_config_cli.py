@@ -3,8 +3,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harmono.config_cli import add_config_arguments, config_from_arguments, field_docs
-from harmono.experiments.toy_points import ToyPointsConfig
+from harmono.cli.options import add_config_arguments, config_from_arguments, field_docs
+from harmono.experiments.harmonic.points import ToyPointsConfig
 
 
 @dataclass(frozen=True)

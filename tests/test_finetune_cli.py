@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from harmono.cli import main
-from harmono.experiments.finetune import FinetuneConfig
-from harmono.finetune_cli import RECIPES, read_recipe
+from harmono.cli.finetune import RECIPES, read_recipe
+from harmono.experiments.mono.finetune import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
 
 Image = pytest.importorskip("PIL.Image", reason="image folders need pillow (harmono[vision])")

@@ -6,10 +6,10 @@ import torch
 
 from harmono.analysis.parallelogram import analogy_quadruples, parallelogram_loss, summarize
 from harmono.cli import main
+from harmono.cli.gpt import RECIPES, analysis_table, read_gpt_recipe
 from harmono.data.analogies import ANALOGY_TASKS, pair_token_ids
 from harmono.data.text import load_tokenizer
-from harmono.experiments.gpt_summary import SECTION, summary_rows
-from harmono.gpt_cli import RECIPES, analysis_table, read_gpt_recipe
+from harmono.experiments.harmonic.gpt_summary import SECTION, summary_rows
 from harmono.models.gpt import GPT, GPTConfig
 from harmono.report.marked_sections import markers
 

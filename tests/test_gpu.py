@@ -6,9 +6,9 @@ import torch
 
 from harmono import harmonic_loss, mono_score
 from harmono.data.toy import toy_task
-from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tasks import ToyConfiguration
-from harmono.experiments.toy_training import train_toy_configs
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
+from harmono.experiments.harmonic.toy_training import train_toy_configs
 
 pytestmark = pytest.mark.gpu
 

@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import harmono
 from harmono import HarmonicLinear, harmax, harmonic_logits, harmonic_loss
-from harmono import harmonic as harmonic_module
+from harmono.harmonic import functional as harmonic_module
 from naive_harmonic import naive_harmax, naive_harmonic_loss
 
 RTOL = 1e-5

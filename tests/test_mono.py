@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import harmono.mono
+import harmono.mono.metric
 from harmono import MonoScore, SparseActivations, mono_score, mono_score_pairwise, summarize
 from naive_mono import naive_mono_score
 
@@ -128,7 +128,7 @@ def relu_stream(n=N, dtype=torch.float32):
 
 
 def test_float32_partial_sums_move_to_float64_without_changing_the_scores(monkeypatch):
-    monkeypatch.setattr(harmono.mono, "FLUSH_ROWS", 50)
+    monkeypatch.setattr(harmono.mono.metric, "FLUSH_ROWS", 50)
     acts, emb = relu_stream()
     metric = MonoScore(M, D)
     for start in range(0, N, 10):
@@ -140,7 +140,7 @@ def test_float32_partial_sums_move_to_float64_without_changing_the_scores(monkey
 
 
 def test_forward_and_merge_state_keep_counting_rows_for_the_flush(monkeypatch):
-    monkeypatch.setattr(harmono.mono, "FLUSH_ROWS", 50)
+    monkeypatch.setattr(harmono.mono.metric, "FLUSH_ROWS", 50)
     acts, emb = relu_stream()
     metric = MonoScore(M, D)
     for start in range(0, 60, 10):

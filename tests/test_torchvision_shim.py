@@ -34,7 +34,7 @@ def test_shim_defines_nothing_when_torchvision_ops_exist():
         "lib = torch.library.Library('torchvision', 'DEF')\n"
         "for op in ('nms', 'qnms'):\n"
         "    lib.define(op + '(Tensor dets, Tensor scores, float iou_threshold) -> Tensor')\n"
-        "from harmono import _torchvision_shim as shim\n"
+        "from harmono.core import torchvision_shim as shim\n"
         "shim.make_torchvision_importable()\n"
         "assert shim._library is None\n"
     )

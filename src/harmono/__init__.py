@@ -1,9 +1,10 @@
 """harmono: interpretable models with harmonic loss and MonoLoss."""
 
-from harmono._torchvision_shim import make_torchvision_importable
+from harmono.core.torchvision_shim import make_torchvision_importable
 
 make_torchvision_importable()  # before torchmetrics, which imports torchvision when it is installed
 
+from harmono.core.version import __version__  # noqa: E402
 from harmono.harmonic import (  # noqa: E402
     HarmonicLinear,
     default_exponent,
@@ -13,19 +14,19 @@ from harmono.harmonic import (  # noqa: E402
 )
 from harmono.mono import (  # noqa: E402
     BatchMonoScores,
+    ClassPurity,
     MonoScore,
     MonoSummary,
+    PurityResult,
     SparseActivations,
     SparseEntries,
     batch_mono_scores,
+    class_purity,
     mono_loss,
     mono_score,
     mono_score_pairwise,
     summarize,
 )
-from harmono.purity import ClassPurity, PurityResult, class_purity  # noqa: E402
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BatchMonoScores",

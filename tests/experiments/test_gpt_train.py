@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from harmono.cli import main
-from harmono.experiments import gpt_train
-from harmono.experiments.gpt_train import GPTTrainConfig, lr_at, step_offsets, train_gpt
+from harmono.experiments.harmonic import gpt_train
+from harmono.experiments.harmonic.gpt_train import GPTTrainConfig, lr_at, step_offsets, train_gpt
 from harmono.models.gpt import GPT, GPTConfig
 
 pytest.importorskip("tokenizers", reason="the text extra (tokenizers) is not installed")

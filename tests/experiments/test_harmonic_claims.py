@@ -4,9 +4,9 @@ import json
 from dataclasses import asdict
 
 from harmono.cli import main
-from harmono.experiments.harmonic_claims import claim_rows
-from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tasks import PAPER_SEEDS
+from harmono.experiments.harmonic.claims import claim_rows
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 from harmono.report.marked_sections import markers
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from harmono.experiments.mnist_linear import (
+from harmono.cli.mnist import add_mnist_command
+from harmono.experiments.harmonic.mnist_linear import (
     CENTERS_FILE,
     FIGURE_FILE,
     RESULTS_FILE,
@@ -17,7 +18,6 @@ from harmono.experiments.mnist_linear import (
     stratified_split,
     train_linear_heads,
 )
-from harmono.mnist_cli import add_mnist_command
 
 INNER = torch.zeros(28, 28, dtype=torch.bool)
 INNER[4:24, 4:24] = True

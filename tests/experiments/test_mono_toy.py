@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harmono.experiments.mono_toy import (
+from harmono.experiments.mono.cluster_latents import (
     KINDS,
     MonoToyConfig,
     check_mono_toy_claims,

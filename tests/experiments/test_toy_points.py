@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from harmono.experiments.toy_points import (
+from harmono.data.points import TOY_CASES
+from harmono.experiments.harmonic.points import (
     LINEAR_FIVE_POINT_FLOOR,
-    TOY_CASES,
     ToyPointsConfig,
     check_toy_claims,
     fit_toy_case,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from harmono.cli import main
-from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tables import (
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tables import (
     EXPONENT_TASKS,
     SECTION,
     SWEPT_EXPONENTS,
@@ -19,7 +19,7 @@ from harmono.experiments.toy_tables import (
     read_results,
     results_markdown,
 )
-from harmono.experiments.toy_tasks import PAPER_SEEDS
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 from harmono.report.marked_sections import markers, update_marked_section
 
 MARK_BEGIN, MARK_END = markers(SECTION)

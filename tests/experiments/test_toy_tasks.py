@@ -7,7 +7,7 @@ import torch
 
 from harmono.cli import main
 from harmono.data.toy import toy_task
-from harmono.experiments.toy_suite import (
+from harmono.experiments.harmonic.toy_suite import (
     CURVES_FILE,
     RESULTS_FILE,
     load_run,
@@ -15,9 +15,9 @@ from harmono.experiments.toy_suite import (
     run_config,
     run_suite,
 )
-from harmono.experiments.toy_tables import suite_rows
-from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty
-from harmono.experiments.toy_training import train_toy_seeds
+from harmono.experiments.harmonic.toy_tables import suite_rows
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty
+from harmono.experiments.harmonic.toy_training import train_toy_seeds
 
 
 @pytest.mark.parametrize(
@@ -179,7 +179,7 @@ def test_suite_reuses_committed_results_and_never_overwrites_them(tmp_path, monk
     def no_training(*args, **kwargs):
         raise AssertionError("trained although the committed results were there")
 
-    monkeypatch.setattr("harmono.experiments.toy_suite.train_toy_configs", no_training)
+    monkeypatch.setattr("harmono.experiments.harmonic.toy_suite.train_toy_configs", no_training)
     again = run_suite(tmp_path / "fresh-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
                       results_dir=results, epochs=2)  # fmt: skip
     assert [r["seeds"] for r in again] == json.loads(json.dumps([r["seeds"] for r in records]))

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from harmono.data.toy import split_task, toy_task
-from harmono.experiments import toy_training
-from harmono.experiments.stacked_adamw import StackedAdamW
-from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tasks import ToyConfiguration
-from harmono.experiments.toy_training import train_toy_configs
+from harmono.experiments.harmonic import toy_training
+from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
+from harmono.experiments.harmonic.toy_training import train_toy_configs
 from harmono.models.toy import BatchedToyModel
 
 

@@ -9,8 +9,8 @@ import torch
 from harmono.analysis.probe import linear_probe
 from harmono.cli import main
 from harmono.data import ImageSet
+from harmono.encoders.registry import load_encoder
 from harmono.features import FeatureStore
-from harmono.features.encoders import load_encoder
 from harmono.features.extract import ExtractConfig, extract_features
 
 needs_efficientnet = pytest.mark.skipif(
@@ -112,7 +112,7 @@ def test_cli_extract_info_probe(tmp_path, monkeypatch, capsys):
 
 
 def test_paper_encoders_need_transformers_and_valid_arguments(monkeypatch):
-    from harmono.features import hf_encoders
+    from harmono.encoders import huggingface as hf_encoders
 
     with pytest.raises(ValueError, match="weights must be 'pretrained' or 'random'"):
         hf_encoders.hf_encoder("vit", weights="imagenet")
@@ -173,7 +173,8 @@ def test_an_extraction_that_failed_can_be_retried_in_the_same_process(tmp_path):
 
 
 def test_checkpoint_and_size_reach_the_right_loader_argument(monkeypatch):
-    from harmono.features import encoders, extract
+    from harmono.encoders import registry as encoders
+    from harmono.features import extract
 
     seen = {}
     monkeypatch.setattr(extract, "load_encoder", lambda name, **kwargs: seen.update(kwargs) or _Stub())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from harmono.features.encoders import load_encoder
-from harmono.features.hf_encoders import CLIP_MEAN, HALF, IMAGENET_MEAN
+from harmono.encoders.huggingface import CLIP_MEAN, HALF, IMAGENET_MEAN
+from harmono.encoders.registry import load_encoder
 
 transformers = pytest.importorskip(
     "transformers", reason="transformers is not installed (pip install 'harmono[encoders]')"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from harmono.features.encoders import load_encoder
+from harmono.encoders.registry import load_encoder
 
 open_clip = pytest.importorskip(
     "open_clip", reason="open_clip is not installed (pip install 'harmono[openclip]')"

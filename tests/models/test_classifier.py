@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from harmono.encoders.backbones import BACKBONES, TinyCNN, load_backbone
 from harmono.harmonic import HarmonicLinear
-from harmono.models.backbones import BACKBONES, TinyCNN, load_backbone
 from harmono.models.classifier import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -50,7 +50,7 @@ def _tiny_cnn_reference(cnn: TinyCNN, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _needs(package: str) -> None:
-    from harmono._torchvision_shim import make_torchvision_importable
+    from harmono.core.torchvision_shim import make_torchvision_importable
 
     make_torchvision_importable()
     if importlib.util.find_spec(package) is None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import harmono.harmonic
+import harmono.harmonic.functional
 from harmono.models.gpt import GPT, GPTConfig
 from naive_harmonic import naive_distances, naive_harmonic_loss
 
@@ -45,7 +45,8 @@ def test_standard_head_is_cross_entropy_of_the_tied_embedding():
 
 
 def test_harmonic_head_loss_and_gradients_equal_the_unchunked_formula(monkeypatch):
-    monkeypatch.setattr(harmono.harmonic, "AUTO_CHUNK_BYTES", 5 * TINY["vocab_size"] * 8)  # 5 rows a chunk
+    # 5 rows a chunk
+    monkeypatch.setattr(harmono.harmonic.functional, "AUTO_CHUNK_BYTES", 5 * TINY["vocab_size"] * 8)
     model = tiny("harmonic").double()
     x, y = batch(rows=4)
     loss = model(x, y)

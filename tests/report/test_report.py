@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harmono.analysis.top_activations import load_top_activations
+from harmono.analysis.latent_table import read_latent_table
 from harmono.cli import main
-from harmono.experiments.toy_suite import run_config, run_name
+from harmono.experiments.harmonic.toy_suite import run_config, run_name
 from harmono.report.build import build_report, run_kind, write_report
 from harmono.report.html import Figure, Report, Section, Table, Text, render_html
-from harmono.report.latents import browser_payload, read_latent_table
+from harmono.report.latents import browser_payload
 from harmono.report.sprite import make_sprite
+from harmono.sae.top_activations import load_top_activations
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -134,7 +135,7 @@ def test_directories_that_are_no_run_are_refused_clearly(tmp_path, sae_run, caps
 def test_top_activations_of_another_sae_are_refused(sae_run, tmp_path):
     import shutil
 
-    from harmono.analysis.top_activations import TopActivations
+    from harmono.sae.top_activations import TopActivations
 
     run, _, _ = sae_run
     copy = shutil.copytree(run, tmp_path / "run")
@@ -144,8 +145,8 @@ def test_top_activations_of_another_sae_are_refused(sae_run, tmp_path):
 
 
 def test_a_store_whose_ids_are_not_the_datasets_gets_no_thumbnails(sae_run, tmp_path):
+    from harmono.analysis.latent_table import store_images
     from harmono.features import FeatureStoreWriter
-    from harmono.report.latents import store_images
 
     _, _, images = sae_run
     with FeatureStoreWriter(tmp_path / "store", 2, {"dataset": images.name}, dtype="float32") as writer:

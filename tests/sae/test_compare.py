@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from harmono.sae.cli import compare_rows
+from harmono.cli.sae import compare_rows
 
 
 def fake_run(directory, architecture, mono_coef, seed, r2, mono, device="cpu"):

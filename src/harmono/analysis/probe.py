@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harmono._checks import require_class_targets
+from harmono.core.checks import require_class_targets
 
 logger = logging.getLogger("harmono")
 PROVENANCE_KEYS = ("encoder", "weights", "output", "image_size", "class_names")

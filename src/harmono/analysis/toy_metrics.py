@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from harmono._checks import require_positive_int
+from harmono.core.checks import require_positive_int
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
 

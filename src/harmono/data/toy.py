@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harmono import _checks
+from harmono.core import checks
 
 TASKS = ("lattice", "modadd", "equivalence", "genealogy", "permutation")
 PAPER_DATA_SIZE = 1000
@@ -170,7 +170,7 @@ _BUILDERS = {
 @functools.cache
 def toy_task(name: str) -> ToyTask:
     """All unique examples of the task ``name`` (one of ``TASKS``); built once, arrays read-only."""
-    return _BUILDERS[_checks.require_choice("task", name, TASKS)]()
+    return _BUILDERS[checks.require_choice("task", name, TASKS)]()
 
 
 def _rows(inputs: np.ndarray, labels: np.ndarray) -> set[tuple[int, ...]]:
@@ -212,7 +212,7 @@ def split_task(
     """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    data_size = _checks.require_positive_int("data_size", data_size)
+    data_size = checks.require_positive_int("data_size", data_size)
     rng = np.random.default_rng(seed)
     unique = len(task.labels)
     if paper_sampling and task.name != "permutation":

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harmono import _checks
-from harmono._io import write_json_atomically
-from harmono.experiments.mono_toy import MonoToyConfig, run_mono_toy
-from harmono.experiments.toy_points import ToyPointsConfig, run_toy_points
+from harmono.core import checks
+from harmono.core.io import write_json_atomically
+from harmono.experiments.harmonic.points import ToyPointsConfig, run_toy_points
+from harmono.experiments.mono.cluster_latents import MonoToyConfig, run_mono_toy
 
 logger = logging.getLogger("harmono")
 
@@ -76,14 +76,14 @@ class DemoConfig:
     """Device of the toy models, the encoder and the SAEs: auto, cpu, cuda, ..."""
 
     def __post_init__(self) -> None:
-        _checks.require_at_least(
+        checks.require_at_least(
             self,
             ("toy_seeds", "lattice_epochs", "modadd_epochs", "prototype_epochs", "train_images",
              "test_images", "image_size", "d_sae", "k", "sae_epochs", "sae_batch_size", "top_images"),
             1,
         )  # fmt: skip
-        _checks.require_positive_number("sae_lr", self.sae_lr)
-        _checks.require_positive_number("mono_coef", self.mono_coef)
+        checks.require_positive_number("sae_lr", self.sae_lr)
+        checks.require_positive_number("mono_coef", self.mono_coef)
         if self.k > self.d_sae:
             raise ValueError(f"k must be <= d_sae, got k={self.k}, d_sae={self.d_sae}")
 
@@ -159,8 +159,8 @@ def run_step(
 
 def _toy_points(config: ToyPointsConfig, progress: bool) -> Callable[[Path], dict]:
     def run(directory: Path) -> dict:
-        from harmono.analysis.toy_plots import plot_toy_points
-        from harmono.experiments.toy_points import check_toy_claims
+        from harmono.analysis.point_plots import plot_toy_points
+        from harmono.experiments.harmonic.points import check_toy_claims
 
         results = run_toy_points(config, progress=progress)
         plot_toy_points(results, directory / "toy_points.png")
@@ -179,7 +179,7 @@ def _toy_points(config: ToyPointsConfig, progress: bool) -> Callable[[Path], dic
 
 def _mono_toy(config: MonoToyConfig) -> Callable[[Path], dict]:
     def run(directory: Path) -> dict:
-        from harmono.experiments.mono_toy import check_mono_toy_claims
+        from harmono.experiments.mono.cluster_latents import check_mono_toy_claims
 
         result = run_mono_toy(config)
         write_json_atomically(
@@ -193,9 +193,9 @@ def _mono_toy(config: MonoToyConfig) -> Callable[[Path], dict]:
 
 def _toy_suite(config: DemoConfig, progress: bool) -> Callable[[Path], dict]:
     def run(directory: Path) -> dict:
-        from harmono._device import resolve_device
         from harmono.analysis.toy_metrics import median_range
-        from harmono.experiments.toy_suite import run_config, run_name, suite_figures
+        from harmono.core.device import resolve_device
+        from harmono.experiments.harmonic.toy_suite import run_config, run_name, suite_figures
 
         epochs = {"lattice": config.lattice_epochs, "modadd": config.modadd_epochs}
         seeds = tuple(range(config.toy_seeds))
@@ -244,7 +244,7 @@ def _require_fashion_mnist() -> None:
 
 def _prototypes(config: DemoConfig, progress: bool) -> Callable[[Path], dict]:
     def run(directory: Path) -> dict:
-        from harmono.experiments.mnist_linear import MnistLinearConfig, run_mnist_linear
+        from harmono.experiments.harmonic.mnist_linear import MnistLinearConfig, run_mnist_linear
 
         _require_fashion_mnist()
         settings = MnistLinearConfig(dataset="fashion-mnist", seeds=1, epochs=config.prototype_epochs)
@@ -290,8 +290,8 @@ def sae_run_name(mono_coef: float) -> str:
 
 def _sae(config: DemoConfig, features: Path, progress: bool) -> Callable[[Path], dict]:
     def run(directory: Path) -> dict:
+        from harmono.analysis.latent_figures import write_sae_figures
         from harmono.features import FeatureStore
-        from harmono.report.latent_figures import write_sae_figures
         from harmono.sae.config import SAEConfig
         from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
         from harmono.sae.train import TrainConfig, train_sae

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from harmono import _checks
-from harmono._device import resolve_device
+from harmono.core import checks
+from harmono.core.device import resolve_device
 from harmono.data.images import ImageSet, load_image_dataset
-from harmono.features.encoders import Encoder, load_encoder
+from harmono.encoders.registry import Encoder, load_encoder
 from harmono.features.store import DEFAULT_SHARD_ROWS, DTYPES, FeatureStore, FeatureStoreWriter
 
 logger = logging.getLogger("harmono")
@@ -23,7 +23,7 @@ class ExtractConfig:
     """Settings of a feature extraction."""
 
     encoder: str = "efficientnet-lite0"
-    """Encoder name (see harmono.features.encoders.ENCODERS)."""
+    """Encoder name (see harmono.encoders.registry.ENCODERS)."""
     dataset: str = "fashion-mnist"
     """Dataset name, or folder:<path> for an image folder."""
     split: str = ""
@@ -45,11 +45,11 @@ class ExtractConfig:
     """Rows per shard file."""
 
     def __post_init__(self) -> None:
-        _checks.require_at_least(self, ("batch_size", "shard_rows"), 1)
-        _checks.require_at_least(self, ("image_size",), 0)
+        checks.require_at_least(self, ("batch_size", "shard_rows"), 1)
+        checks.require_at_least(self, ("image_size",), 0)
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0: all samples), got {self.limit}")
-        _checks.require_choice("dtype", self.dtype, DTYPES)
+        checks.require_choice("dtype", self.dtype, DTYPES)
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harmono._checks import require_positive_int
-from harmono._io import TMP_SUFFIX, write_atomically, write_json_atomically
+from harmono.core.checks import require_positive_int
+from harmono.core.io import TMP_SUFFIX, write_atomically, write_json_atomically
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -151,7 +151,7 @@ class FeatureStoreWriter:
         self._lock = self._acquire_lock()
         for leftover in self.directory.glob("*" + TMP_SUFFIX):  # from a writer killed mid-write
             leftover.unlink()
-        from harmono import __version__
+        from harmono.core.version import __version__
 
         fresh = {
             "format": FORMAT_VERSION,

@@ -1,6 +1,6 @@
 """An image classifier with a scored intermediate layer: backbone -> Linear + ReLU (+ TopK) -> head.
 
-The MonoLoss finetuning setup: any backbone (``harmono.models.backbones``)
+The MonoLoss finetuning setup: any backbone (``harmono.encoders.backbones``)
 gives features ``(B, D)``; an added intermediate layer ``Linear(D, D *
 expansion)`` + ReLU (+ optional per-row TopK) gives the units whose
 MonoScore is trained and measured; the head is linear or harmonic
@@ -20,16 +20,16 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from harmono import _checks
-from harmono._io import (
+from harmono.core import checks
+from harmono.core.io import (
     PRETRAINED_CONFIG,
     PRETRAINED_WEIGHTS,
     load_fitting_state,
     read_pretrained,
     write_pretrained,
 )
+from harmono.encoders.backbones import load_backbone
 from harmono.harmonic import HarmonicLinear
-from harmono.models.backbones import load_backbone
 from harmono.models.lora import apply_lora
 
 HEADS = ("linear", "harmonic")
@@ -44,7 +44,7 @@ class ClassifierConfig:
     num_classes: int = 10
     """Number of classes C."""
     backbone: str = "efficientnet-lite0"
-    """Backbone (see harmono.models.backbones): efficientnet-lite0, clip, timm:<m>, torchvision:<m>, ..."""
+    """Backbone (see harmono.encoders.backbones): efficientnet-lite0, clip, timm:<m>, torchvision:<m>, ..."""
     backbone_weights: str = "pretrained"
     """pretrained, random, or the path of a weights file."""
     backbone_source: str = ""
@@ -67,11 +67,11 @@ class ClassifierConfig:
     """Comma-separated names of the linear layers LoRA adapts."""
 
     def __post_init__(self) -> None:
-        _checks.require_at_least(self, ("num_classes", "expansion"), 1)
-        _checks.require_at_least(self, ("image_size", "topk", "lora_rank"), 0)
-        _checks.require_choice("head", self.head, HEADS)
-        _checks.require_non_negative_number("harmonic_exponent", self.harmonic_exponent)
-        _checks.require_positive_number("lora_alpha", self.lora_alpha)
+        checks.require_at_least(self, ("num_classes", "expansion"), 1)
+        checks.require_at_least(self, ("image_size", "topk", "lora_rank"), 0)
+        checks.require_choice("head", self.head, HEADS)
+        checks.require_non_negative_number("harmonic_exponent", self.harmonic_exponent)
+        checks.require_positive_number("lora_alpha", self.lora_alpha)
         if self.lora_rank and not self.lora_target_names:
             raise ValueError(f"lora_targets must name at least one layer, got {self.lora_targets!r}")
 
@@ -83,7 +83,7 @@ class ClassifierConfig:
     @classmethod
     def from_dict(cls, record: dict) -> ClassifierConfig:
         """The config of ``asdict(config)``; unknown keys are an error."""
-        _checks.require_known_fields(cls, record, "classifier config")
+        checks.require_known_fields(cls, record, "classifier config")
         return cls(**record)
 
 

@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harmono import _checks
-from harmono._io import load_fitting_state, read_pretrained, write_pretrained
-from harmono.harmonic import DEFAULT_EPS, harmonic_logits, harmonic_loss
+from harmono.core import checks
+from harmono.core.io import load_fitting_state, read_pretrained, write_pretrained
+from harmono.harmonic import harmonic_logits, harmonic_loss
+from harmono.harmonic.functional import DEFAULT_EPS
 
 HEADS = ("standard", "harmonic")
 
@@ -66,16 +67,16 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for name in ("block_size", "n_layer", "n_head", "n_embd"):
-            _checks.require_positive_int(name, getattr(self, name))
+            checks.require_positive_int(name, getattr(self, name))
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 0:
             raise ValueError(f"vocab_size must be an int >= 0 (0: the corpus'), got {self.vocab_size!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd must be divisible by n_head, got {self.n_embd} and {self.n_head}")
         if isinstance(self.dropout, bool) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        _checks.require_choice("head", self.head, HEADS)
-        _checks.require_non_negative_number("harmonic_exponent", self.harmonic_exponent)
-        _checks.require_non_negative_number("harmonic_eps", self.harmonic_eps)
+        checks.require_choice("head", self.head, HEADS)
+        checks.require_non_negative_number("harmonic_exponent", self.harmonic_exponent)
+        checks.require_non_negative_number("harmonic_eps", self.harmonic_eps)
 
     @property
     def exponent(self) -> float:
@@ -240,9 +241,9 @@ class GPT(nn.Module):
         ``temperature`` divides the logits (0 picks the most likely token);
         ``top_k`` keeps only the k most likely tokens.
         """
-        _checks.require_non_negative_number("temperature", temperature)
+        checks.require_non_negative_number("temperature", temperature)
         if top_k is not None:
-            _checks.require_positive_int("top_k", top_k)
+            checks.require_positive_int("top_k", top_k)
         for _ in range(max_new_tokens):
             logits = self(idx[:, -self.config.block_size :]).float()
             if temperature == 0:

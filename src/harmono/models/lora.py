@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from harmono import _checks
+from harmono.core import checks
 
 
 class LoRALinear(nn.Module):
@@ -36,8 +36,8 @@ class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
         super().__init__()
         self.base = base
-        self.rank = _checks.require_positive_int("rank", rank)
-        self.scale = _checks.require_positive_number("alpha", alpha) / rank
+        self.rank = checks.require_positive_int("rank", rank)
+        self.scale = checks.require_positive_number("alpha", alpha) / rank
         for parameter in base.parameters():
             parameter.requires_grad_(False)
         factory = {"device": base.weight.device, "dtype": base.weight.dtype}

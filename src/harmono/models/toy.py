@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harmono import _checks
+from harmono.core import checks
 
 ARCHITECTURES = ("mlp", "transformer")
 HEADS = ("standard", "harmonic")
@@ -82,13 +82,13 @@ class ToyModelConfig:
     """Transformer dropout rate during training."""
 
     def __post_init__(self) -> None:
-        _checks.require_choice("arch", self.arch, ARCHITECTURES)
-        _checks.require_choice("head", self.head, HEADS)
-        _checks.require_at_least(
+        checks.require_choice("arch", self.arch, ARCHITECTURES)
+        checks.require_choice("head", self.head, HEADS)
+        checks.require_at_least(
             self, ("vocab_size", "seq_len", "embed_dim", "mlp_hidden", "num_heads", "ff_dim", "num_layers"), 1
         )
-        _checks.require_positive_number("exponent", self.exponent)
-        _checks.require_non_negative_number("eps", self.eps)
+        checks.require_positive_number("exponent", self.exponent)
+        checks.require_non_negative_number("eps", self.eps)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.embed_dim % self.num_heads:

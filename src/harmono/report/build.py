@@ -15,7 +15,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from harmono._io import write_atomically
+from harmono.analysis.latent_table import LatentTable, read_latent_table
+from harmono.core.io import write_atomically
 from harmono.report.html import (
     Claims,
     Command,
@@ -27,7 +28,7 @@ from harmono.report.html import (
     Text,
     render_html,
 )
-from harmono.report.latents import LatentTable, browser_payload, read_latent_table
+from harmono.report.latents import browser_payload
 from harmono.sae.evaluate import EVALUATION_FILE
 
 logger = logging.getLogger("harmono")
@@ -89,8 +90,8 @@ def _rendered(plot, *args, **kwargs) -> bytes:
 
 def toy_sections(suite_dir: Path, run_dirs: Sequence[Path] | None = None, command: str = "") -> list[Section]:
     """Tables (top-2 EV and grokking epochs beside the paper's) and figures of toy runs."""
-    from harmono.experiments.toy_suite import load_run, suite_figures
-    from harmono.experiments.toy_tables import suite_rows
+    from harmono.experiments.harmonic.toy_suite import load_run, suite_figures
+    from harmono.experiments.harmonic.toy_tables import suite_rows
 
     run_dirs = list(run_dirs) if run_dirs is not None else _toy_run_dirs(suite_dir)
     records = [load_run(d)[0] for d in run_dirs]
@@ -141,9 +142,9 @@ def sae_sections(
     ``figure_dir`` holds the histogram and galleries already drawn by
     ``write_sae_figures`` (the demo's ``sae`` step); missing ones are drawn here.
     """
+    from harmono.analysis.latent_figures import HISTOGRAM_FILE, gallery_file, plot_gallery
     from harmono.analysis.latent_plots import plot_score_histograms
-    from harmono.report.latent_figures import HISTOGRAM_FILE, gallery_file, plot_gallery
-    from harmono.sae.cli import METRICS, compare_rows
+    from harmono.cli.sae import METRICS, compare_rows
 
     rows = [(table.name, *row[1:]) for table, row in zip(tables, compare_rows(list(run_dirs)), strict=True)]
     headers = ["SAE", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]
@@ -175,8 +176,8 @@ def sae_sections(
 
 
 def _training_curves(run_dirs: Sequence[Path], names: Sequence[str]) -> Figure | None:
-    from harmono._training import read_metric_log
     from harmono.analysis.latent_plots import plot_training_terms
+    from harmono.training.runs import read_metric_log
 
     logs = {}
     for run_dir, name in zip(run_dirs, names, strict=True):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from harmono import __version__
+from harmono.core.version import __version__
 from harmono.report.sprite import Sprite
 
 

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harmono import _checks
-from harmono._io import load_fitting_state, read_pretrained, write_pretrained
-from harmono._mono_stats import SparseEntries
+from harmono.core import checks
+from harmono.core.io import load_fitting_state, read_pretrained, write_pretrained
+from harmono.mono.inputs import SparseEntries
 from harmono.sae.config import B_DEC_INITS, SAEConfig
 
 REGISTRY: dict[str, type[SAE]] = {}
@@ -139,11 +139,11 @@ class SAE(nn.Module):
 
     def check_input(self, x: object) -> torch.Tensor:
         """``x`` as a validated ``(B, d_in)`` floating tensor (clear errors otherwise)."""
-        x = _checks.require_tensor("x", x)
-        _checks.require_floating("x", x)
+        x = checks.require_tensor("x", x)
+        checks.require_floating("x", x)
         if x.ndim != 2 or x.shape[1] != self.config.d_in:
             raise ValueError(f"x must have shape (B, d_in) = (B, {self.config.d_in}), got {tuple(x.shape)}")
-        _checks.require_non_empty("x", x, f"(B, {self.config.d_in})")
+        checks.require_non_empty("x", x, f"(B, {self.config.d_in})")
         return x
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,9 +270,9 @@ class SAE(nn.Module):
 
         ``b_dec`` is ``"geometric_median"`` (Weiszfeld), ``"mean"`` or ``"zeros"``.
         """
-        _checks.require_choice("b_dec", b_dec, B_DEC_INITS)
+        checks.require_choice("b_dec", b_dec, B_DEC_INITS)
         x = self.check_input(x) * self.config.input_scale
-        _checks.require_finite("x", x)
+        checks.require_finite("x", x)
         if b_dec == "geometric_median":
             value = geometric_median(x)
         elif b_dec == "mean":

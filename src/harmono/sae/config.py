@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from harmono import _checks
+from harmono.core import checks
 
 ARCHITECTURES = ("topk", "batchtopk", "jumprelu", "relu")
 RECONSTRUCTION_LOSSES = ("mse", "nmse")
@@ -51,19 +51,19 @@ class SAEConfig:
     """Inputs are multiplied by this before encoding (1: off); folded into the weights on save."""
 
     def __post_init__(self) -> None:
-        _checks.require_choice("architecture", self.architecture, ARCHITECTURES)
-        _checks.require_at_least(self, ("d_in", "d_sae", "k"), 1)
-        _checks.require_at_least(self, ("k_aux",), 0)
+        checks.require_choice("architecture", self.architecture, ARCHITECTURES)
+        checks.require_at_least(self, ("d_in", "d_sae", "k"), 1)
+        checks.require_at_least(self, ("k_aux",), 0)
         if self.k > self.d_sae:
             raise ValueError(f"k must be <= d_sae = {self.d_sae}, got {self.k}")
         for name in ("aux_coef", "l0_coef", "l1_coef"):
-            _checks.require_non_negative_number(name, getattr(self, name))
+            checks.require_non_negative_number(name, getattr(self, name))
         for name in ("threshold_init", "bandwidth", "input_scale"):
-            _checks.require_positive_number(name, getattr(self, name))
+            checks.require_positive_number(name, getattr(self, name))
         if not 0 < self.threshold_momentum <= 1:
             raise ValueError(f"threshold_momentum must lie in (0, 1], got {self.threshold_momentum}")
         if self.reconstruction:
-            _checks.require_choice("reconstruction", self.reconstruction, RECONSTRUCTION_LOSSES)
+            checks.require_choice("reconstruction", self.reconstruction, RECONSTRUCTION_LOSSES)
 
     @property
     def reconstruction_loss(self) -> str:
@@ -82,5 +82,5 @@ class SAEConfig:
     @classmethod
     def from_dict(cls, record: dict) -> SAEConfig:
         """The config of ``to_dict``; unknown keys are an error (a checkpoint of another version)."""
-        _checks.require_known_fields(cls, record, "SAE config")
+        checks.require_known_fields(cls, record, "SAE config")
         return cls(**record)

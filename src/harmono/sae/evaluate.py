@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from harmono._io import write_json_atomically
-from harmono.analysis.top_activations import TopActivations
+from harmono.core.io import write_json_atomically
 from harmono.features.store import FeatureStore
 from harmono.mono import MonoScore, MonoSummary, summarize
-from harmono.purity import ClassPurity
+from harmono.mono.purity import ClassPurity
 from harmono.sae.base import SAE
+from harmono.sae.top_activations import TopActivations
 
 EVALUATION_FILE = "evaluation.json"
 """Per-latent table and summary that ``harmono sae eval`` writes into a run directory."""
@@ -91,7 +91,7 @@ def evaluate_sae(
         with the summary and the store's directory.
     top_activations : str or Path, optional
         Write each latent's ``per_latent`` strongest activations and their store rows here
-        (safetensors, see ``harmono.analysis.top_activations``).
+        (safetensors, see ``harmono.sae.top_activations``).
     per_latent : int
         Samples kept per latent for ``top_activations``.
     progress : bool

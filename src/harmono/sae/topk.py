@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from harmono._mono_stats import SparseEntries
+from harmono.mono.inputs import SparseEntries
 from harmono.sae.base import SAE, decode_sparse, row_starts
 from harmono.sae.config import SAEConfig
 

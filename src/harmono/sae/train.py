@@ -24,7 +24,6 @@ BatchTopK threshold are reduced across ranks, so every rank holds the same SAE.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -37,26 +36,25 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from harmono import _checks
-from harmono._device import resolve_device
-from harmono._io import write_json_atomically
-from harmono._training import MetricLog, check_resumable
-from harmono._training import world as world_info
+from harmono.core import checks
+from harmono.core.device import resolve_device
+from harmono.core.io import write_json_atomically
 from harmono.features.store import FeatureStore, StoreView
-from harmono.mono import LOSS_AVERAGES, mono_loss
+from harmono.mono import mono_loss
+from harmono.mono.loss import LOSS_AVERAGES
 from harmono.sae import SAE, SAEConfig, create_sae
 from harmono.sae.base import B_DEC_INITS
-from harmono.sae.checkpoint import (
+from harmono.training.checkpoint import (
     load_checkpoint,
     prefixed,
     restore_training_state,
     save_training_state,
     unprefixed,
 )
+from harmono.training.runs import PRECISIONS, RUN_FILE, MetricLog, autocast_for, check_resumable
+from harmono.training.runs import world as world_info
 
 logger = logging.getLogger("harmono")
-PRECISIONS = ("fp32", "bf16")
-RUN_FILE = "run.json"
 SPARSE_MONO_MAX_DENSITY = 1 / 8
 """MonoLoss reads the sparse code while it lists up to this fraction of the latent entries, the dense
 latents above (on the CPU the sparse product costs about 7x the dense one per entry)."""
@@ -108,19 +106,19 @@ class TrainConfig:
     """Also log to TensorBoard (needs the tensorboard package)."""
 
     def __post_init__(self) -> None:
-        _checks.require_at_least(
+        checks.require_at_least(
             self, ("epochs", "batch_size", "init_samples", "checkpoint_every", "log_every"), 1
         )
-        _checks.require_at_least(self, ("warmup_steps", "dead_samples"), 0)
+        checks.require_at_least(self, ("warmup_steps", "dead_samples"), 0)
         for name in ("lr", "adam_eps"):
-            _checks.require_positive_number(name, getattr(self, name))
+            checks.require_positive_number(name, getattr(self, name))
         for name in ("grad_clip", "mono_coef"):
-            _checks.require_non_negative_number(name, getattr(self, name))
+            checks.require_non_negative_number(name, getattr(self, name))
         if not 0 <= self.decay_fraction <= 1:
             raise ValueError(f"decay_fraction must lie in [0, 1], got {self.decay_fraction}")
-        _checks.require_choice("mono_average", self.mono_average, LOSS_AVERAGES)
-        _checks.require_choice("b_dec_init", self.b_dec_init, B_DEC_INITS)
-        _checks.require_choice("precision", self.precision, PRECISIONS)
+        checks.require_choice("mono_average", self.mono_average, LOSS_AVERAGES)
+        checks.require_choice("b_dec_init", self.b_dec_init, B_DEC_INITS)
+        checks.require_choice("precision", self.precision, PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -260,11 +258,7 @@ def train_sae(
         device_ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(sae, device_ids=device_ids, broadcast_buffers=False)
     log = MetricLog(out, step, config.tensorboard, active=rank == 0)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if config.precision == "bf16"
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_for(config.precision, device)
     bar = tqdm(total=total, initial=step, desc=f"{sae_config.architecture} SAE", disable=not progress or rank)
     metrics: dict = {}
     tic, tic_step = time.perf_counter(), step
@@ -275,7 +269,7 @@ def train_sae(
         for position, (x, emb) in enumerate(batches):
             if position < skip:
                 continue
-            _checks.require_finite("features", x)
+            checks.require_finite("features", x)
             x = x.to(device, non_blocking=True)
             emb = emb.to(device, non_blocking=True) if emb is not None else None
             with autocast:

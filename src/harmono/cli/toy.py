@@ -1,0 +1,285 @@
+"""``harmono toy run | suite | efficiency | clusters | tables``: thin wrappers over the toy experiments."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from harmono.core.device import resolve_device
+from harmono.data.toy import TASKS
+from harmono.experiments.harmonic.toy_suite import (
+    DEFAULT_EXPONENT,
+    EFFICIENCY_FRACTIONS,
+    MODEL_NAMES,
+    PAPER_SEEDS,
+    SAMPLINGS,
+    record_run_name,
+    record_sampling,
+    run_config,
+    run_efficiency,
+    run_suite,
+    suite_figures,
+)
+from harmono.experiments.harmonic.toy_tables import (
+    EFFICIENCY_SECTION,
+    EXPONENT_SECTION,
+    SECTION,
+    efficiency_curves,
+    efficiency_markdown,
+    exponent_markdown,
+    read_results,
+    results_markdown,
+    suite_rows,
+)
+from harmono.experiments.harmonic.toy_tasks import EMBEDDING_REGULARISERS
+from harmono.models.toy import ARCHITECTURES, HEADS
+from harmono.report.marked_sections import markers, update_marked_section
+from harmono.report.text_table import format_table
+
+
+def _seeds(count: int) -> tuple[int, ...]:
+    if not 1 <= count <= len(PAPER_SEEDS):
+        raise ValueError(f"--seeds must be in [1, {len(PAPER_SEEDS)}] (the paper's seeds), got {count}")
+    return PAPER_SEEDS[:count]
+
+
+def _train_overrides(args: argparse.Namespace) -> dict:
+    names = (
+        "epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling",
+        "train_fraction",  # only `toy run` has this option
+    )  # fmt: skip
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _print_suite(records: list[dict], markdown: bool) -> None:
+    for sampling in SAMPLINGS:
+        chosen = [r for r in records if record_sampling(r) == sampling]
+        exponents = sorted({r["model"]["exponent"] for r in chosen if r["model"]["head"] == "harmonic"})
+        for exponent in exponents or [DEFAULT_EXPONENT]:
+            group = [
+                r for r in chosen if r["model"]["head"] == "standard" or r["model"]["exponent"] == exponent
+            ]
+            if not group:
+                continue
+            where = f"{sampling} sampling" + (f", harmonic n = {exponent:g}" if len(exponents) > 1 else "")
+            for cell, title in (
+                ("ev", "Top-2 PCA explained variance (%), median [min-max] over seeds (paper)"),
+                ("grokking", "Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9) (paper)"),
+            ):
+                print(f"\n{title}; {where}")
+                print(format_table(*suite_rows(group, cell), markdown=markdown))
+    print(f"\ntraining wall time: {sum(r['seconds'] for r in records):.0f} s")
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from harmono.analysis.toy_figures import plot_data_efficiency
+
+    records = read_results(args.results)
+    sections = {
+        SECTION: results_markdown(records),
+        EXPONENT_SECTION: exponent_markdown(records),
+        EFFICIENCY_SECTION: efficiency_markdown(records),
+    }
+    for path in args.write or []:
+        text = Path(path).read_text()
+        for name, section in sections.items():
+            if markers(name)[0] in text:
+                changed = update_marked_section(path, section, name)
+                print(f"{path} [{name}]: {'updated' if changed else 'already up to date'}")
+    if not args.write:
+        print("\n\n".join(sections.values()))
+    curves = efficiency_curves(records)
+    if args.figure and curves:
+        figure = plot_data_efficiency(curves, args.figure, title="test accuracy vs train fraction (MLP)")
+        print(f"figure: {figure}")
+    return 0
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from harmono.analysis.toy_metrics import class_separation, median_range
+    from harmono.data.toy import token_classes, toy_task
+    from harmono.experiments.harmonic.toy_suite import load_run
+
+    rows = []
+    for run in args.runs:
+        record, arrays = load_run(run)
+        task = toy_task(record["task"])
+        classes = token_classes(task)
+        measured = [class_separation(e[list(task.analysed_tokens)], classes) for e in arrays["embedding"]]
+        ratio = median_range([r for r, _ in measured])
+        spectrum = np.median(np.stack([s[: len(np.unique(classes)) - 1] for _, s in measured]), axis=0)
+        rows.append((Path(run).name, f"{ratio[0]:.4f} [{ratio[1]:.4f}-{ratio[2]:.4f}]",
+                     " ".join(f"{v:.3f}" for v in spectrum)))  # fmt: skip
+    headers = ["run", "within / between class distance, median [min-max]", "EV of the class means (median)"]
+    print(format_table(headers, rows, markdown=args.markdown))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = {"exponent": args.exponent} if args.exponent is not None else None
+    record = run_config(
+        args.task, args.arch, args.head, args.out, _seeds(args.seeds), not args.no_progress, overrides,
+        device=resolve_device(args.device), **_train_overrides(args),
+    )  # fmt: skip
+    figures = suite_figures(args.out, [record], [Path(args.out)])
+    _print_suite([record], args.markdown)
+    rows = [
+        (s["seed"], f"{100 * s['ev_top2']:.1f}", s["train_epoch"], s["test_epoch"],
+         f"{s['final_train_acc']:.3f}", f"{s['final_test_acc']:.3f}", f"{s['leakage']:.2f}")
+        for s in record["seeds"]
+    ]  # fmt: skip
+    print(format_table(["seed", "EV2 %", "train>0.9", "test>0.9", "train acc", "test acc", "leakage"], rows))
+    print(f"results in {Path(args.out) / 'results.json'}; figures: {', '.join(str(f) for f in figures)}")
+    return 0
+
+
+def _refuse_paper_sampling_flag(args: argparse.Namespace) -> None:
+    if args.paper_sampling:
+        raise ValueError("use --samplings paper (or --samplings leak-free paper) here, not --paper-sampling")
+
+
+def _suite(args: argparse.Namespace) -> int:
+    _refuse_paper_sampling_flag(args)
+    start = time.perf_counter()
+    records = run_suite(
+        args.out,
+        args.tasks,
+        args.archs,
+        _seeds(args.seeds),
+        not args.no_progress,
+        device=resolve_device(args.device),
+        heads=args.heads,
+        samplings=args.samplings,
+        exponents=args.exponents,
+        results_dir=args.results,
+        **_train_overrides(args),
+    )
+    drawn = [r for r in records if (Path(args.out) / record_run_name(r) / "curves.safetensors").is_file()]
+    figures = suite_figures(args.out, drawn) if drawn else []
+    _print_suite(records, args.markdown)
+    print(f"this call: {time.perf_counter() - start:.0f} s; figures: {', '.join(str(f) for f in figures)}")
+    return 0
+
+
+def _efficiency(args: argparse.Namespace) -> int:
+    from harmono.analysis.toy_figures import plot_data_efficiency
+    from harmono.analysis.toy_metrics import mean_std
+
+    _refuse_paper_sampling_flag(args)
+    curves = run_efficiency(
+        args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
+        device=resolve_device(args.device), samplings=args.samplings, results_dir=args.results,
+        **_train_overrides(args),
+    )  # fmt: skip
+    figure = plot_data_efficiency(
+        curves, Path(args.out) / "data_efficiency.png", title=f"{args.task}: test accuracy"
+    )
+    names = list(curves[args.task])
+    rows = []
+    for k, fraction in enumerate(args.fractions):
+        row = [f"{fraction:g}"]
+        for name in names:
+            mean, std = mean_std(curves[args.task][name][1][:, k])
+            row.append(f"{mean:.3f} ± {std:.3f}")
+        rows.append(row)
+    print(format_table(["train fraction", *names], rows, markdown=args.markdown))
+    print(f"figure: {figure}")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
+    parser.add_argument("--out", required=True, help="output directory (finished runs in it are reused)")
+    parser.add_argument(
+        "--seeds", type=int, default=seeds, help=f"the first N of the paper's 20 seeds (default {seeds})"
+    )
+    group = parser.add_argument_group("training (default: the official protocol)")
+    group.add_argument(
+        "--epochs", type=int, help="epochs (default 7000; 10000 for the permutation transformer)"
+    )
+    group.add_argument("--batch-size", type=int, help="examples per step (default 32)")
+    group.add_argument("--lr", type=float, help="AdamW learning rate (default 2e-3)")
+    group.add_argument(
+        "--weight-decay", type=float, help="AdamW weight decay (default 0.01 MLP, 0.005 transformer)"
+    )
+    group.add_argument(
+        "--embedding-reg", choices=EMBEDDING_REGULARISERS, help="embedding regulariser (default rms)"
+    )
+    group.add_argument(
+        "--reg-strength", type=float, help="weight of the embedding regulariser (default 0.01)"
+    )
+    group.add_argument(
+        "--paper-sampling", action="store_true", default=None,
+        help="draw examples with replacement as the official code (test examples leak into training)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="auto", help="where to train: cpu, cuda, or auto (a GPU if any; default)"
+    )
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_stacking(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--samplings", nargs="+", choices=SAMPLINGS, default=["leak-free"],
+        help="splits to run: leak-free (without replacement; default) and/or paper (with replacement)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--results", type=Path,
+        help="also write each finished configuration's results JSON here (e.g. results/toy)",
+    )  # fmt: skip
+
+
+def add_toy_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``harmono toy run | suite | efficiency`` to the ``harmono`` parser."""
+    toy = sub.add_parser("toy", help="harmonic loss on the paper's algorithmic tasks").add_subparsers(
+        dest="toy_command", required=True
+    )
+    run = toy.add_parser("run", help="one task, architecture and head, all seeds trained at once")
+    run.add_argument("--task", choices=TASKS, required=True)
+    run.add_argument("--arch", choices=ARCHITECTURES, default="mlp")
+    run.add_argument("--head", choices=HEADS, default="harmonic")
+    run.add_argument("--exponent", type=float, help="harmonic exponent n in p ∝ d^-n (default 2)")
+    run.add_argument("--train-fraction", type=float, help="share of examples for training (default 0.8)")
+    _add_common(run, 20)
+    run.set_defaults(func=_run)
+    suite = toy.add_parser(
+        "suite",
+        help=f"all tasks x {', '.join(MODEL_NAMES.values())} (x samplings x exponents), "
+        "one stack per task and architecture; resumable",
+    )
+    suite.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    suite.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
+    suite.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
+    suite.add_argument(
+        "--exponents", nargs="+", type=float, default=[DEFAULT_EXPONENT],
+        help="harmonic exponents n in p ∝ d^-n, one configuration each (default 2)",
+    )  # fmt: skip
+    _add_stacking(suite)
+    _add_common(suite, 20)
+    suite.set_defaults(func=_suite)
+    efficiency = toy.add_parser("efficiency", help="test accuracy vs train fraction, both heads")
+    efficiency.add_argument("--task", choices=TASKS, required=True)
+    efficiency.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=["mlp"])
+    efficiency.add_argument("--fractions", nargs="+", type=float, default=list(EFFICIENCY_FRACTIONS))
+    _add_stacking(efficiency)
+    _add_common(efficiency, 3)
+    efficiency.set_defaults(func=_efficiency)
+    clusters = toy.add_parser(
+        "clusters", help="how tightly the embeddings cluster by class (equivalence: numbers mod 5)"
+    )
+    clusters.add_argument("runs", nargs="+", help="finished toy run directories")
+    clusters.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    clusters.set_defaults(func=_clusters)
+    tables = toy.add_parser(
+        "tables", help="Markdown tables of committed toy results beside the paper's (README, docs)"
+    )
+    tables.add_argument("results", type=Path, help="folder of results JSON (harmono toy suite --results)")
+    tables.add_argument(
+        "--write", nargs="+", type=Path,
+        help="files whose toy-tables / toy-exponents / toy-efficiency markers to fill (default: print)",
+    )  # fmt: skip
+    tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
+    tables.set_defaults(func=_tables)

@@ -1,0 +1,1 @@
+"""Image encoders by name, from local weights only: feature extraction and finetuning backbones."""

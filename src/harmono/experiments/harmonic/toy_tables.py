@@ -1,0 +1,255 @@
+"""The toy suite's tables beside the paper's numbers, from run records or the committed ``results/toy``.
+
+:func:`suite_rows` lays a suite out as the paper does (tasks x the four
+models: per-seed top-2 EV as median [min-max], grokking epochs).
+:func:`results_markdown` makes the Markdown of every committed result, one
+table per sampling, with "pending" where a configuration has not run;
+``harmono toy tables`` writes it into the README and the docs between the
+markers of the section ``toy-tables``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from harmono.analysis.toy_metrics import mean_std, median_range
+from harmono.data.toy import TASKS
+from harmono.experiments.harmonic.toy_suite import (
+    DEFAULT_EXPONENT,
+    EFFICIENCY_FRACTIONS,
+    MODEL_NAMES,
+    SAMPLINGS,
+    SUITE_ORDER,
+    efficiency_label,
+    paper_configs,
+    record_sampling,
+)
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
+
+PAPER_EV_TOP2 = {
+    "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
+    "modadd": ("45.5 [35-63]", "100 [51-100]", "60.5 [38-80]", "64 [30-96]"),
+    "equivalence": ("96.5 [86-98]", "80.5 [64-92]", "91.5 [87-97]", "94 [79-97]"),
+    "genealogy": ("29 [27-32]", "51 [41-60]", "26 [24-27]", "39 [34-46]"),
+    "permutation": ("38.5 [32-46]", "37.5 [27-86]", "32.5 [29-41]", "37 [27-42]"),
+}
+"""Top-2 EV (%) per seed, median [min-max] over 20 seeds, in ``SUITE_ORDER`` (the paper's Fig. 7)."""
+
+PAPER_GROKKING = {
+    "lattice": ("12→12", "10→10", "412→716", "488→679 (18/20)"),
+    "modadd": ("68→1032", "307→308", "486→781 (19/20)", "test 4172 (8/20)"),
+    "equivalence": ("70→73", "47→59", "56→61", "1568→1617 (19/20)"),
+    "genealogy": ("26→242 (18/20)", "98→298", "71→498 (18/20)", "test 3124 (5/20)"),
+    "permutation": ("95→2861 (14/20)", "913→1049 (18/20)", "test 5398 (11/20)", "- (0/20)"),
+}
+"""Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9), in ``SUITE_ORDER`` (the paper's)."""
+
+
+def _percent_range(values: list[float]) -> str:
+    median, low, high = median_range([100 * v for v in values])
+    return f"{median:.3g} [{low:.0f}-{high:.0f}]"
+
+
+def _grokking_cell(seeds: list[dict]) -> str:
+    reached = sum(s["test_epoch"] is not None for s in seeds)
+    train = median_range([s["train_epoch"] for s in seeds])
+    test = median_range([s["test_epoch"] for s in seeds])
+    count = f" ({reached}/{len(seeds)})" if reached < len(seeds) else ""
+    if test is None:
+        return f"- ({reached}/{len(seeds)})"
+    return f"{train[0]:.0f}→{test[0]:.0f}{count}" if train else f"test {test[0]:.0f}{count}"
+
+
+def suite_rows(records: Sequence[dict], cell: str) -> tuple[list[str], list[list[str]]]:
+    """A task x model table of the suite with the paper's value beside each cell.
+
+    ``cell`` is ``"ev"`` (top-2 EV in %, median [min-max] over seeds) or
+    ``"grokking"`` (median epoch train > 0.9 -> test > 0.9, seeds reaching
+    test > 0.9 when not all). Returns ``(headers, rows)``.
+    """
+    by_key = {(r["task"], r["model"]["arch"], r["model"]["head"]): r for r in records}
+    if len(by_key) < len(records):
+        raise ValueError("expected one record per task, architecture and head; select one sampling first")
+    paper = PAPER_EV_TOP2 if cell == "ev" else PAPER_GROKKING
+    present = [key for key in SUITE_ORDER if any(k[1:] == key for k in by_key)]
+    headers = ["task"] + [f"{MODEL_NAMES[key]} (paper)" for key in present]
+    rows = []
+    for task in TASKS:
+        if not any(k[0] == task for k in by_key):
+            continue
+        row = [task]
+        for key in present:
+            record = by_key.get((task, *key))
+            if record is None:
+                row.append("-")
+                continue
+            seeds = record["seeds"]
+            ours = _percent_range([s["ev_top2"] for s in seeds]) if cell == "ev" else _grokking_cell(seeds)
+            row.append(f"{ours} ({paper[task][SUITE_ORDER.index(key)]})")
+        rows.append(row)
+    return headers, rows
+
+
+SAMPLING_TITLES = {
+    "leak-free": "leak-free split (drawn without replacement: no test example is in training)",
+    "paper": "the paper's sampling (drawn with replacement: test examples repeat training examples)",
+}
+SECTION = "toy-tables"
+"""Name of the marked section the tables go into (:mod:`harmono.report.marked_sections`)."""
+EXPONENT_SECTION = "toy-exponents"
+"""Name of the marked section of the exponent table."""
+EFFICIENCY_SECTION = "toy-efficiency"
+"""Name of the marked section of the data-efficiency table."""
+EXPONENT_TASKS, SWEPT_EXPONENTS = ("modadd", "lattice"), (1.0, 2.0, 4.0, 8.0)
+"""The exponent sweep: harmonic MLPs on these tasks with these exponents (harmono's ``p ∝ d^-n``)."""
+
+
+def read_results(results_dir: str | Path) -> list[dict]:
+    """Every ``*.json`` record in ``results_dir`` (from ``harmono toy suite --results``), sorted by name."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"expected a folder of toy results (*.json), got {results_dir}")
+    records = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            record["task"], record["model"]["head"], record["train"]["paper_sampling"], record["seeds"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a toy result record ({error!r})") from error
+        records.append(record)
+    return records
+
+
+def _official_training(record: dict) -> bool:
+    """Whether a record trained by the official protocol (its sampling aside) on the 20 official seeds."""
+    _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"])
+    wanted = {**asdict(train), "paper_sampling": record["train"]["paper_sampling"]}
+    return record["train"] == wanted and [s["seed"] for s in record["seeds"]] == list(PAPER_SEEDS)
+
+
+def is_official(record: dict) -> bool:
+    """Whether a record is one cell of the paper's tables: official protocol, 20 seeds, exponent 2."""
+    return _official_training(record) and record["model"]["exponent"] == DEFAULT_EXPONENT
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _full_rows(records: Sequence[dict], cell: str) -> tuple[list[str], list[list[str]]]:
+    """Like :func:`suite_rows` for all five tasks and four models, "pending" where nothing ran."""
+    headers, rows = suite_rows(records, cell) if records else (["task"], [])
+    done = {row[0]: dict(zip(headers[1:], row[1:], strict=True)) for row in rows}
+    paper = PAPER_EV_TOP2 if cell == "ev" else PAPER_GROKKING
+    full_headers = ["task"] + [f"{MODEL_NAMES[key]} (paper)" for key in SUITE_ORDER]
+    full_rows = []
+    for task in TASKS:
+        row = [task]
+        for index, header in enumerate(full_headers[1:]):
+            found = done.get(task, {}).get(header, "-")
+            row.append(found if found != "-" else f"pending ({paper[task][index]})")
+        full_rows.append(row)
+    return full_headers, full_rows
+
+
+def results_markdown(records: Sequence[dict]) -> str:
+    """The Markdown tables of the official-protocol records, per sampling: top-2 EV, then grokking."""
+    official = [r for r in records if is_official(r)]
+    blocks = []
+    for sampling in SAMPLINGS:
+        chosen = [r for r in official if record_sampling(r) == sampling]
+        seeds = sorted({len(r["seeds"]) for r in chosen})
+        count = f"{'/'.join(map(str, seeds))} seeds" if seeds else "no run yet"
+        blocks.append(f"**Top-2 PCA explained variance (%) of the embeddings, {SAMPLING_TITLES[sampling]}**: "
+                      f"median [min-max] over seeds ({count}), the paper's in parentheses.")  # fmt: skip
+        blocks.append(_table(*_full_rows(chosen, "ev")))
+        blocks.append(f"**Grokking, {SAMPLING_TITLES[sampling]}**: median first epoch of 20 in a row with "
+                      "train accuracy > 0.9 → the same for test (seeds whose test accuracy got there, when "
+                      "not all), the paper's in parentheses.")  # fmt: skip
+        blocks.append(_table(*_full_rows(chosen, "grokking")))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    mean, std = mean_std(values)
+    return f"{mean:.2f}" if len(values) < 2 else f"{mean:.2f} ± {std:.2f}"
+
+
+def exponent_markdown(records: Sequence[dict]) -> str:
+    """The exponent sweep of harmonic MLPs: ``EXPONENT_TASKS`` x samplings x ``SWEPT_EXPONENTS``.
+
+    A configuration not yet run says "pending".
+    Columns: top-2 EV (%, median [min-max]), grokking (median epoch train >
+    0.9 -> test > 0.9), final test accuracy (mean ± std over seeds).
+    """
+    found = {
+        (r["task"], record_sampling(r), r["model"]["exponent"]): r
+        for r in records
+        if r["model"]["arch"] == "mlp" and r["model"]["head"] == "harmonic" and _official_training(r)
+    }
+    rows = []
+    for task in EXPONENT_TASKS:
+        for sampling in SAMPLINGS:
+            for n in SWEPT_EXPONENTS:
+                record = found.get((task, sampling, n))
+                cells = ["pending"] * 3
+                if record is not None:
+                    seeds = record["seeds"]
+                    cells = [_percent_range([s["ev_top2"] for s in seeds]), _grokking_cell(seeds),
+                             _mean_std([s["final_test_acc"] for s in seeds])]  # fmt: skip
+                rows.append([task, sampling, f"{n:g}", *cells])
+    headers = ["task", "sampling", "n", "top-2 EV %", "epoch train > 0.9 → test > 0.9", "final test accuracy"]
+    return _table(headers, rows) + "\n"
+
+
+def efficiency_curves(records: Sequence[dict], arch: str = "mlp") -> dict[str, dict[str, tuple]]:
+    """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
+
+    A data-efficiency record is one trained with an explicit train fraction
+    on the official protocol otherwise (3 seeds by default); fractions with
+    no record are left out of a curve.
+    """
+    points: dict[str, dict[str, dict[float, list[float]]]] = {}
+    for r in records:
+        _, train = paper_configs(r["task"], arch, r["model"]["head"])
+        wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
+                  "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
+        if r["model"]["arch"] != arch or r["train"] != wanted or r["model"]["exponent"] != DEFAULT_EXPONENT:
+            continue
+        if len(r["seeds"]) == len(PAPER_SEEDS):
+            continue  # the 20-seed suite, not an efficiency run
+        label = efficiency_label(arch, r["model"]["head"], record_sampling(r))
+        accuracy = [s["final_test_acc"] for s in r["seeds"]]
+        points.setdefault(r["task"], {}).setdefault(label, {})[r["train"]["train_fraction"]] = accuracy
+    curves: dict[str, dict[str, tuple]] = {}
+    for task in TASKS:
+        for label, by_fraction in points.get(task, {}).items():
+            fractions = sorted(by_fraction)
+            seeds = min(len(by_fraction[f]) for f in fractions)
+            accuracy = np.array([by_fraction[f][:seeds] for f in fractions]).T
+            curves.setdefault(task, {})[label] = (np.array(fractions), accuracy)
+    return curves
+
+
+def efficiency_markdown(records: Sequence[dict]) -> str:
+    """Final test accuracy (mean ± std over seeds) per task and curve (rows) and train fraction (columns)."""
+    curves = efficiency_curves(records)
+    labels = [
+        efficiency_label("mlp", head, sampling) for head in ("standard", "harmonic") for sampling in SAMPLINGS
+    ]
+    rows = []
+    for task in TASKS:
+        for label in labels:
+            fractions, accuracy = curves.get(task, {}).get(label, (np.empty(0), None))
+            row = [task, label]
+            for fraction in EFFICIENCY_FRACTIONS:
+                hits = [k for k, f in enumerate(fractions) if abs(f - fraction) < 1e-9]
+                row.append(_mean_std(list(accuracy[:, hits[0]])) if hits else "pending")
+            rows.append(row)
+    return _table(["task", "model", *(f"{f:g}" for f in EFFICIENCY_FRACTIONS)], rows) + "\n"

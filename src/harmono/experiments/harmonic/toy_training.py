@@ -1,0 +1,446 @@
+"""Train the toy MLP/transformer on an algorithmic task, many seeds and configurations at once.
+
+:func:`train_toy_configs` trains several configurations of one task and
+architecture (heads, exponents, samplings, train fractions, learning rates),
+every seed of each, in one :class:`~harmono.models.toy.BatchedToyModel`.
+Seed ``s`` of a configuration gets its own split (``split_task(...,
+seed=s)``), initialisation, shuffling and dropout masks, each from its own
+generator, and its own AdamW state (:class:`StackedAdamW`); a model whose
+epoch has fewer batches than another's sits out the extra steps. So the
+stack trains exactly the models that each configuration, or each seed,
+would train alone (the tests check both). :func:`train_toy_seeds` is the
+one-configuration case.
+
+Protocol: see :mod:`harmono.experiments.harmonic.toy_tasks`. After every epoch the
+accuracy on the whole train and test sets is measured with dropout off.
+Training runs with denormal floats flushed to zero (the setting is restored
+afterwards): a guard, as x86 CPUs are many times slower on denormals (a
+square root over a tensor of them, measured: 11x) and values below 1e-38
+change nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+from tqdm.auto import tqdm
+
+from harmono.analysis.toy_metrics import explained_variance_ratios, grokking_epoch
+from harmono.core.io import write_atomically
+from harmono.data.toy import ToySplit, ToyTask, split_task
+from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
+from harmono.experiments.harmonic.toy_tasks import (
+    GROKKING_THRESHOLD,
+    GROKKING_WINDOW,
+    PAPER_SEEDS,
+    SeedResult,
+    ToyConfiguration,
+    ToyRunResult,
+    ToyTrainConfig,
+    embedding_penalty,
+)
+from harmono.models.toy import BatchedToyModel, ToyModelConfig
+
+STACK_LAYOUT = "members sorted by steps per epoch, longest first"
+"""How a checkpoint's rows are ordered (part of its spec: a checkpoint of another layout is refused)."""
+STACK_SHARED_TRAINING = ("epochs", "batch_size")
+"""Training fields every configuration of one stack shares."""
+EVALUATION_ROWS = 8192
+"""Rows (examples x models) per evaluation chunk."""
+
+
+def _training_generator(seed: int) -> torch.Generator:
+    """Seed ``seed``'s stream for shuffling and dropout, apart from its initialisation stream."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+
+
+def _check_stack(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> None:
+    if not configurations:
+        raise ValueError("expected at least one configuration, got none")
+    first = configurations[0]
+    for index, configuration in enumerate(configurations):
+        model, train = configuration.model, configuration.train
+        if (model.vocab_size, model.seq_len) != (task.vocab_size, task.seq_len):
+            raise ValueError(
+                f"model_config expects vocab_size {model.vocab_size} and seq_len {model.seq_len}, "
+                f"task {task.name!r} has {task.vocab_size} and {task.seq_len}"
+            )
+        for name in STACK_SHARED_TRAINING:
+            if getattr(train, name) != getattr(first.train, name):
+                raise ValueError(
+                    f"configurations of one stack must share {name}: configuration 0 has "
+                    f"{getattr(first.train, name)}, configuration {index} has {getattr(train, name)}"
+                )
+
+
+def _padded(rows: list[np.ndarray], fill: int = 0) -> torch.Tensor:
+    """``rows`` of different lengths as one ``(len(rows), longest)`` int64 tensor padded with ``fill``."""
+    out = np.full((len(rows), max(len(r) for r in rows)), fill, dtype=np.int64)
+    for k, row in enumerate(rows):
+        out[k, : len(row)] = row
+    return torch.from_numpy(out)
+
+
+class _EvaluationSet:
+    """Each model's distinct examples, with how often each sits in its train and its test split.
+
+    Accuracy is then one pass over ``ids (S, U)`` weighted by the counts,
+    the same number as a pass over every drawn example (the paper's
+    sampling draws many examples twice).
+    """
+
+    def __init__(self, splits: Sequence[ToySplit], device: torch.device) -> None:
+        ids, train_counts, test_counts = [], [], []
+        for split in splits:
+            unique, inverse = np.unique(
+                np.concatenate([split.train_ids, split.test_ids]), return_inverse=True
+            )
+            n_train = len(split.train_ids)
+            ids.append(unique)
+            train_counts.append(np.bincount(inverse[:n_train], minlength=len(unique)))
+            test_counts.append(np.bincount(inverse[n_train:], minlength=len(unique)))
+        self.ids = _padded(ids).to(device)
+        self.train_counts = _padded(train_counts).double().to(device)
+        self.test_counts = _padded(test_counts).double().to(device)
+
+    @torch.no_grad()
+    def accuracy(
+        self, model: BatchedToyModel, inputs: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(S,)`` train and test accuracy of each model (dropout off) from the task's examples.
+
+        Examples go through in chunks of about ``EVALUATION_ROWS`` rows (all
+        models together), whose activations stay in the CPU cache.
+        """
+        chunk = max(1, EVALUATION_ROWS // self.ids.shape[0])
+        correct = torch.cat(
+            [model.predict(inputs[ids]) == labels[ids] for ids in self.ids.split(chunk, dim=1)],
+            dim=1,
+        ).double()
+        return (
+            (correct * self.train_counts).sum(1) / self.train_counts.sum(1),
+            (correct * self.test_counts).sum(1) / self.test_counts.sum(1),
+        )
+
+
+class _Batches:
+    """Each model's shuffled batches of its own training split, padded to the longest epoch.
+
+    Model ``k`` shuffles its ``n_k`` training examples with its own
+    generator every epoch and takes ``ceil(n_k / batch_size)`` steps; in the
+    steps after its last one it is left out of the update, and the padding
+    rows of its last batch weigh nothing in its loss. The models come
+    sorted by their number of steps, longest first, so the models of a step
+    are the first ones of the stack and only those are computed.
+    """
+
+    def __init__(self, splits: Sequence[ToySplit], batch_size: int, seeds: list[int], device: torch.device):
+        self.batch_size = batch_size
+        self.train_ids = _padded([s.train_ids for s in splits]).to(device)
+        self.n_train = [len(s.train_ids) for s in splits]
+        self.steps = [-(-n // batch_size) for n in self.n_train]
+        self.longest = max(self.steps)
+        self.generators = [_training_generator(seed) for seed in seeds]
+        slots = torch.arange(self.longest * batch_size, device=device)
+        self.weight = (slots < torch.tensor(self.n_train, device=device)[:, None]).to(torch.float32)
+        if self.steps != sorted(self.steps, reverse=True):
+            raise ValueError(f"models must come sorted by steps per epoch, longest first, got {self.steps}")
+        self.active = torch.tensor([[step < count for count in self.steps] for step in range(self.longest)])
+        self.active = self.active.to(device)
+        self.taking = [int(row.sum()) for row in self.active]
+        """Models in each step: the first ``taking[step]`` of the stack."""
+
+    def train_epoch(
+        self,
+        model: BatchedToyModel,
+        optimizer: StackedAdamW,
+        reg_weights: dict[str, torch.Tensor],
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+    ) -> None:
+        """One epoch of every model: shuffle, draw dropout masks, one optimizer step per batch."""
+        b = self.batch_size
+        order = _padded(
+            [
+                torch.randperm(n, generator=g).numpy()
+                for n, g in zip(self.n_train, self.generators, strict=True)
+            ]
+        ).to(self.train_ids.device)
+        order = F.pad(order, (0, self.longest * b - order.shape[1]))
+        rows = self.train_ids.gather(1, order)
+        masks = model.dropout_masks(self.generators, self.steps, b)
+        masks = None if masks is None else [m.to(self.train_ids.device) for m in masks]
+        for step, count in enumerate(self.taking):
+            window = slice(step * b, (step + 1) * b)
+            ids, weight = rows[:count, window], self.weight[:count, window]
+            params = model.leading_params(count)
+            step_masks = None if masks is None else [m[:count, step] for m in masks]
+            logits = model(inputs[ids], step_masks, params=params)
+            loss = F.cross_entropy(logits.flatten(0, 1), labels[ids].flatten(), reduction="none")
+            total = ((loss.view_as(weight) * weight).sum(1) / weight.sum(1).clamp_min(1.0)).sum()
+            for kind, reg_weight in reg_weights.items():
+                total = total + (reg_weight[:count] * embedding_penalty(params["embedding"], kind)).sum()
+            model.flat.grad = None
+            total.backward()
+            optimizer.step(self.active[step])
+
+
+def _checkpoint_spec(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> str:
+    record = {
+        "task": task.name,
+        "configurations": [c.record() for c in configurations],
+        "layout": STACK_LAYOUT,
+    }
+    return json.dumps(record, sort_keys=True)
+
+
+def _save_checkpoint(path: Path, spec: str, epoch: int, state: dict[str, torch.Tensor]) -> None:
+    blob = save(
+        {k: v.detach().cpu().contiguous() for k, v in state.items()}, {"spec": spec, "epoch": str(epoch)}
+    )
+    write_atomically(path, lambda handle: handle.write(blob))
+
+
+def _load_checkpoint(path: Path, spec: str) -> tuple[int, dict[str, torch.Tensor]] | None:
+    """``(epochs done, tensors)`` of a checkpoint of this very stack, or ``None`` when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        state = load_file(path)
+    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
+        raise ValueError(
+            f"{path}: not a readable toy-stack checkpoint ({error}); delete it to start over"
+        ) from error
+    if metadata.get("spec") != spec:
+        raise ValueError(f"{path} is a checkpoint of another stack; delete it or use another folder")
+    return int(metadata["epoch"]), state
+
+
+def _restore(
+    state: dict[str, torch.Tensor],
+    model: BatchedToyModel,
+    optimizer: StackedAdamW,
+    generators: list[torch.Generator],
+    curves: tuple[torch.Tensor, torch.Tensor],
+) -> float:
+    """Put a checkpoint's parameters, AdamW state, generator states and curves back; its seconds."""
+    with torch.no_grad():
+        model.flat.copy_(state["flat"])
+    optimizer.load_state_tensors(state)
+    for generator, generator_state in zip(generators, state["generators"], strict=True):
+        generator.set_state(generator_state.clone())
+    for curve, name in zip(curves, ("train_acc", "test_acc"), strict=True):
+        curve[:, : state[name].shape[1]] = state[name]
+    return float(state["seconds"])
+
+
+def train_toy_configs(
+    task: ToyTask,
+    configurations: Sequence[ToyConfiguration],
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    checkpoint: str | Path | None = None,
+    checkpoint_every: int = 250,
+) -> list[ToyRunResult]:
+    """Train every seed of every configuration at once; see the module notes.
+
+    Parameters
+    ----------
+    task : ToyTask
+        The task; every ``model.vocab_size`` and ``seq_len`` must match it.
+    configurations : sequence of ToyConfiguration
+        Models of one architecture and shape (they may differ in head,
+        exponent, ``eps``) and training settings that share ``epochs`` and
+        ``batch_size`` (they may differ in everything else: learning rate,
+        weight decay, regulariser, train fraction, data size, sampling).
+    progress : bool
+        Show a tqdm bar over epochs.
+    device : str or torch.device
+        Where to train. Initialisation, splits, shuffling and dropout masks
+        are drawn on the CPU, so a seed trains the same model on any device
+        (to float tolerance).
+    checkpoint : str or Path, optional
+        A file to save the whole state to every ``checkpoint_every`` epochs
+        (atomically) and to resume from: a killed run continues from its
+        last checkpoint to the result it would have reached. Refused when
+        it holds another stack.
+    checkpoint_every : int
+        Epochs between checkpoints.
+
+    Returns
+    -------
+    list of ToyRunResult
+        One per configuration, in order: per-seed EV, grokking epochs and
+        accuracies, the accuracy curves and the final embeddings.
+    """
+    _check_stack(task, configurations)
+    device = torch.device(device)
+    members = [(c, seed) for c in configurations for seed in c.seeds]
+    splits = [
+        split_task(task, c.train.train_fraction, seed, data_size=c.train.data_size,
+                   paper_sampling=c.train.paper_sampling)
+        for c, seed in members
+    ]  # fmt: skip
+    # the stack's rows: members sorted by their steps per epoch, longest first (stable)
+    batch_size = configurations[0].train.batch_size
+    steps = [-(-len(split.train_ids) // batch_size) for split in splits]
+    rows = sorted(range(len(members)), key=lambda k: -steps[k])
+    members, splits = [members[k] for k in rows], [splits[k] for k in rows]
+    trains = [c.train for c, _ in members]
+    epochs = trains[0].epochs
+    inputs, labels = torch.tensor(task.inputs, device=device), torch.tensor(task.labels, device=device)
+    batches = _Batches(splits, trains[0].batch_size, [seed for _, seed in members], device)
+    evaluation = _EvaluationSet(splits, device)
+
+    def per_model(name: str) -> torch.Tensor:
+        return torch.tensor([float(getattr(t, name)) for t in trains], dtype=torch.float64)
+
+    model = BatchedToyModel([c.model for c, _ in members], [seed for _, seed in members]).to(device)
+    optimizer = StackedAdamW(model.flat, per_model("lr"), per_model("weight_decay"))
+    reg_weights = {
+        kind: torch.tensor(
+            [t.reg_strength if t.embedding_reg == kind else 0.0 for t in trains], device=device
+        )
+        for kind in ("rms", "l2")
+    }
+    reg_weights = {kind: weight for kind, weight in reg_weights.items() if bool(weight.any())}
+    train_acc = torch.zeros(len(members), epochs, dtype=torch.float64)
+    test_acc = torch.zeros_like(train_acc)
+
+    path = None if checkpoint is None else Path(checkpoint)
+    spec = _checkpoint_spec(task, configurations)
+    first_epoch, elapsed = 0, 0.0
+    restored = None if path is None else _load_checkpoint(path, spec)
+    if restored is not None:
+        first_epoch, state = restored
+        elapsed = _restore(state, model, optimizer, batches.generators, (train_acc, test_acc))
+
+    start = time.perf_counter()
+    flushing = torch.set_flush_denormal(True)
+    try:
+        for epoch in tqdm(
+            range(first_epoch, epochs),
+            desc=f"{task.name} {model.config.arch} x{len(configurations)}",
+            initial=first_epoch,
+            total=epochs,
+            disable=not progress,
+        ):
+            batches.train_epoch(model, optimizer, reg_weights, inputs, labels)
+            train_acc[:, epoch], test_acc[:, epoch] = (
+                a.cpu() for a in evaluation.accuracy(model, inputs, labels)
+            )
+            done = epoch + 1
+            if path is not None and (done % checkpoint_every == 0 or done == epochs):
+                state = {
+                    "flat": model.flat,
+                    **optimizer.state_tensors(),
+                    "generators": torch.stack([g.get_state() for g in batches.generators]),
+                    "train_acc": train_acc[:, :done],
+                    "test_acc": test_acc[:, :done],
+                    "seconds": torch.tensor(elapsed + time.perf_counter() - start),
+                }
+                _save_checkpoint(path, spec, done, state)
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+    seconds = elapsed + time.perf_counter() - start
+    stack_row = {member: row for row, member in enumerate(rows)}
+    return _results(task, configurations, model, splits, train_acc, test_acc, seconds, stack_row)
+
+
+def _results(
+    task: ToyTask,
+    configurations: Sequence[ToyConfiguration],
+    model: BatchedToyModel,
+    splits: Sequence[ToySplit],
+    train_acc: torch.Tensor,
+    test_acc: torch.Tensor,
+    seconds: float,
+    stack_row: dict[int, int],
+) -> list[ToyRunResult]:
+    """Cut the stack back into one result per configuration (wall time shared by model count).
+
+    ``stack_row[k]`` is the stack's row of member ``k`` (configurations in
+    order, each seed in order); ``splits`` are in stack order.
+    """
+    embedding = model.embedding.detach().cpu()
+    centers = model.output_centers.detach().cpu()
+    ratios = explained_variance_ratios(embedding[:, list(task.analysed_tokens)].double().numpy())
+    total_models = embedding.shape[0]
+    results, first = [], 0
+    for configuration in configurations:
+        rows = [stack_row[k] for k in range(first, first + len(configuration.seeds))]
+        first += len(configuration.seeds)
+        seeds = tuple(
+            SeedResult(
+                seed=seed,
+                ev_top2=float(ratios[k, :2].sum()),
+                ev_ratios=tuple(float(r) for r in ratios[k]),
+                train_epoch=grokking_epoch(train_acc[k].numpy(), GROKKING_THRESHOLD, GROKKING_WINDOW),
+                test_epoch=grokking_epoch(test_acc[k].numpy(), GROKKING_THRESHOLD, GROKKING_WINDOW),
+                final_train_acc=float(train_acc[k, -1]),
+                final_test_acc=float(test_acc[k, -1]),
+                leakage=splits[k].leakage,
+            )
+            for k, seed in zip(rows, configuration.seeds, strict=True)
+        )
+        results.append(
+            ToyRunResult(
+                task=task.name,
+                model=configuration.model,
+                train=configuration.train,
+                seeds=seeds,
+                seconds=seconds * len(rows) / total_models,
+                train_acc=train_acc[rows].numpy(),
+                test_acc=test_acc[rows].numpy(),
+                embedding=embedding[rows].numpy(),
+                output_centers=centers[rows].numpy(),
+            )
+        )
+    return results
+
+
+def train_toy_seeds(
+    task: ToyTask,
+    model_config: ToyModelConfig,
+    train_config: ToyTrainConfig,
+    seeds: tuple[int, ...] | list[int] = PAPER_SEEDS,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> ToyRunResult:
+    """Train one model per seed of one configuration, all at once (:func:`train_toy_configs` of one).
+
+    Parameters
+    ----------
+    task : ToyTask
+        The task; ``model_config.vocab_size`` and ``seq_len`` must match it.
+    model_config : ToyModelConfig
+        Architecture and head.
+    train_config : ToyTrainConfig
+        Protocol (:func:`paper_epochs` and :func:`paper_weight_decay` give the
+        official epochs and weight decay per task and architecture).
+    seeds : sequence of int
+        One model per seed.
+    progress : bool
+        Show a tqdm bar over epochs.
+    device : str or torch.device
+        Where to train (see :func:`train_toy_configs`).
+
+    Returns
+    -------
+    ToyRunResult
+        Per-seed EV, grokking epochs and accuracies, the accuracy curves and
+        the final embeddings.
+    """
+    configuration = ToyConfiguration(model_config, train_config, tuple(seeds))
+    return train_toy_configs(task, [configuration], progress, device)[0]

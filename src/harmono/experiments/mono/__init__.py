@@ -1,0 +1,1 @@
+"""Experiments of the MonoScore and MonoLoss papers: synthetic latents on clusters, classifier finetuning."""

@@ -1,0 +1,104 @@
+"""A sweep of finetuning runs over MonoLoss weights and seeds, summarised per weight.
+
+Runs go to ``out/lambda-<λ>/seed-<s>/``; a finished run with the same
+settings is read back instead of trained again, an unfinished one resumes,
+and one with other settings is refused. ``sweep.json`` holds every run's
+results and the summary rows (mean and sample standard deviation over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from harmono.core.io import write_json_atomically
+from harmono.experiments.mono.finetune import FinetuneConfig, finetune, read_results
+from harmono.models.classifier import ClassifierConfig
+from harmono.training.runs import RUN_FILE
+
+SWEEP_FILE = "sweep.json"
+PAPER_LAMBDAS = (0.0, 0.03, 0.05, 0.07, 0.1)
+"""The MonoLoss paper's finetuning weights."""
+
+
+def run_directory(out: str | Path, mono_lambda: float, seed: int) -> Path:
+    """Where the run of ``mono_lambda`` and ``seed`` lives."""
+    return Path(out) / f"lambda-{mono_lambda:g}" / f"seed-{seed}"
+
+
+def _finished(directory: Path, model_config: ClassifierConfig, config: FinetuneConfig) -> dict | None:
+    results = read_results(directory)
+    if results is None:
+        return None
+    saved = json.loads((directory / RUN_FILE).read_text())
+    wanted = json.loads(json.dumps({"model": asdict(model_config), "train": asdict(config)}))
+    for key in ("model", "train"):
+        if {**saved[key], "device": None} != {**wanted[key], "device": None}:
+            raise ValueError(
+                f"{directory} holds a finished run with another {key} ({saved[key]}); "
+                "sweep into another directory"
+            )
+    return results
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize_sweep(runs: list[dict]) -> list[dict]:
+    """One row per ``mono_lambda``: run count, accuracy and MonoScore mean and std, seconds per run."""
+    rows = []
+    for mono_lambda in sorted({run["mono_lambda"] for run in runs}):
+        mine = [run for run in runs if run["mono_lambda"] == mono_lambda]
+        accuracy = _mean_std([run["val_accuracy"] for run in mine])
+        score = _mean_std([run["val_monoscore"] for run in mine])
+        dead = statistics.fmean(run["val_dead_units"] for run in mine)
+        seconds = statistics.fmean(run["seconds"] for run in mine)
+        rows.append({"mono_lambda": mono_lambda, "runs": len(mine), "accuracy_mean": accuracy[0],
+                     "accuracy_std": accuracy[1], "monoscore_mean": score[0], "monoscore_std": score[1],
+                     "dead_units_mean": dead, "seconds_mean": seconds})  # fmt: skip
+    return rows
+
+
+def run_sweep(
+    model_config: ClassifierConfig,
+    config: FinetuneConfig,
+    lambdas: Sequence[float],
+    seeds: Sequence[int],
+    out: str | Path,
+    progress: bool = True,
+) -> list[dict]:
+    """Finetune every ``(mono_lambda, seed)`` pair (``config`` gives the rest); return the summary rows.
+
+    Parameters
+    ----------
+    model_config : ClassifierConfig
+    config : FinetuneConfig
+        Settings shared by every run (its ``mono_lambda`` and ``seed`` are replaced).
+    lambdas : sequence of float
+        MonoLoss weights (e.g. ``PAPER_LAMBDAS``).
+    seeds : sequence of int
+    out : str or Path
+        Sweep directory.
+    progress : bool
+        Progress bars of the runs.
+    """
+    if not lambdas or not seeds:
+        raise ValueError(f"expected at least one weight and one seed, got {list(lambdas)} and {list(seeds)}")
+    runs = []
+    for mono_lambda in lambdas:
+        for seed in seeds:
+            run_config = replace(config, mono_lambda=float(mono_lambda), seed=int(seed))
+            directory = run_directory(out, mono_lambda, seed)
+            results = _finished(directory, model_config, run_config)
+            if results is None:
+                finetune(model_config, run_config, directory, progress=progress)
+                results = read_results(directory)
+            runs.append({"mono_lambda": float(mono_lambda), "seed": int(seed), **results})
+    rows = summarize_sweep(runs)
+    record = {"model": asdict(model_config), "train": asdict(config), "runs": runs, "rows": rows}
+    write_json_atomically(Path(out) / SWEEP_FILE, record, indent=1)
+    return rows
