@@ -31,18 +31,18 @@ import torch
 
 from _common import device_name, interleaved_seconds, median_ratio, synchronize, write_json
 from harmono.data.toy import toy_task
-from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyConfiguration
-from harmono.experiments.toy_training import train_toy_configs, train_toy_seeds
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyConfiguration
+from harmono.experiments.harmonic.toy_training import train_toy_configs, train_toy_seeds
 from harmono.report.text_table import format_table
 
 PROCESS_SCRIPT = """
 import sys, torch
 torch.set_num_threads(int(sys.argv[1]))
 from harmono.data.toy import toy_task
-from harmono.experiments.toy_suite import paper_configs
-from harmono.experiments.toy_tasks import PAPER_SEEDS, ToyConfiguration
-from harmono.experiments.toy_training import train_toy_configs
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyConfiguration
+from harmono.experiments.harmonic.toy_training import train_toy_configs
 task, arch, head, paper, epochs, seeds, device = sys.argv[2:9]
 model, train = paper_configs(task, arch, head, epochs=int(epochs), paper_sampling=paper == "paper")
 configuration = ToyConfiguration(model, train, PAPER_SEEDS[: int(seeds)])

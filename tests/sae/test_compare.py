@@ -1,11 +1,11 @@
-"""``harmono sae compare``: one row per run, or mean ± std over runs that differ only in their seed."""
+"""``compare_rows`` (``harmono sae compare``): a row per run, or mean ± std over seeds of a setting."""
 
 import json
 
 import numpy as np
 import pytest
 
-from harmono.cli.sae import compare_rows
+from harmono.sae.compare import compare_rows
 
 
 def fake_run(directory, architecture, mono_coef, seed, r2, mono, device="cpu"):

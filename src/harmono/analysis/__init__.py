@@ -1,1 +1,1 @@
-"""Metrics and figures computed from trained models and results."""
+"""Measures and figures of representations and latents, over arrays and saved runs."""

@@ -23,6 +23,7 @@ from harmono.sae.top_activations import load_top_activations
 
 logger = logging.getLogger("harmono")
 
+
 @dataclass(frozen=True)
 class LatentTable:
     """One evaluated SAE: its summary, per-latent rows and top-activating store rows."""

@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from harmono.cli.options import add_config_arguments, config_from_arguments
-from harmono.cli.options import read_recipe as read_config_file
-from harmono.experiments.mono.finetune import FinetuneConfig
+from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
+from harmono.recipes import read_recipe as read_config_file
 from harmono.report.text_table import format_table
 from harmono.training.runs import process_group_from_environment
 

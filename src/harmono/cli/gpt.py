@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from harmono.cli.options import add_config_arguments, config_from_arguments, read_recipe
+from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.experiments.harmonic.gpt_analysis import AnalogyConfig
 from harmono.experiments.harmonic.gpt_train import GPTTrainConfig
 from harmono.models.gpt import GPTConfig
+from harmono.recipes import read_recipe
 from harmono.training.runs import process_group_from_environment
 
 RECIPES = (
@@ -81,23 +80,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from harmono.data.text import load_tokenizer
-    from harmono.experiments.harmonic.gpt_analysis import model_directory
-    from harmono.models.gpt import GPT
+    from harmono.experiments.harmonic.gpt_sample import sample_text
 
-    directory = model_directory(args.model)
-    model = GPT.from_pretrained(directory, device=args.device)
-    tokenizer = load_tokenizer(directory)
-    ids = tokenizer.encode(args.prompt).ids
-    if not ids:
-        raise ValueError("expected a prompt of at least one token, got an empty prompt")
-    generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    prompt = torch.tensor([ids] * args.num_samples, device=args.device)
-    out = model.generate(prompt, args.tokens, args.temperature, args.top_k or None, generator=generator)
-    for index, row in enumerate(out.tolist()):
+    texts = sample_text(
+        args.model, args.prompt, args.tokens, args.temperature, args.top_k or None,
+        args.num_samples, args.seed, args.device,
+    )  # fmt: skip
+    for index, text in enumerate(texts):
         if index:
             print("\n" + "-" * 40)
-        print(tokenizer.decode(row))
+        print(text)
     return 0
 
 

@@ -11,15 +11,10 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import importlib.resources
 import inspect
-import json
 import textwrap
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
-
-from harmono.core import checks
 
 ConfigT = TypeVar("ConfigT")
 
@@ -120,39 +115,3 @@ def config_from_arguments(
         else:
             values[field.name] = base.get(field.name, field.default)
     return cls(**values)
-
-
-def read_recipe(name_or_path: str, family: str, names: tuple[str, ...], sections: dict[str, type]) -> dict:
-    """A config file ``{section: {field: value}}``: a built-in recipe or a JSON file (a ``run.json`` works).
-
-    Parameters
-    ----------
-    name_or_path : str
-        One of ``names`` (read from ``harmono/recipes/<family>-<name>.json``) or a JSON file.
-    family : str
-        The recipes' file-name prefix, e.g. ``"finetune"``.
-    names : tuple of str
-        The built-in recipes of the family.
-    sections : dict of str -> config dataclass
-        The sections the file must have, and the config each one fills; unknown fields are refused.
-    """
-    if name_or_path in names:
-        recipe = importlib.resources.files("harmono.recipes").joinpath(f"{family}-{name_or_path}.json")
-        text = recipe.read_text()
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--config must be one of {names} or a JSON file, got {name_or_path!r}")
-        text = path.read_text()
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name_or_path} is not valid JSON ({err})") from err
-    if not isinstance(record, dict) or not set(record) >= set(sections):
-        raise ValueError(
-            f"{name_or_path}: expected a JSON object with {' and '.join(map(repr, sections))}, "
-            f"got {str(record)[:80]}"
-        )
-    for key, cls in sections.items():
-        checks.require_known_fields(cls, record[key], f"{name_or_path}: {key}")
-    return record

@@ -1,15 +1,19 @@
-"""``harmono sae train | eval | compare``: thin wrappers over ``train_sae`` and ``evaluate_sae``."""
+"""``harmono sae train | eval | compare``: thin wrappers over the library.
+
+``train_sae``, ``evaluate_sae`` and ``compare_rows`` (:mod:`harmono.sae.compare`) do the work.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.report.text_table import format_table
-from harmono.sae.config import ARCHITECTURES, SAEConfig
+from harmono.sae import ARCHITECTURES
+from harmono.sae.compare import METRICS, compare_rows
+from harmono.sae.config import SAEConfig
 from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
 from harmono.sae.train import TrainConfig
 from harmono.training.runs import RUN_FILE, process_group_from_environment
@@ -58,61 +62,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(json.dumps(result.as_dict(), indent=1))
     return 0
-
-
-METRICS = (
-    ("R2", lambda s: s["r2"], ".4f"),
-    ("L0", lambda s: s["l0"], ".1f"),
-    ("dead", lambda s: s["dead_fraction"], ".3f"),
-    ("MonoScore", lambda s: s["mono"]["mean"], ".4f"),
-    ("MonoScore (dead=0)", lambda s: s["mono"]["mean_dead_as_zero"], ".4f"),
-    ("purity bin", lambda s: s["purity_binary"], ".3f"),
-    ("purity wtd", lambda s: s["purity_weighted"], ".3f"),
-)
-"""Table columns: title, value in an evaluation summary, format."""
-NOT_A_SETTING = ("seed", "device", "checkpoint_every", "log_every", "tensorboard")
-"""Training fields that do not change what is trained: runs differing only in them pool over seeds."""
-
-
-def _load_run(run: Path) -> tuple[dict, dict]:
-    path = run / EVALUATION_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
-    summary = json.loads(path.read_text())["summary"]
-    setup = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).is_file() else {}
-    return summary, setup
-
-
-def _cell(values: list[float], spec: str) -> str:
-    if len(values) == 1:
-        return format(values[0], spec)
-    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
-
-
-def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, ...]]:
-    """One table row per run directory (its architecture, MonoLoss weight and evaluation summary).
-
-    With ``pool_seeds``, runs whose settings differ only in the seed (and
-    other fields in ``NOT_A_SETTING``) share one row: each metric as
-    ``mean ± std`` (sample standard deviation) over them, ``n`` the count, in
-    the order of their first run.
-    """
-    groups: dict[str, list[tuple[Path, dict, dict]]] = {}
-    for run in runs:
-        summary, setup = _load_run(run)
-        train = {k: v for k, v in setup.get("train", {}).items() if k not in NOT_A_SETTING}
-        same_setting = pool_seeds and setup  # a run without run.json pools with nothing
-        key = json.dumps({**setup, "train": train}, sort_keys=True) if same_setting else str(run)
-        groups.setdefault(key, []).append((run, summary, setup))
-    rows = []
-    for members in groups.values():
-        run, _, setup = members[0]
-        label = str(run) if len(members) == 1 else f"{run} (+{len(members) - 1})"
-        cells = [_cell([get(summary) for _, summary, _ in members], spec) for _, get, spec in METRICS]
-        architecture = setup.get("sae", {}).get("architecture", "?")
-        mono_coef = f"{setup.get('train', {}).get('mono_coef', 0):g}"
-        rows.append((label, architecture, mono_coef, str(len(members)), *cells))
-    return rows
 
 
 def _compare(args: argparse.Namespace) -> int:

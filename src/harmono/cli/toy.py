@@ -6,8 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from harmono.core.device import resolve_device
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_suite import (
@@ -99,18 +97,11 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from harmono.analysis.toy_metrics import class_separation, median_range
-    from harmono.data.toy import token_classes, toy_task
-    from harmono.experiments.harmonic.toy_suite import load_run
+    from harmono.experiments.harmonic.toy_suite import embedding_clusters
 
     rows = []
     for run in args.runs:
-        record, arrays = load_run(run)
-        task = toy_task(record["task"])
-        classes = token_classes(task)
-        measured = [class_separation(e[list(task.analysed_tokens)], classes) for e in arrays["embedding"]]
-        ratio = median_range([r for r, _ in measured])
-        spectrum = np.median(np.stack([s[: len(np.unique(classes)) - 1] for _, s in measured]), axis=0)
+        ratio, spectrum = embedding_clusters(run)
         rows.append((Path(run).name, f"{ratio[0]:.4f} [{ratio[1]:.4f}-{ratio[2]:.4f}]",
                      " ".join(f"{v:.3f}" for v in spectrum)))  # fmt: skip
     headers = ["run", "within / between class distance, median [min-max]", "EV of the class means (median)"]

@@ -1,4 +1,7 @@
-"""The MonoLoss paper's encoders, loaded with ``transformers`` from local weights only.
+"""The MonoLoss paper's encoders (``clip``, ``siglip2``, ``vit``, ``dinov2``), loaded with ``transformers``.
+
+They load from local weights only, for feature extraction (``hf_encoder(name, **kwargs)``) and
+as finetuning backbones (``hf_backbone(name, weights, source, image_size)``).
 
 | name | default checkpoint | feature |
 |---|---|---|
@@ -6,6 +9,9 @@
 | ``siglip2`` | ``google/siglip2-so400m-patch14-384`` | pooled (attention-pooling head) output |
 | ``vit`` | ``google/vit-large-patch16-224`` (supervised) | CLS token of the last hidden state |
 | ``dinov2`` | ``facebook/dinov2-base`` | CLS token after the final layer norm |
+
+The CLIP-ViT-B/32 of the MonoLoss finetuning recipe is the backbone ``clip`` with
+``source="openai/clip-vit-base-patch32"``.
 
 Images are fed at the checkpoint's native size (224 for DINOv2, whose config
 says 518, as in its reference preprocessing) unless ``image_size`` asks for
@@ -28,15 +34,14 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
 from harmono.core import checks
-from harmono.encoders.registry import Encoder
+from harmono.encoders.base import HALF, IMAGENET_MEAN, IMAGENET_STD, WEIGHTS, Encoder
 
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-HALF = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ HF_ENCODERS: dict[str, HFEncoderSpec] = {
 """Name -> how to load it."""
 
 
-def _local_config(transformers, spec: HFEncoderSpec, source: str):
+def _local_config(transformers: ModuleType, spec: HFEncoderSpec, source: str) -> object:
     """The vision config of ``source``, from local files only.
 
     A full CLIP checkpoint keeps ``projection_dim`` at its top level; the
@@ -185,3 +190,31 @@ def hf_encoder(
         std=spec.std,
         weights=source if weights == "pretrained" else "random",
     )
+
+
+def hf_backbone(name: str, weights: str, source: str, image_size: int | None) -> Encoder:
+    """One of ``HF_ENCODERS`` as a trainable backbone.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``HF_ENCODERS``.
+    weights : {"pretrained", "random"}
+        Load the checkpoint, or build its architecture with random weights (a local
+        checkpoint directory goes in ``source``).
+    source : str
+        Checkpoint name or local directory ("" for the paper's checkpoint).
+    image_size : int, optional
+        Input side (default: the checkpoint's native size).
+
+    Returns
+    -------
+    Encoder
+        As ``hf_encoder``.
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(
+            f"{name}: weights must be one of {WEIGHTS} (a local checkpoint directory goes in source), "
+            f"got {weights!r}"
+        )
+    return hf_encoder(name, source=source or None, weights=weights, image_size=image_size)

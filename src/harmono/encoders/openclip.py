@@ -1,4 +1,8 @@
-"""CLIP image encoders in the ``open_clip`` format, loaded from local checkpoints only.
+"""CLIP image encoders in the ``open_clip`` format (``openclip``), loaded from local checkpoints only.
+
+Feature extraction uses ``openclip_encoder(**kwargs)``; finetuning uses the backbone loader
+``openclip_backbone(weights, source, image_size)``, where ``source`` is the architecture and
+``weights`` a tag or a checkpoint file (``"pretrained"``: the default tag).
 
 The MonoLoss paper's CLIP is ``open_clip``'s ``ViT-L-14`` with the DataComp-XL
 weights (tag ``datacomp_xl_s13b_b90k``), the default here. Any other
@@ -29,12 +33,13 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from harmono.core import checks
 from harmono.core.torchvision_shim import make_torchvision_importable
-from harmono.encoders.registry import Encoder
+from harmono.encoders.base import WEIGHTS, Encoder
 
 DEFAULT_MODEL = "ViT-L-14"
 DEFAULT_PRETRAINED = "datacomp_xl_s13b_b90k"
@@ -42,7 +47,7 @@ URL_CACHE = Path("~/.cache/clip")
 """Where open_clip keeps checkpoints it fetched by URL."""
 
 
-def _open_clip():
+def _open_clip() -> ModuleType:
     checks.require_package(
         "open_clip",
         "the openclip encoder",
@@ -169,3 +174,26 @@ def openclip_encoder(
         std=std,
         weights=checkpoint or "random",
     )
+
+
+def openclip_backbone(weights: str, source: str, image_size: int | None) -> Encoder:
+    """An ``open_clip`` image tower as a trainable backbone.
+
+    Parameters
+    ----------
+    weights : str
+        ``"pretrained"`` (the tag ``DEFAULT_PRETRAINED``), ``"random"``, or an ``open_clip``
+        tag or checkpoint file to load.
+    source : str
+        ``open_clip`` architecture ("" for ``DEFAULT_MODEL``).
+    image_size : int, optional
+        Input side (default: the architecture's).
+
+    Returns
+    -------
+    Encoder
+        As ``openclip_encoder``.
+    """
+    pretrained = DEFAULT_PRETRAINED if weights in WEIGHTS else weights
+    mode = "random" if weights == "random" else "pretrained"
+    return openclip_encoder(source or DEFAULT_MODEL, pretrained, mode, image_size)

@@ -15,7 +15,8 @@ A finished step leaves ``step.json`` (its settings and summary); a re-run
 reuses it when the settings match, and the interrupted step resumes (the
 feature stores and SAE runs resume from their last shard or checkpoint).
 Steps 4-6 need Fashion-MNIST and steps 5-6 the ``vision`` extra; without
-them those steps are skipped with the reason.
+them those steps are skipped with the reason. ``demo.json`` records the run;
+the report of the directory is :mod:`harmono.report.build`'s job.
 """
 
 from __future__ import annotations
@@ -326,14 +327,27 @@ def run_demo(
     toy_config: ToyPointsConfig | None = None,
     mono_config: MonoToyConfig | None = None,
     progress: bool = True,
-    report: bool = True,
     command: str = "harmono demo",
 ) -> DemoOutcome:
-    """Run (or reuse) every demo step under ``out_dir`` and write ``report.html`` there.
+    """Run (or reuse) every demo step under ``out_dir`` and record the run in ``out_dir/demo.json``.
 
-    ``toy_config`` and ``mono_config`` default to the toy cases' and the
-    MonoScore toy's own defaults; ``command`` is the command line that
-    reproduces the run, shown in the report.
+    The report of the run is not written here: :func:`harmono.report.build.write_report` makes it
+    from ``out_dir`` (``harmono demo`` calls it unless ``--no-report``).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Output directory, one folder per step; finished steps in it are reused.
+    config : DemoConfig
+        What the toy suite, prototype, feature and SAE steps train.
+    toy_config : ToyPointsConfig, optional
+        The 2-D toy cases (default: their own defaults).
+    mono_config : MonoToyConfig, optional
+        The MonoScore toy (default: its own defaults).
+    progress : bool
+        Print each step's number and show progress bars.
+    command : str
+        The command line that reproduces the run, saved in ``demo.json`` (the report shows it).
 
     Returns
     -------
@@ -395,10 +409,6 @@ def run_demo(
         "seconds": outcome.seconds,
     }
     write_json_atomically(out_dir / DEMO_FILE, record, indent=1)
-    if report:
-        from harmono.report.build import write_report
-
-        write_report(out_dir)
     return outcome
 
 

@@ -1,5 +1,6 @@
-"""Features of vision encoders: the memory-mapped feature store (encoders and extraction to come)."""
+"""Encoder features: extraction into the resumable, checksummed, memory-mapped feature store."""
 
-from harmono.features.store import Batch, FeatureStore, FeatureStoreWriter, StoreView
+from harmono.features.store import Batch, FeatureStore, StoreView
+from harmono.features.store_writer import FeatureStoreWriter
 
 __all__ = ["Batch", "FeatureStore", "FeatureStoreWriter", "StoreView"]

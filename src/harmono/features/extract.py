@@ -12,8 +12,10 @@ from tqdm.auto import tqdm
 from harmono.core import checks
 from harmono.core.device import resolve_device
 from harmono.data.images import ImageSet, load_image_dataset
-from harmono.encoders.registry import Encoder, load_encoder
-from harmono.features.store import DEFAULT_SHARD_ROWS, DTYPES, FeatureStore, FeatureStoreWriter
+from harmono.encoders import Encoder, load_encoder
+from harmono.features.store import FeatureStore
+from harmono.features.store_format import DTYPES
+from harmono.features.store_writer import DEFAULT_SHARD_ROWS, FeatureStoreWriter
 
 logger = logging.getLogger("harmono")
 

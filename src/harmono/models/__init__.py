@@ -1,1 +1,1 @@
-"""Models: the toy MLP and transformer of the harmonic-loss experiments (and, later, GPT and classifiers)."""
+"""Trainable models: the toy-task MLP and transformer, GPT, classifiers on an encoder backbone, LoRA."""

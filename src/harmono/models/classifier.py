@@ -1,6 +1,6 @@
 """An image classifier with a scored intermediate layer: backbone -> Linear + ReLU (+ TopK) -> head.
 
-The MonoLoss finetuning setup: any backbone (``harmono.encoders.backbones``)
+The MonoLoss finetuning setup: any backbone (``harmono.encoders.registry``)
 gives features ``(B, D)``; an added intermediate layer ``Linear(D, D *
 expansion)`` + ReLU (+ optional per-row TopK) gives the units whose
 MonoScore is trained and measured; the head is linear or harmonic
@@ -28,7 +28,7 @@ from harmono.core.io import (
     read_pretrained,
     write_pretrained,
 )
-from harmono.encoders.backbones import load_backbone
+from harmono.encoders import load_backbone
 from harmono.harmonic import HarmonicLinear
 from harmono.models.lora import apply_lora
 
@@ -44,7 +44,7 @@ class ClassifierConfig:
     num_classes: int = 10
     """Number of classes C."""
     backbone: str = "efficientnet-lite0"
-    """Backbone (see harmono.encoders.backbones): efficientnet-lite0, clip, timm:<m>, torchvision:<m>, ..."""
+    """Backbone (see harmono.encoders.registry): efficientnet-lite0, clip, timm:<m>, torchvision:<m>, ..."""
     backbone_weights: str = "pretrained"
     """pretrained, random, or the path of a weights file."""
     backbone_source: str = ""

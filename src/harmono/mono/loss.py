@@ -20,6 +20,7 @@ from harmono.mono.sparse_loss import sparse_batch_scores
 DEFAULT_LOSS_EPS = 1e-8
 LOSS_AVERAGES = ("active", "all")
 
+
 class BatchMonoScores(NamedTuple):
     """Per-latent MonoScore of one batch, as the MonoLoss training objective computes it.
 

@@ -49,6 +49,7 @@ ROUNDING_SLACK = {
 }
 """Relative rounding of the batch sums by matmul dtype: a pair weight below it times the sums' scale is 0."""
 
+
 @dataclass
 class MonoSums:
     """The mergeable state of the MonoScore of ``M`` latents with ``D``-dim embeddings.

@@ -1,1 +1,1 @@
-"""Presentation of results: text tables now, the HTML report later."""
+"""Presentation of results: the HTML report, text tables, the generated sections of the README and docs."""

@@ -144,7 +144,7 @@ def sae_sections(
     """
     from harmono.analysis.latent_figures import HISTOGRAM_FILE, gallery_file, plot_gallery
     from harmono.analysis.latent_plots import plot_score_histograms
-    from harmono.cli.sae import METRICS, compare_rows
+    from harmono.sae.compare import METRICS, compare_rows
 
     rows = [(table.name, *row[1:]) for table, row in zip(tables, compare_rows(list(run_dirs)), strict=True)]
     headers = ["SAE", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]

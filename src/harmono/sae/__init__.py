@@ -1,9 +1,15 @@
 """Sparse autoencoders (TopK, BatchTopK, JumpReLU, ReLU) with MonoLoss as a named loss term."""
 
-from harmono.sae.base import REGISTRY, SAE, SAEOutput, geometric_median
-from harmono.sae.config import ARCHITECTURES, SAEConfig
-from harmono.sae.jumprelu import JumpReLUSAE, ReLUSAE
+from harmono.sae.base import SAE, SAEOutput, geometric_median
+from harmono.sae.config import SAEConfig
+from harmono.sae.registry import REGISTRY
 from harmono.sae.topk import BatchTopKSAE, TopKSAE
+
+# isort: split
+from harmono.sae.jumprelu import JumpReLUSAE, ReLUSAE  # after the TopK family: the order of ARCHITECTURES
+
+ARCHITECTURES = tuple(REGISTRY)
+"""The registered architecture names: topk, batchtopk, jumprelu, relu."""
 
 
 def create_sae(config: SAEConfig) -> SAE:

@@ -33,9 +33,8 @@ from harmono.core import checks
 from harmono.core.io import load_fitting_state, read_pretrained, write_pretrained
 from harmono.mono.inputs import SparseEntries
 from harmono.sae.config import B_DEC_INITS, SAEConfig
+from harmono.sae.registry import REGISTRY
 
-REGISTRY: dict[str, type[SAE]] = {}
-"""Architecture name -> SAE class."""
 SPARSE_DECODE_MAX_DENSITY = 1 / 16
 """Latents are decoded from the entries of their ``gradient_support`` up to this fraction of them, by a
 dense product above (on the CPU ``embedding_bag`` costs about 14x the dense product per entry)."""

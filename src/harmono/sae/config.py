@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from harmono.core import checks
+from harmono.sae.registry import REGISTRY
 
-ARCHITECTURES = ("topk", "batchtopk", "jumprelu", "relu")
 RECONSTRUCTION_LOSSES = ("mse", "nmse")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 
@@ -51,7 +51,7 @@ class SAEConfig:
     """Inputs are multiplied by this before encoding (1: off); folded into the weights on save."""
 
     def __post_init__(self) -> None:
-        checks.require_choice("architecture", self.architecture, ARCHITECTURES)
+        checks.require_choice("architecture", self.architecture, tuple(REGISTRY))
         checks.require_at_least(self, ("d_in", "d_sae", "k"), 1)
         checks.require_at_least(self, ("k_aux",), 0)
         if self.k > self.d_sae:

@@ -13,7 +13,6 @@ one has the lower loss is reported (seed-averaged).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,8 +181,3 @@ def _lower_shares(losses: Mapping[str, Mapping[str, Mapping[int, list[torch.Tens
                 ]
                 shares.setdefault(task, {})[f"{first}<{second}"] = sum(values) / len(values)
     return shares
-
-
-def read_analysis(out: str | Path) -> dict:
-    """``parallelograms.json`` written by :func:`analyze_embeddings` in ``out``."""
-    return json.loads((Path(out) / ANALYSIS_FILE).read_text())

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
+from harmono.analysis.toy_metrics import class_separation, median_range
 from harmono.core import checks
 from harmono.core.io import write_atomically, write_json_atomically
 from harmono.core.provenance import provenance
-from harmono.data.toy import TASKS, toy_task
+from harmono.data.toy import TASKS, token_classes, toy_task
 from harmono.experiments.harmonic.toy_tasks import (
     PAPER_SEEDS,
     ToyConfiguration,
@@ -78,6 +79,35 @@ def load_run(run_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     record = json.loads(path.read_text())
     arrays = {name: t.numpy() for name, t in load_file(run_dir / CURVES_FILE).items()}
     return record, arrays
+
+
+def embedding_clusters(run_dir: str | Path) -> tuple[tuple[float, float, float], np.ndarray]:
+    """How tightly a finished run's token embeddings cluster by class, over its seeds.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A finished run of a task whose tokens fall into classes (the equivalence task: numbers mod 5).
+
+    Returns
+    -------
+    (ratio, spectrum)
+        ``ratio``: the median, min and max over seeds of the within / between class distance of
+        :func:`harmono.analysis.toy_metrics.class_separation`. ``spectrum``: the median over seeds of the
+        explained variance ratios of the class means (the ``C - 1`` largest, ``C`` the classes).
+
+    Raises
+    ------
+    ValueError
+        When the run's task has no token classes.
+    """
+    record, arrays = load_run(run_dir)
+    task = toy_task(record["task"])
+    classes = token_classes(task)
+    measured = [class_separation(e[list(task.analysed_tokens)], classes) for e in arrays["embedding"]]
+    ratio = median_range([r for r, _ in measured])
+    spectrum = np.median(np.stack([s[: len(np.unique(classes)) - 1] for _, s in measured]), axis=0)
+    return ratio, spectrum
 
 
 def _wanted(task: str, model: ToyModelConfig, train: ToyTrainConfig, seeds: Sequence[int]) -> dict:

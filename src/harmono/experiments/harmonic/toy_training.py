@@ -2,7 +2,7 @@
 
 :func:`train_toy_configs` trains several configurations of one task and
 architecture (heads, exponents, samplings, train fractions, learning rates),
-every seed of each, in one :class:`~harmono.models.toy.BatchedToyModel`.
+every seed of each, in one :class:`~harmono.models.toy_stack.BatchedToyModel`.
 Seed ``s`` of a configuration gets its own split (``split_task(...,
 seed=s)``), initialisation, shuffling and dropout masks, each from its own
 generator, and its own AdamW state (:class:`StackedAdamW`); a model whose
@@ -47,7 +47,8 @@ from harmono.experiments.harmonic.toy_tasks import (
     ToyTrainConfig,
     embedding_penalty,
 )
-from harmono.models.toy import BatchedToyModel, ToyModelConfig
+from harmono.models.toy import ToyModelConfig
+from harmono.models.toy_stack import BatchedToyModel
 
 STACK_LAYOUT = "members sorted by steps per epoch, longest first"
 """How a checkpoint's rows are ordered (part of its spec: a checkpoint of another layout is refused)."""

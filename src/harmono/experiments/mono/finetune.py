@@ -10,14 +10,11 @@ The loss of a step is ``ce + mono_lambda * mono_loss(hidden, emb)``:
   ``ce - lambda mean_k MS_k``: the same gradient), with the eps of
   ``harmono.mono``, so dead or constant units give finite gradients.
 
-``emb`` is the reference embedding of each image (see ``REFERENCES``):
-
-- ``"encoder"`` (default): a frozen reference encoder (the pretrained
-  backbone unless ``reference_backbone`` names another) run on the same
-  augmented view the classifier sees;
-- ``"store"``: rows of a feature store of the un-augmented images, looked up
-  by sample id (the official code's way; with augmentation the embedding then
-  describes another view of the image than the one scored).
+``emb`` is the reference embedding of each image: a frozen reference
+encoder on the same augmented view, or rows of a feature store (see
+``harmono.experiments.mono.finetune_reference``). The settings are a
+``FinetuneConfig`` (``harmono.experiments.mono.finetune_config``); the
+validation metrics come from ``finetune_eval.evaluate_classifier``.
 
 Every ``log_every`` steps ``metrics.jsonl`` gets the step's ``ce``,
 ``mono_loss``, ``loss`` and ``accuracy``; after every epoch it gets the
@@ -40,23 +37,21 @@ validation metrics are reduced over ranks.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harmono.core import checks
 from harmono.core.device import resolve_device
 from harmono.core.io import write_json_atomically
-from harmono.data.augment import AUGMENTATIONS, MixedBatch, crop_flip, mix_batch, step_rng
+from harmono.data.augment import MixedBatch, crop_flip, mix_batch, step_rng
 from harmono.data.image_batches import (
     SquareImages,
     epoch_order,
@@ -65,11 +60,11 @@ from harmono.data.image_batches import (
     stratified_subset,
 )
 from harmono.data.images import ImageSet, load_image_dataset
-from harmono.encoders.backbones import load_backbone
-from harmono.encoders.registry import Encoder
-from harmono.features.store import FeatureStore
+from harmono.experiments.mono.finetune_config import FinetuneConfig
+from harmono.experiments.mono.finetune_eval import RESULTS_FILE, evaluate_classifier
+from harmono.experiments.mono.finetune_reference import build_references
 from harmono.models.classifier import ClassifierConfig, MonoClassifier
-from harmono.mono import MonoScore, mono_loss, summarize
+from harmono.mono import mono_loss
 from harmono.training.checkpoint import (
     load_checkpoint,
     prefixed,
@@ -77,121 +72,11 @@ from harmono.training.checkpoint import (
     save_training_state,
     unprefixed,
 )
-from harmono.training.runs import PRECISIONS, RUN_FILE, MetricLog, autocast_for, check_resumable, world
+from harmono.training.runs import RUN_FILE, MetricLog, autocast_for, check_resumable, world
 
 logger = logging.getLogger("harmono")
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "constant", "step")
-REFERENCES = ("encoder", "store")
-RESULTS_FILE = "results.json"
 MODEL_DIR = "model"
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """How to finetune (the network is a ``ClassifierConfig``). Defaults: the CPU recipe on Fashion-MNIST."""
-
-    dataset: str = "fashion-mnist"
-    """Training dataset: fashion-mnist, mnist, digits or folder:<path>."""
-    train_split: str = "train"
-    """Split of dataset to train on."""
-    val_dataset: str = ""
-    """Validation dataset (empty: dataset)."""
-    val_split: str = "test"
-    """Split of the validation dataset (the same split as training: a disjoint subset of it)."""
-    train_size: int = 1600
-    """Training images, a class-balanced subset (0: all)."""
-    val_size: int = 1000
-    """Validation images, a class-balanced subset (0: all)."""
-    subset_seed: int = 0
-    """Which images the subsets hold (fixed across the seeds of a sweep)."""
-    epochs: int = 3
-    """Passes over the training images."""
-    batch_size: int = 64
-    """Images per step, over all ranks."""
-    optimizer: str = "adamw"
-    """adamw, or sgd with momentum."""
-    lr: float = 3e-4
-    """Peak learning rate."""
-    weight_decay: float = 0.05
-    """Weight decay of the weight matrices and kernels (not of biases and norm parameters)."""
-    momentum: float = 0.9
-    """SGD momentum."""
-    schedule: str = "cosine"
-    """Learning rate after warmup: cosine to 0, constant, or step (times step_gamma every step_epochs)."""
-    warmup_epochs: float = 0.0
-    """Linear warmup from 0, in epochs."""
-    step_epochs: int = 30
-    """Epochs between decays of the step schedule."""
-    step_gamma: float = 0.1
-    """Factor of each decay of the step schedule."""
-    label_smoothing: float = 0.0
-    """Label smoothing of the cross-entropy."""
-    augment: str = "crop-flip"
-    """Training augmentation: crop-flip (random resized crop + horizontal flip), flip or none."""
-    crop_scale: float = 0.35
-    """Smallest random crop area, as a fraction of the image."""
-    mixup_alpha: float = 0.0
-    """Mixup Beta parameter (0: off)."""
-    cutmix_alpha: float = 0.0
-    """CutMix Beta parameter (0: off)."""
-    mono_lambda: float = 0.0
-    """Weight of MonoLoss on the intermediate layer (0: plain finetuning)."""
-    reference: str = "encoder"
-    """Reference embeddings: encoder (frozen, same augmented view) or store (un-augmented, by sample id)."""
-    reference_backbone: str = ""
-    """Reference encoder (empty: a frozen copy of the classifier's backbone as loaded, before finetuning)."""
-    reference_source: str = ""
-    """Checkpoint name or directory of a transformers reference encoder, or its open_clip architecture."""
-    reference_store: str = ""
-    """Feature store of the training images' reference embeddings (reference=store)."""
-    reference_val_store: str = ""
-    """Feature store of the validation images' reference embeddings (reference=store)."""
-    grad_clip: float = 0.0
-    """Gradient-norm clip (0: off)."""
-    ema_decay: float = 0.0
-    """Decay of an exponential moving average of the weights, evaluated and saved instead (0: off)."""
-    precision: str = "auto"
-    """auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."""
-    seed: int = 0
-    """Initialisation, data order and augmentation."""
-    device: str = "auto"
-    """auto (cuda when available; the local rank's GPU under torchrun), cpu, cuda, cuda:1, ..."""
-    workers: int = 0
-    """Data-loading worker processes."""
-    eval_batch_size: int = 256
-    """Images per validation batch, over all ranks."""
-    checkpoint_every: int = 100
-    """Steps between checkpoints (one is written after every epoch)."""
-    log_every: int = 10
-    """Steps between training metric records."""
-
-    def __post_init__(self) -> None:
-        checks.require_at_least(
-            self,
-            ("epochs", "batch_size", "eval_batch_size", "checkpoint_every", "log_every", "step_epochs"),
-            1,
-        )
-        checks.require_at_least(self, ("train_size", "val_size", "workers", "subset_seed"), 0)
-        checks.require_positive_number("lr", self.lr)
-        for name in ("weight_decay", "momentum", "warmup_epochs", "mono_lambda", "grad_clip", "mixup_alpha",
-                     "cutmix_alpha", "step_gamma"):  # fmt: skip
-            checks.require_non_negative_number(name, getattr(self, name))
-        for name in ("label_smoothing", "ema_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
-        if not 0 < self.crop_scale <= 1:
-            raise ValueError(f"crop_scale must lie in (0, 1], got {self.crop_scale}")
-        checks.require_choice("optimizer", self.optimizer, OPTIMIZERS)
-        checks.require_choice("schedule", self.schedule, SCHEDULES)
-        checks.require_choice("augment", self.augment, AUGMENTATIONS)
-        checks.require_choice("reference", self.reference, REFERENCES)
-        checks.require_choice("precision", self.precision, PRECISIONS)
-        if self.reference == "store" and not (self.reference_store and self.reference_val_store):
-            raise ValueError(
-                "reference='store' needs reference_store and reference_val_store, got "
-                f"{self.reference_store!r} and {self.reference_val_store!r}"
-            )
+"""The finetuned classifier of a finished run, in its run directory (``MonoClassifier.from_pretrained``)."""
 
 
 @dataclass(frozen=True)
@@ -250,72 +135,6 @@ def _load_data(
     )
 
 
-class _StoreReference:
-    """Reference embeddings looked up by sample id in a feature store."""
-
-    def __init__(self, path: str, ids: tuple[str, ...]) -> None:
-        store = FeatureStore(path, verify="shape")
-        rows = {sample_id: row for row, sample_id in enumerate(store.ids)}
-        missing = [sample_id for sample_id in ids if sample_id not in rows]
-        if missing:
-            raise ValueError(
-                f"{path}: expected reference embeddings of every sample, {len(missing)} of {len(ids)} are "
-                f"missing (e.g. {missing[0]!r})"
-            )
-        self.store, self.rows, self.dim = store, np.array([rows[i] for i in ids]), store.dim
-
-    def __call__(self, pixels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``(B, E)`` rows of the samples at ``positions (B,)`` of the subset (``pixels`` unused)."""
-        return torch.from_numpy(self.store.take(self.rows[positions.numpy()], np.float32)).to(pixels.device)
-
-
-class _CachedReference:
-    """A reference of fixed images (the un-augmented validation set): each position is embedded once."""
-
-    def __init__(self, reference, size: int) -> None:
-        self.reference, self.dim, self.size = reference, reference.dim, size
-        self.rows: torch.Tensor | None = None
-        self.filled = torch.zeros(size, dtype=torch.bool)
-
-    def __call__(self, pixels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``(B, E)`` embeddings of the samples at ``positions (B,)``, computed the first time only."""
-        if self.rows is None:
-            self.rows = torch.zeros(self.size, self.dim, device=pixels.device)
-        new = ~self.filled[positions]
-        if new.any():
-            self.rows[positions[new]] = self.reference(pixels[new.to(pixels.device)], positions[new])
-            self.filled[positions[new]] = True
-        return self.rows[positions]
-
-
-class _EncoderReference:
-    """A frozen reference encoder on the view the classifier sees (pixels in ``[0, 1]``)."""
-
-    def __init__(self, encoder: Encoder, device: torch.device) -> None:
-        self.encoder, self.dim = encoder, encoder.feature_dim
-        encoder.model.to(device).eval().requires_grad_(False)
-        encoder.features.to(device).eval()
-        self.mean = torch.tensor(encoder.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(encoder.std, device=device).view(1, 3, 1, 1)
-
-    @torch.no_grad()
-    def __call__(self, pixels: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``(B, E)`` features of ``pixels (B, 3, S, S)`` in ``[0, 1]`` (``positions`` unused)."""
-        side = self.encoder.image_size
-        if pixels.shape[-1] != side:
-            pixels = F.interpolate(
-                pixels, size=(side, side), mode="bilinear", antialias=True, align_corners=False
-            )
-        return self.encoder.features((pixels - self.mean) / self.std).float()
-
-
-def _reference_encoder(model_config: ClassifierConfig, config: FinetuneConfig, side: int) -> Encoder:
-    if config.reference_backbone:
-        return load_backbone(config.reference_backbone, "pretrained", config.reference_source, side)
-    weights = model_config.backbone_weights
-    return load_backbone(model_config.backbone, weights, model_config.backbone_source, side)
-
-
 def _optimizer(model: torch.nn.Module, config: FinetuneConfig) -> torch.optim.Optimizer:
     decayed, plain = [], []
     for parameter in model.parameters():
@@ -353,7 +172,7 @@ def _ema_update(ema: dict[str, torch.Tensor], model: MonoClassifier, decay: floa
 
 
 @contextlib.contextmanager
-def _weights(model: MonoClassifier, ema: dict[str, torch.Tensor] | None):
+def _weights(model: MonoClassifier, ema: dict[str, torch.Tensor] | None) -> Iterator[None]:
     """Use the EMA weights inside the block (when there are), then restore the trained ones."""
     if ema is None:
         yield
@@ -364,69 +183,6 @@ def _weights(model: MonoClassifier, ema: dict[str, torch.Tensor] | None):
         yield
     finally:
         model.load_state_dict(trained)
-
-
-def evaluate_classifier(
-    model: MonoClassifier,
-    data: SquareImages,
-    reference,
-    batch_size: int,
-    device: torch.device,
-    workers: int = 0,
-    autocast=None,
-) -> dict[str, float | int]:
-    """Accuracy, cross-entropy and the MonoScore of the intermediate layer over ``data`` (all ranks together).
-
-    ``reference(pixels in [0, 1] (B, 3, S, S), positions (B,)) -> (B, E)`` gives the reference embeddings
-    and ``reference.dim`` is ``E``.
-    ``batch_size`` counts the images of a batch over all ranks (each rank evaluates its slice).
-    The MonoScore is the dataset-wide one (min-max over all of ``data``), summarised as the mean over units
-    with a score, the mean with dead units as 0 (the MonoLoss evaluation) and the number of dead units.
-    """
-    rank, size = world()
-    order = np.arange(len(data))
-    metric = MonoScore(model.width, reference.dim, dead="nan").to(device)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # correct, summed ce, count
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for images, labels, positions in load_batches(
-            data, rank_batches(order, batch_size, rank, size, False), workers
-        ):
-            pixels = images.to(device).float().div_(255.0)
-            labels = labels.to(device)
-            with autocast or contextlib.nullcontext():
-                output = model(model.normalize(pixels))
-            logits = output.logits.float()
-            sums[0] += (logits.argmax(dim=1) == labels).sum()
-            sums[1] += F.cross_entropy(logits, labels, reduction="sum").double()
-            sums[2] += len(labels)
-            metric.update(output.hidden.float(), reference(pixels, positions).to(device))
-    model.train(was_training)
-    if size > 1:
-        dist.all_reduce(sums)
-    summary = summarize(metric.compute())
-    return {
-        "val_accuracy": float(sums[0] / sums[2]),
-        "val_ce": float(sums[1] / sums[2]),
-        "val_monoscore": summary.mean_dead_as_zero,
-        "val_monoscore_alive": summary.mean,
-        "val_dead_units": summary.num_dead,
-    }
-
-
-def _references(model_config: ClassifierConfig, config: FinetuneConfig, data: _Data, side: int, device):
-    """The training and the validation reference, ``f(pixels in [0, 1], positions) -> (B, E)``."""
-    if config.reference == "encoder":
-        encoder = _EncoderReference(_reference_encoder(model_config, config, side), device)
-        return encoder, _CachedReference(encoder, len(data.val))
-    train_reference = _StoreReference(config.reference_store, data.train_ids)
-    val_reference = _StoreReference(config.reference_val_store, data.val_ids)
-    if train_reference.dim != val_reference.dim:
-        raise ValueError(
-            f"expected reference stores of one dimension, got {train_reference.dim} and {val_reference.dim}"
-        )
-    return train_reference, val_reference
 
 
 def _mixed_cross_entropy(
@@ -440,7 +196,14 @@ def _mixed_cross_entropy(
     return ce
 
 
-def _resume(out: Path, record: dict, model: MonoClassifier, ema: dict | None, optimizer, device) -> int:
+def _resume(
+    out: Path,
+    record: dict,
+    model: MonoClassifier,
+    ema: dict[str, torch.Tensor] | None,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> int:
     """Load the latest checkpoint of ``out`` into model, EMA, optimizer and RNG; return its step (0: none)."""
     saved = load_checkpoint(out / "checkpoints")
     if saved is None:
@@ -511,7 +274,9 @@ def finetune(
         )
     total = config.epochs * steps_per_epoch
     model.to(device)
-    train_reference, val_reference = _references(model_config, config, data, model.image_size, device)
+    train_reference, val_reference = build_references(
+        model_config, config, data.train_ids, data.val_ids, model.image_size, device
+    )
     optimizer = _optimizer(model, config)
     ema = (
         {name: value.detach().clone() for name, value in model.state_dict().items()}
@@ -622,12 +387,13 @@ def finetune(
     return FinetuneResult(model, total, seconds, last_eval)
 
 
-def _save(out: Path, step: int, model: MonoClassifier, ema, optimizer, rank: int) -> None:
+def _save(
+    out: Path,
+    step: int,
+    model: MonoClassifier,
+    ema: dict[str, torch.Tensor] | None,
+    optimizer: torch.optim.Optimizer,
+    rank: int,
+) -> None:
     tensors = {**prefixed(model.state_dict(), "model"), **prefixed(ema or {}, "ema")}
     save_training_state(out / "checkpoints", step, optimizer, tensors, rank)
-
-
-def read_results(out: str | Path) -> dict | None:
-    """``results.json`` of a finished run in ``out``, or None."""
-    path = Path(out) / RESULTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -15,7 +15,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from harmono.core.io import write_json_atomically
-from harmono.experiments.mono.finetune import FinetuneConfig, finetune, read_results
+from harmono.experiments.mono.finetune import finetune
+from harmono.experiments.mono.finetune_config import FinetuneConfig
+from harmono.experiments.mono.finetune_eval import read_results
 from harmono.models.classifier import ClassifierConfig
 from harmono.training.runs import RUN_FILE
 

@@ -13,7 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from harmono.data.image_batches import epoch_order
 from harmono.data.images import ImageSet
-from harmono.experiments.mono.finetune import FinetuneConfig, evaluate_classifier, finetune, lr_factor
+from harmono.experiments.mono.finetune import finetune, lr_factor
+from harmono.experiments.mono.finetune_config import FinetuneConfig
+from harmono.experiments.mono.finetune_eval import evaluate_classifier
 from harmono.experiments.mono.finetune_sweep import run_sweep, summarize_sweep
 from harmono.features import FeatureStoreWriter
 from harmono.models.classifier import ClassifierConfig, MonoClassifier

@@ -12,7 +12,7 @@ from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
 from harmono.experiments.harmonic.toy_suite import paper_configs
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
 from harmono.experiments.harmonic.toy_training import train_toy_configs
-from harmono.models.toy import BatchedToyModel
+from harmono.models.toy_stack import BatchedToyModel
 
 
 def _configuration(task, arch, head, seeds, model_overrides=None, **train_overrides):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from harmono.cli import main
 from harmono.cli.finetune import RECIPES, read_recipe
-from harmono.experiments.mono.finetune import FinetuneConfig
+from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
 
 Image = pytest.importorskip("PIL.Image", reason="image folders need pillow (harmono[vision])")

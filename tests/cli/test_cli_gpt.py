@@ -1,3 +1,5 @@
+"""``harmono gpt prepare | train | sample | summary | analyze`` on a tiny corpus; the built-in recipes."""
+
 import json
 from pathlib import Path
 

@@ -1,3 +1,5 @@
+"""Config dataclasses as command-line options: field docs as help, defaults, prefixes, checks."""
+
 import argparse
 from dataclasses import dataclass
 

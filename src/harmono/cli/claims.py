@@ -1,0 +1,28 @@
+"""``harmono claims``: the harmonic-loss paper's claims beside the committed results, as a Markdown table."""
+
+from __future__ import annotations
+
+import argparse
+
+from harmono.experiments.harmonic.claims import SECTION, claim_rows
+from harmono.report.marked_sections import update_marked_section
+from harmono.report.text_table import format_table
+
+
+def _claims(args: argparse.Namespace) -> int:
+    headers, rows = claim_rows(args.results)
+    print(format_table(headers, rows, markdown=True))
+    for path in args.write or []:
+        text = format_table(headers, rows, markdown=True)
+        print(f"{path}: {'updated' if update_marked_section(path, text, SECTION) else 'already up to date'}")
+    return 0
+
+
+def add_claims_command(sub: argparse._SubParsersAction) -> None:
+    """Add ``harmono claims`` to the top-level parser's subcommands ``sub``."""
+    claims = sub.add_parser(
+        "claims", help="the harmonic-loss paper's claims beside harmono's committed results"
+    )
+    claims.add_argument("--results", default="results", help="folder with toy/ and gpt/ (default: results)")
+    claims.add_argument("--write", nargs="+", help="files whose harmonic-claims markers to fill")
+    claims.set_defaults(func=_claims)

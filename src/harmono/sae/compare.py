@@ -1,0 +1,83 @@
+"""Evaluated SAE runs side by side: one table row per run, or per setting pooled over seeds.
+
+Used by ``harmono sae compare`` and by the report's SAE tables.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from harmono.sae.evaluate import EVALUATION_FILE
+from harmono.training.runs import RUN_FILE
+
+METRICS: tuple[tuple[str, Callable[[dict], float], str], ...] = (
+    ("R2", lambda s: s["r2"], ".4f"),
+    ("L0", lambda s: s["l0"], ".1f"),
+    ("dead", lambda s: s["dead_fraction"], ".3f"),
+    ("MonoScore", lambda s: s["mono"]["mean"], ".4f"),
+    ("MonoScore (dead=0)", lambda s: s["mono"]["mean_dead_as_zero"], ".4f"),
+    ("purity bin", lambda s: s["purity_binary"], ".3f"),
+    ("purity wtd", lambda s: s["purity_weighted"], ".3f"),
+)
+"""Table columns: title, value in an evaluation summary, format."""
+NOT_A_SETTING = ("seed", "device", "checkpoint_every", "log_every", "tensorboard")
+"""Training fields that do not change what is trained: runs differing only in them pool over seeds."""
+
+
+def _load_run(run: Path) -> tuple[dict, dict]:
+    path = run / EVALUATION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
+    summary = json.loads(path.read_text())["summary"]
+    setup = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).is_file() else {}
+    return summary, setup
+
+
+def _cell(values: list[float], spec: str) -> str:
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
+
+
+def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, ...]]:
+    """One table row per run directory (its architecture, MonoLoss weight and evaluation summary).
+
+    Parameters
+    ----------
+    runs : list of Path
+        Run directories, each evaluated (holding ``evaluation.json``; ``run.json`` is optional).
+    pool_seeds : bool
+        Runs whose settings differ only in the seed (and other fields in
+        ``NOT_A_SETTING``) share one row: each metric as ``mean ± std``
+        (sample standard deviation) over them, ``n`` the count, in the order
+        of their first run.
+
+    Returns
+    -------
+    list of tuple of str
+        ``(run, architecture, mono_coef, n, *metrics)`` per row, the metrics in the order of ``METRICS``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a run has not been evaluated.
+    """
+    groups: dict[str, list[tuple[Path, dict, dict]]] = {}
+    for run in runs:
+        summary, setup = _load_run(run)
+        train = {k: v for k, v in setup.get("train", {}).items() if k not in NOT_A_SETTING}
+        same_setting = pool_seeds and setup  # a run without run.json pools with nothing
+        key = json.dumps({**setup, "train": train}, sort_keys=True) if same_setting else str(run)
+        groups.setdefault(key, []).append((run, summary, setup))
+    rows = []
+    for members in groups.values():
+        run, _, setup = members[0]
+        label = str(run) if len(members) == 1 else f"{run} (+{len(members) - 1})"
+        cells = [_cell([get(summary) for _, summary, _ in members], spec) for _, get, spec in METRICS]
+        architecture = setup.get("sae", {}).get("architecture", "?")
+        mono_coef = f"{setup.get('train', {}).get('mono_coef', 0):g}"
+        rows.append((label, architecture, mono_coef, str(len(members)), *cells))
+    return rows
