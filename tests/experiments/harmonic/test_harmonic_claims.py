@@ -86,7 +86,20 @@ def test_data_efficiency_and_gpt_claims(tmp_path, capsys):
     assert efficiency[2] == "leak-free: 0.2 vs 0.5; paper: pending" and efficiency[-1] == "yes so far"
     loss = _row(rows, "GPT loss comparable")
     # runs 1, 3, 5 harmonic: 5.28 ± 0.02; 0, 2, 4 standard: 5.17 ± 0.02; 0.11 > 2 x hypot(0.02, 0.02) = 0.057
-    assert loss[2].startswith("5.280 ± 0.020 (n = 512) vs 5.170 ± 0.020") and loss[-1] == "no"
+    assert loss[2] == "5.280 ± 0.020 (n = 512, peak lr 0.006) vs 5.170 ± 0.020 (peak lr 0.006)"
+    assert loss[-1] == "no"
+    # a harmonic group at another learning rate that is better than the standard head: the best group wins
+    for k, loss_value in enumerate((5.00, 5.01, 5.02)):
+        record = {
+            "name": f"harmonic-low-lr-{k}",
+            "model": {"head": "harmonic", "harmonic_exponent": 512.0, "n_embd": 256},
+            "train": {"lr": 0.0006, "min_lr": 0.00003, "warmup_steps": 60, "seed": k},
+            "results": {"final_val_loss": loss_value, "tokens": 10, "seconds": 1.0},
+        }
+        (gpt / f"harmonic-low-lr-{k}.json").write_text(json.dumps(record))
+    _, rows = claim_rows(tmp_path)
+    loss = _row(rows, "GPT loss comparable")
+    assert loss[2].startswith("5.010 ± 0.010 (n = 512, peak lr 0.0006) vs 5.170") and loss[-1] == "yes"
     doc = tmp_path / "README.md"
     doc.write_text("\n".join(markers("harmonic-claims")) + "\n")
     assert main(["claims", "--results", str(tmp_path), "--write", str(doc)]) == 0

@@ -144,16 +144,18 @@ def _gpt_row(gpt_records: Sequence[dict]) -> list[str]:
     harmonic = [r for r in rows if r["head"] == "harmonic" and r["seeds"] >= 3]
     paper = f"{PAPER_GPT_LOSS['harmonic']} vs {PAPER_GPT_LOSS['standard']} (GPT-2 small, 10k steps, 1 seed)"
     claim = (
-        "GPT loss comparable to standard: validation loss (nats), best harmonic exponent vs standard "
-        "head, 3 seeds (CPU Shakespeare recipe); holds within 2 combined standard deviations"
+        "GPT loss comparable to standard: validation loss (nats), best harmonic exponent and learning rate "
+        "vs standard head, 3 seeds (CPU Shakespeare recipe); holds when not worse by more than 2 combined "
+        "standard deviations"
     )
     if not standard or not harmonic:
         return [claim, paper, "pending", GPT_COMMAND, "pending"]
     best = min(harmonic, key=lambda r: r["val_loss_mean"])
     base = min(standard, key=lambda r: r["val_loss_mean"])
     margin = 2 * math.hypot(best["val_loss_std"], base["val_loss_std"])
-    ours = (f"{best['val_loss_mean']:.3f} ± {best['val_loss_std']:.3f} (n = {best['exponent']:g}) vs "
-            f"{base['val_loss_mean']:.3f} ± {base['val_loss_std']:.3f}")  # fmt: skip
+    ours = (f"{best['val_loss_mean']:.3f} ± {best['val_loss_std']:.3f} (n = {best['exponent']:g}, "
+            f"peak lr {best['lr']:g}) vs {base['val_loss_mean']:.3f} ± {base['val_loss_std']:.3f} "
+            f"(peak lr {base['lr']:g})")  # fmt: skip
     holds = best["val_loss_mean"] <= base["val_loss_mean"] + margin
     return [claim, paper, ours, GPT_COMMAND, "yes" if holds else "no"]
 
