@@ -52,6 +52,8 @@ def batch_mono_scores(
     ``Z_k > eps``, and ``MS_k = (|W_k|^2 - v_k) / 2 / (Z_k + eps)`` (0 when
     inactive). Gradients reach ``acts`` through ``ã``, including the batch
     min and max, and are finite for dead, constant and single-active latents.
+    A latent whose activations, or any embedding, hold NaN/inf scores NaN,
+    so the loss is never finite on non-finite input (``validate=False``).
     Computed in float32 or better, also under autocast.
 
     Parameters
@@ -101,7 +103,9 @@ def batch_mono_scores(
         numerator = 0.5 * (projected.square().sum(dim=0) - sq_sum)
         active = pair_weight > eps
         safe_denominator = torch.where(active, pair_weight + eps, torch.ones_like(pair_weight))
-        scores = torch.where(active, numerator / safe_denominator, torch.zeros_like(numerator))
+        # NaN/inf in acts or emb reach the pair weight or the numerator: keep them, never zero them
+        kept = active | ~torch.isfinite(pair_weight) | ~torch.isfinite(numerator)
+        scores = torch.where(kept, numerator / safe_denominator, torch.zeros_like(numerator))
     return BatchMonoScores(scores, active)
 
 
@@ -123,6 +127,9 @@ def _sparse_batch_mono_scores(
         scores, active = sparse_batch_scores(
             entries._replace(values=entries.values.to(dtype)), emb_hat, num_latents, eps, validate
         )
+        if not validate:  # NaN/inf values may sit on inactive latents: make every score NaN then
+            finite = torch.isfinite(entries.values.detach()).all()
+            scores = scores + torch.where(finite, 0.0, torch.nan).to(scores.dtype)
     return BatchMonoScores(scores, active)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from harmono.core import checks
 from harmono.mono.inputs import (
@@ -15,7 +16,15 @@ from harmono.mono.inputs import (
     require_same_device,
     values_of,
 )
-from harmono.mono.sums import DEAD_POLICIES, FLUSH_ROWS, MonoSums, accumulate, scores_from_sums
+from harmono.mono.sums import (
+    DEAD_POLICIES,
+    FLUSH_ROWS,
+    MonoSums,
+    accumulate,
+    merge_reference,
+    rebase,
+    scores_from_sums,
+)
 
 
 class MonoScore(Metric):
@@ -24,10 +33,14 @@ class MonoScore(Metric):
     ``update(acts, emb)`` per batch, ``compute()`` -> ``(M,)`` float64
     scores, equal to ``mono_score`` on the concatenated data (see
     ``harmono.mono`` for the definition). One pass: the states are
-    ``S = sum_n a_n ê_n^T (M, D)``, ``E = sum_n ê_n (D,)``, ``sum_n a_n``,
-    ``sum_n a_n^2``, the per-latent min and max ``(M,)`` and the count, all
-    float64; they merge by sum, min and max, so any batching and any number
-    of ``torch.distributed`` processes give the same result. Batch matmuls
+    ``S = sum_n c_n ê_n^T (M, D)``, ``E = sum_n ê_n (D,)``, ``sum_n c_n``,
+    ``sum_n c_n^2`` for the activations ``c = a - r`` relative to a reference
+    ``r`` (the first batch's minimum), ``r``, the per-latent min and max
+    ``(M,)`` and the count, all float64 (see ``harmono.mono.sums``). States
+    are moved to one reference before they merge (``merge_state``,
+    ``forward`` and the ``torch.distributed`` sync), then merge by sum, min
+    and max, so any batching and any number of processes give the same
+    result, and a common offset of the activations costs no digits. Batch matmuls
     accumulate in place into a float32 copy of ``S`` that moves into the
     float64 one every 65536 rows. The two take ``12 D M`` bytes (75 MB for
     ``D = 768``, ``M = 8192``); torchmetrics keeps one more copy of the
@@ -72,6 +85,10 @@ class MonoScore(Metric):
 
     def _sums(self) -> MonoSums:
         return MonoSums(**{name: getattr(self, name) for name in MonoSums.names()})
+
+    def _set_sums(self, sums: MonoSums) -> None:
+        for name in MonoSums.names():
+            setattr(self, name, getattr(sums, name))
 
     def update(self, acts: Activations, emb: torch.Tensor) -> None:
         """Add a batch.
@@ -126,6 +143,23 @@ class MonoScore(Metric):
         super().merge_state(incoming_state)
         self._sums().flush()
         self._rows_since_flush = 0
+
+    def _reduce_states(self, incoming_state: dict) -> None:
+        """Move this state to the incoming one's reference (or it to ours if it is empty), then merge."""
+        incoming = MonoSums(**{name: incoming_state[name] for name in MonoSums.names()})
+        reference = merge_reference(self._sums(), incoming)
+        self._set_sums(rebase(self._sums(), reference))
+        super()._reduce_states({**incoming_state, **vars(rebase(incoming, reference))})
+
+    def _sync_dist(self, dist_sync_fn=gather_all_tensors, process_group=None) -> None:
+        """Move every process's state to the reference of the first that saw a sample, then merge."""
+        header = torch.cat([self.count.reshape(1), self.act_ref])
+        gathered = dist_sync_fn(header, group=process_group or self.process_group)
+        reference = gathered[0][1:]
+        for other in reversed(gathered):
+            reference = torch.where(other[0] > 0, other[1:], reference)
+        self._set_sums(rebase(self._sums(), reference))
+        super()._sync_dist(dist_sync_fn, process_group)
 
     def reset(self) -> None:
         """Forget every batch seen."""

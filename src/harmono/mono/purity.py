@@ -198,6 +198,11 @@ def class_purity(
     if num_classes is None:
         labels = checks.require_tensor("labels", labels)
         num_classes = int(labels.max()) + 1 if labels.numel() else 0
+        if labels.numel() and num_classes == 0 and bool((labels == -1).all()):
+            raise ValueError(
+                "labels must hold class indices in [0, C), got -1 for every sample: there is no class "
+                "to measure purity against"
+            )
     checks.require_positive_int("num_classes", num_classes)
     labels = _check_labels(labels, n, values_of(checked).device, num_classes, validate)
     m = num_latents_of(checked, num_latents)
