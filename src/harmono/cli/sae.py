@@ -31,7 +31,13 @@ def _train(args: argparse.Namespace) -> int:
     config = config_from_arguments(TrainConfig, args)
     with process_group_from_environment():
         result = train_sae(
-            sae_config, config, store, args.out, embeddings=embeddings, progress=not args.no_progress
+            sae_config,
+            config,
+            store,
+            args.out,
+            embeddings=embeddings,
+            progress=not args.no_progress,
+            overwrite=args.overwrite,
         )
     loss, l0 = (result.last_metrics.get(name, float("nan")) for name in ("loss", "l0"))
     print(
@@ -86,6 +92,12 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
         train.add_argument_group("SAE"), SAEConfig, exclude=("architecture", "d_in", "input_scale")
     )
     add_config_arguments(train.add_argument_group("training"), TrainConfig)
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch where --out holds another or a finished run, deleting its files "
+        "(default: refuse such a folder)",
+    )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(func=_train)
     evaluate = commands.add_parser(

@@ -13,6 +13,7 @@ import dataclasses
 import importlib.util
 import math
 import operator
+import typing
 from numbers import Real
 
 import torch
@@ -182,3 +183,31 @@ def require_known_fields(cls: type, record: dict, what: str) -> None:
     unknown = sorted(set(record) - known)
     if unknown:
         raise ValueError(f"expected {what} fields {sorted(known)}, got unknown {unknown}")
+
+
+_FIELD_TYPES = {
+    bool: lambda value: isinstance(value, bool),
+    int: lambda value: isinstance(value, int) and not isinstance(value, bool),
+    float: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    str: lambda value: isinstance(value, str),
+}
+"""Annotation -> whether a value has it: a bool is no int and no float, an int may stand for a float."""
+
+
+def require_field_types(cls: type, record: dict, source: str) -> None:
+    """Raise unless every entry of ``record`` has the type its dataclass field of ``cls`` is annotated with.
+
+    Fields annotated ``bool``, ``int``, ``float`` or ``str`` are checked; the
+    others are left to the dataclass' own checks, unknown keys to
+    :func:`require_known_fields`. ``source`` names where the record came from
+    (a file); the message says which field, the type expected and what came.
+    """
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        fits = _FIELD_TYPES.get(hints[field.name])
+        if field.name in record and fits is not None and not fits(record[field.name]):
+            value = record[field.name]
+            raise ValueError(
+                f"{source}: field {field.name!r} expected {hints[field.name].__name__}, "
+                f"got {type(value).__name__} {value!r}"
+            )

@@ -56,10 +56,46 @@ def write_json_atomically(path: Path, record: object, indent: int | None = None)
 
 PRETRAINED_CONFIG = "config.json"
 PRETRAINED_WEIGHTS = "model.safetensors"
+ARCHITECTURE_KEY = "harmono_architecture"
+"""The key of the weights file's metadata that names the architecture the tensors were trained for."""
 
 
-def write_pretrained(directory: str | Path, state: dict, record: dict) -> Path:
-    """Save a model: ``record`` + the harmono version as ``config.json``, ``state`` as safetensors."""
+def read_safetensors(path: str | Path) -> tuple[dict, dict[str, str]]:
+    """``(tensors, metadata)`` of the safetensors file ``path``, the tensors on the CPU.
+
+    Every safetensors read of harmono goes through here, so a damaged file is
+    reported the same way everywhere.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    ValueError
+        ``path`` is truncated or not a safetensors file (the message names it).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected a safetensors file at {path}, found none")
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.offset_keys()}
+    except SafetensorError as err:
+        raise ValueError(
+            f"{path} is truncated or not a safetensors file: expected a complete safetensors file "
+            f"({path.stat().st_size} bytes read), got the error {err}"
+        ) from err
+    return tensors, metadata
+
+
+def write_pretrained(directory: str | Path, state: dict, record: dict, architecture: str) -> Path:
+    """Save a model: ``record`` + the harmono version as ``config.json``, ``state`` as safetensors.
+
+    ``architecture`` (e.g. ``"sae/topk"``) is stored in the weights file's
+    metadata; :func:`read_pretrained` refuses a ``config.json`` that names another.
+    """
     from safetensors.torch import save
 
     from harmono.core.version import __version__
@@ -67,35 +103,65 @@ def write_pretrained(directory: str | Path, state: dict, record: dict) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
-    write_atomically(directory / PRETRAINED_WEIGHTS, lambda handle: handle.write(save(cpu)))
+    blob = save(cpu, {ARCHITECTURE_KEY: architecture})
+    write_atomically(directory / PRETRAINED_WEIGHTS, lambda handle: handle.write(blob))
     write_json_atomically(directory / PRETRAINED_CONFIG, {**record, "harmono_version": __version__}, indent=1)
     return directory
 
 
-def read_pretrained(directory: str | Path, what: str) -> tuple[dict, dict]:
-    """``(config record without the version, tensors)`` of a model saved by ``write_pretrained``.
+def read_pretrained(directory: str | Path, what: str) -> tuple[dict, dict, str | None]:
+    """``(config record without the version, tensors, architecture)`` of a ``write_pretrained`` model.
 
-    ``what`` names the kind of model in the errors (a missing file, invalid JSON).
+    ``what`` names the kind of model in the errors (a missing file, invalid
+    JSON, a truncated weights file). The architecture is the one the weights
+    file's metadata names (None for files saved before harmono stored it);
+    pass it to :func:`load_fitting_state`.
     """
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     for name in (PRETRAINED_CONFIG, PRETRAINED_WEIGHTS):
         if not (directory / name).is_file():
             raise FileNotFoundError(f"{directory} is not a saved {what}: {name} is missing")
+    path = directory / PRETRAINED_CONFIG
     try:
-        record = json.loads((directory / PRETRAINED_CONFIG).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{directory / PRETRAINED_CONFIG} is not valid JSON ({err})") from err
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected a JSON object of {what} settings, got {type(record).__name__}")
     record.pop("harmono_version", None)
-    return record, load_file(directory / PRETRAINED_WEIGHTS)
+    tensors, metadata = read_safetensors(directory / PRETRAINED_WEIGHTS)
+    return record, tensors, metadata.get(ARCHITECTURE_KEY)
 
 
-def load_fitting_state(module, state: dict, directory: str | Path) -> None:
-    """``module.load_state_dict(state)`` if names and shapes match the module's, else ``ValueError``."""
+def load_fitting_state(
+    module, state: dict, directory: str | Path, architecture: str, saved_architecture: str | None
+) -> None:
+    """``module.load_state_dict(state)`` if the weights fit the module, else ``ValueError``.
+
+    They fit when the architecture ``config.json`` names (``architecture``)
+    is the one the weights file was saved for (``saved_architecture``, None:
+    not recorded) and the tensor names and shapes are the module's. The
+    error lists the missing, unexpected and mismatched tensors.
+    """
+    path = Path(directory) / PRETRAINED_WEIGHTS
+    config = Path(directory) / PRETRAINED_CONFIG
+    if saved_architecture is not None and saved_architecture != architecture:
+        raise ValueError(
+            f"{path} does not fit its config: expected weights of the architecture {config} names, "
+            f"{architecture!r}, got weights saved for {saved_architecture!r}"
+        )
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:
-        path = Path(directory) / PRETRAINED_WEIGHTS
-        raise ValueError(f"{path} does not fit its config: expected {expected}, got {found}")
+        missing = sorted(set(expected) - set(found))
+        unexpected = sorted(set(found) - set(expected))
+        mismatched = {
+            name: f"expected {expected[name]}, got {found[name]}"
+            for name in sorted(set(expected) & set(found))
+            if expected[name] != found[name]
+        }
+        raise ValueError(
+            f"{path} does not fit its config: expected the tensors of the {architecture!r} {config} names, "
+            f"got missing {missing}, unexpected {unexpected}, mismatched shapes {mismatched}"
+        )
     module.load_state_dict(state)

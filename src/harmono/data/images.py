@@ -122,18 +122,27 @@ def _idx_array(path: Path, magic: int) -> np.ndarray:
 
 
 def _fashion_mnist_dir(root: str | Path | None) -> Path:
-    candidates = [Path(root)] if root is not None else []
-    if root is None and os.environ.get(FASHION_MNIST_ENV):
-        candidates.append(Path(os.environ[FASHION_MNIST_ENV]))
-    if root is None:
-        candidates.append(FASHION_MNIST_DEBIAN_DIR)
+    """The folder of the four Fashion-MNIST files: ``root``, else ``$HARMONO_FASHION_MNIST``, else Debian's.
+
+    A folder named explicitly (``root`` or the variable) is the only one looked at: where it lacks
+    the files, that is an error, never a silent fall-back to the system copy.
+    """
     needed = [f for pair in FASHION_MNIST_FILES.values() for f in pair]
-    for folder in candidates:
-        if all((folder / f).is_file() for f in needed):
-            return folder
-    looked = ", ".join(str(c) for c in candidates)
+    explicit = os.environ.get(FASHION_MNIST_ENV) if root is None else None
+    if explicit:
+        missing = [f for f in needed if not (Path(explicit) / f).is_file()]
+        if missing:
+            found = "a folder that lacks " + ", ".join(missing) if Path(explicit).is_dir() else "no folder"
+            raise FileNotFoundError(
+                f"{FASHION_MNIST_ENV}={explicit} names {found}: point it at a folder holding "
+                f"{', '.join(needed)} (`harmono data download fashion-mnist --out DIR`), or unset it"
+            )
+        return Path(explicit)
+    folder = Path(root) if root is not None else FASHION_MNIST_DEBIAN_DIR
+    if all((folder / f).is_file() for f in needed):
+        return folder
     raise FileNotFoundError(
-        f"Fashion-MNIST not found (looked in {looked}). Install the Debian package "
+        f"Fashion-MNIST not found (looked in {folder}). Install the Debian package "
         f"`dataset-fashion-mnist` (apt-get install dataset-fashion-mnist), or pass root= (or set "
         f"{FASHION_MNIST_ENV}) to a folder holding {', '.join(needed)}"
     )

@@ -259,6 +259,27 @@ def link_token_files(
     return meta
 
 
+def read_corpus_meta(path: Path) -> dict:
+    """The ``meta.json`` record at ``path``; ``ValueError`` naming it and the field when it is corrupt.
+
+    It must be a JSON object with ``vocab_size`` (an int >= 1), ``dtype``
+    (``uint16`` or ``uint32``) and ``train_tokens``, ``val_tokens`` (ints >= 0).
+    """
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is corrupt: expected the JSON record of a prepared corpus ({err})") from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    for name, low in (("vocab_size", 1), ("train_tokens", 0), ("val_tokens", 0)):
+        value = meta.get(name)
+        if type(value) is not int or value < low:
+            raise ValueError(f"{path}: field {name!r} expected an int >= {low}, got {value!r}")
+    if meta.get("dtype") not in ("uint16", "uint32"):
+        raise ValueError(f"{path}: field 'dtype' expected 'uint16' or 'uint32', got {meta.get('dtype')!r}")
+    return meta
+
+
 @dataclass
 class TokenCorpus:
     """A prepared corpus folder, memory-mapped.
@@ -284,13 +305,21 @@ class TokenCorpus:
             raise FileNotFoundError(
                 f"{directory} is not a prepared corpus: {META_FILE} is missing (run `harmono gpt prepare`)"
             )
-        meta = json.loads((directory / META_FILE).read_text())
+        meta = read_corpus_meta(directory / META_FILE)
+        dtype = np.dtype(meta["dtype"])
         splits = {}
         for split in SPLITS:
             file = directory / f"{split}.bin"
             if not file.is_file():
                 raise FileNotFoundError(f"{directory} is not a prepared corpus: {split}.bin is missing")
-            splits[split] = np.memmap(file, dtype=np.dtype(meta["dtype"]), mode="r")
+            size, tokens = file.stat().st_size, meta[f"{split}_tokens"]
+            if size != tokens * dtype.itemsize:
+                raise ValueError(
+                    f"{file}: expected {tokens} {dtype.name} tokens ({tokens * dtype.itemsize} bytes) as "
+                    f"{META_FILE} records, got {size} bytes; the file is truncated or not this corpus' "
+                    "(prepare the corpus again)"
+                )
+            splits[split] = np.memmap(file, dtype=dtype, mode="r")
         return cls(directory, meta, splits)
 
     @property

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from harmono.core.checks import require_positive_int
-from harmono.features.store_format import open_shard, read_manifest
+from harmono.features.store_format import open_shard, read_manifest, value_limit
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,42 @@ class FeatureStore:
             out[chosen] = self.shards[shard][indices[chosen] - self.offsets[shard]]
         return out
 
+    def check_values(self, features: torch.Tensor, indices: np.ndarray) -> None:
+        """Raise if rows read from the store hold NaN, inf or a magnitude beyond ``value_limit``.
+
+        One ``aminmax`` pass over the batch; only when it fails are the rows searched, to name the
+        shard file and row of the first bad value. A shard overwritten in place with the same size
+        passes ``verify="shape"``; this catches it where its values are absurd.
+
+        Parameters
+        ----------
+        features : torch.Tensor
+            ``(B, D)`` rows as stored (before any normalisation).
+        indices : numpy.ndarray
+            ``(B,)`` their row numbers in the store.
+
+        Raises
+        ------
+        ValueError
+            Naming the shard file, the row and the value.
+        """
+        if features.numel() == 0:
+            return
+        limit = value_limit(self.dtype)
+        low, high = (float(v) for v in torch.aminmax(features))
+        if -limit <= low and high <= limit:
+            return
+        bad = ~(features.float().abs() <= limit)
+        position, column = (int(i) for i in bad.nonzero()[0])
+        row = int(indices[position])
+        shard = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        path = self.directory / self.manifest["shards"][shard]["file"]
+        raise ValueError(
+            f"{path}: row {row - int(self.offsets[shard])} "
+            f"(store row {row}) holds {float(features[position, column]):g} in column {column}, beyond the "
+            f"+-{limit:g} a {self.dtype} store holds; the shard is corrupted"
+        )
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Row ``index``: ``(features (D,) float32, label)``."""
         if not -len(self) <= index < len(self):
@@ -158,6 +194,7 @@ class StoreView(torch.utils.data.Dataset):
         self, features: np.ndarray, indices: np.ndarray, normalize: bool, dtype: torch.dtype | None
     ) -> Batch:
         tensor = torch.from_numpy(features)  # torch converts float16 far faster than numpy
+        self.store.check_values(tensor, indices)
         target = tensor.dtype if dtype is None else dtype
         if normalize:
             tensor = torch.nn.functional.normalize(tensor.float(), dim=1)
@@ -171,7 +208,9 @@ class StoreView(torch.utils.data.Dataset):
 
         ``normalize`` L2-normalises each row at read time (in float32); the
         stored data is untouched. ``dtype=None`` keeps the stored dtype (the
-        fastest read: no conversion on the CPU).
+        fastest read: no conversion on the CPU). Every batch passes
+        ``FeatureStore.check_values`` first: NaN, inf or an absurd magnitude
+        in a shard raises ``ValueError`` naming the shard file.
         """
         batch_size = require_positive_int("batch_size", batch_size)
         for begin in range(self.start, self.stop, batch_size):
@@ -192,8 +231,8 @@ class StoreView(torch.utils.data.Dataset):
         Blocks of ``block_rows`` consecutive rows are read in random order
         into a buffer of about ``buffer_rows``; the buffer is permuted and
         emitted in batches, the remainder mixing with the next blocks. The
-        same ``seed`` gives the same batches. ``normalize`` and ``dtype`` as
-        for ``batches``.
+        same ``seed`` gives the same batches. ``normalize``, ``dtype`` and the
+        check of the values as for ``batches``.
         """
         batch_size = require_positive_int("batch_size", batch_size)
         buffer_rows = require_positive_int("buffer_rows", buffer_rows)

@@ -29,6 +29,14 @@ LOCK = ".lock"
 FORMAT_VERSION = 1
 DTYPES = ("float16", "float32")
 CHECKSUM_CHUNK_BYTES = 16 * 2**20
+MAX_ABS_VALUE = 1e30
+"""The largest feature magnitude a store holds (float16 stores: their finite range, +-65504); larger
+values, NaN and inf in a shard are corruption, refused when read and when written."""
+
+
+def value_limit(dtype: np.dtype) -> float:
+    """The largest magnitude a feature of a store of ``dtype`` may have: ``MAX_ABS_VALUE`` or less."""
+    return min(MAX_ABS_VALUE, float(np.finfo(dtype).max))
 
 
 def shard_name(index: int) -> str:

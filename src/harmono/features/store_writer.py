@@ -28,6 +28,7 @@ from harmono.features.store_format import (
     FORMAT_VERSION,
     LOCK,
     MANIFEST,
+    MAX_ABS_VALUE,
     open_shard,
     read_manifest,
     shard_name,
@@ -156,12 +157,18 @@ class FeatureStoreWriter:
             )
         if not np.isfinite(features).all():
             raise ValueError("features contain NaN or inf; nothing was written")
+        largest = float(np.abs(features).max()) if features.size else 0.0
+        if largest > MAX_ABS_VALUE:
+            raise ValueError(
+                f"expected features within +-{MAX_ABS_VALUE:g}, got a largest magnitude of {largest:g}; "
+                "nothing was written"
+            )
         with np.errstate(over="ignore"):  # overflow to inf is reported below
             stored_features = features.astype(self.dtype)
         if not np.isfinite(stored_features).all():
             raise ValueError(
                 f"expected features within +-{FLOAT16_MAX:g} for a float16 store, got a largest magnitude "
-                f"of {np.abs(features).max():g}; nothing was written (use dtype='float32')"
+                f"of {largest:g}; nothing was written (use dtype='float32')"
             )
         if len(set(ids)) < len(ids):
             raise ValueError("ids repeat within the batch; every sample needs its own id")

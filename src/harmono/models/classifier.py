@@ -186,12 +186,17 @@ class MonoClassifier(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``; return it."""
-        return write_pretrained(directory, self.state_dict(), asdict(self.config))
+        return write_pretrained(directory, self.state_dict(), asdict(self.config), self.architecture)
+
+    @property
+    def architecture(self) -> str:
+        """What the weights are for, stored with them: ``classifier/<head>``."""
+        return f"classifier/{self.config.head}"
 
     @staticmethod
     def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> MonoClassifier:
         """The classifier saved in ``directory``, in eval mode (nothing is unpickled)."""
-        record, state = read_pretrained(directory, "classifier")
+        record, state, saved_architecture = read_pretrained(directory, "classifier")
         model = MonoClassifier(ClassifierConfig.from_dict(record), weights="random")
-        load_fitting_state(model, state, directory)
+        load_fitting_state(model, state, directory, model.architecture, saved_architecture)
         return model.to(device).eval()

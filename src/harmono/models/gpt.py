@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmono.core import checks
-from harmono.core.io import load_fitting_state, read_pretrained, write_pretrained
+from harmono.core.io import PRETRAINED_CONFIG, load_fitting_state, read_pretrained, write_pretrained
 from harmono.harmonic import harmonic_logits, harmonic_loss
 from harmono.harmonic.functional import DEFAULT_EPS
 
@@ -258,16 +258,36 @@ class GPT(nn.Module):
             idx = torch.cat([idx, next_token], dim=1)
         return idx
 
+    @property
+    def architecture(self) -> str:
+        """What the weights are for, stored with them: ``gpt/<head>``."""
+        return f"gpt/{self.config.head}"
+
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory``."""
-        return write_pretrained(directory, self.state_dict(), {"gpt": asdict(self.config)})
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (the latter names the head)."""
+        return write_pretrained(directory, self.state_dict(), {"gpt": asdict(self.config)}, self.architecture)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> GPT:
-        """Load a model written by :meth:`save_pretrained`, in eval mode."""
-        record, state = read_pretrained(directory, "GPT")
-        if "gpt" not in record:
-            raise ValueError(f"{directory} holds no GPT (config.json has no 'gpt' entry)")
-        model = cls(GPTConfig(**record["gpt"]))
-        load_fitting_state(model, state, directory)
+        """Load a model written by :meth:`save_pretrained`, in eval mode.
+
+        Raises
+        ------
+        FileNotFoundError
+            A file is missing.
+        ValueError
+            A file is damaged, ``config.json`` holds no GPT or a field of the
+            wrong type, or the weights do not fit it (another head, other tensors).
+        """
+        record, state, saved_architecture = read_pretrained(directory, "GPT")
+        source = Path(directory) / PRETRAINED_CONFIG
+        settings = record.get("gpt")
+        if not isinstance(settings, dict):
+            raise ValueError(
+                f"{source} holds no GPT: expected a 'gpt' entry of GPT settings, got {settings!r}"
+            )
+        checks.require_known_fields(GPTConfig, settings, f"{source}: gpt")
+        checks.require_field_types(GPTConfig, settings, f"{source}: gpt")
+        model = cls(GPTConfig(**settings))
+        load_fitting_state(model, state, directory, model.architecture, saved_architecture)
         return model.to(device).eval()

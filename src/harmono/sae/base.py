@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmono.core import checks
-from harmono.core.io import load_fitting_state, read_pretrained, write_pretrained
+from harmono.core.io import PRETRAINED_CONFIG, load_fitting_state, read_pretrained, write_pretrained
 from harmono.mono.inputs import SparseEntries
 from harmono.sae.config import B_DEC_INITS, SAEConfig
 from harmono.sae.registry import REGISTRY
@@ -296,19 +296,36 @@ class SAE(nn.Module):
         return state
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory``; return it."""
+        """Write ``config.json`` and ``model.safetensors`` into ``directory``; return it.
+
+        The weights file's metadata names the architecture (``sae/<name>``): a
+        ``config.json`` edited to another one is refused on load.
+        """
         config = SAEConfig.from_dict({**self.config.to_dict(), "input_scale": 1.0})
-        return write_pretrained(directory, self.inference_state(), config.to_dict())
+        return write_pretrained(directory, self.inference_state(), config.to_dict(), self.saved_architecture)
+
+    @property
+    def saved_architecture(self) -> str:
+        """The architecture stored with the weights: ``sae/<architecture>``."""
+        return f"sae/{self.config.architecture}"
 
     @staticmethod
     def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> SAE:
-        """The SAE saved in ``directory`` by ``save_pretrained``, in eval mode (nothing is unpickled)."""
-        record, state = read_pretrained(directory, "SAE")
+        """The SAE saved in ``directory`` by ``save_pretrained``, in eval mode (nothing is unpickled).
+
+        Raises
+        ------
+        FileNotFoundError
+            A file is missing.
+        ValueError
+            A file is damaged, ``config.json`` holds a field of the wrong type,
+            or the weights do not fit it (another architecture, other tensors).
+        """
+        record, state, saved_architecture = read_pretrained(directory, "SAE")
+        source = Path(directory) / PRETRAINED_CONFIG
         architecture = record.get("architecture")
         if architecture not in REGISTRY:
-            raise ValueError(
-                f"{directory}: architecture must be one of {tuple(REGISTRY)}, got {architecture!r}"
-            )
-        sae = REGISTRY[architecture](SAEConfig.from_dict(record))
-        load_fitting_state(sae, state, directory)
+            raise ValueError(f"{source}: architecture must be one of {tuple(REGISTRY)}, got {architecture!r}")
+        sae = REGISTRY[architecture](SAEConfig.from_dict(record, str(source)))
+        load_fitting_state(sae, state, directory, sae.saved_architecture, saved_architecture)
         return sae.to(device).eval()

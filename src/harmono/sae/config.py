@@ -80,7 +80,11 @@ class SAEConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, record: dict) -> SAEConfig:
-        """The config of ``to_dict``; unknown keys are an error (a checkpoint of another version)."""
-        checks.require_known_fields(cls, record, "SAE config")
+    def from_dict(cls, record: dict, source: str = "SAE config") -> SAEConfig:
+        """The config of ``to_dict``; unknown keys (another version's checkpoint) and wrong types are errors.
+
+        ``source`` names where ``record`` came from (e.g. the ``config.json`` read) in the errors.
+        """
+        checks.require_known_fields(cls, record, source)
+        checks.require_field_types(cls, record, source)
         return cls(**record)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harmono.core.io import write_atomically
+from harmono.core.io import read_safetensors, write_atomically
 
 VALUES = "values"
 ROWS = "rows"
@@ -77,10 +77,8 @@ class TopActivations:
 
 def load_top_activations(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """``(values, rows)``, each ``(M, per_latent)``, as written by :meth:`TopActivations.save`."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"expected top activations in {path}: run `harmono sae eval` first")
-    tensors = load_file(path)
+    tensors, _ = read_safetensors(path)
     return tensors[VALUES], tensors[ROWS]

@@ -24,8 +24,10 @@ BatchTopK threshold are reduced across ranks, so every rank holds the same SAE.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -38,12 +40,13 @@ from tqdm.auto import tqdm
 
 from harmono.core import checks
 from harmono.core.device import resolve_device
-from harmono.core.io import write_json_atomically
+from harmono.core.io import TMP_SUFFIX, write_json_atomically
 from harmono.features.store import FeatureStore, StoreView
 from harmono.mono import mono_loss
 from harmono.mono.loss import LOSS_AVERAGES
 from harmono.sae import SAE, SAEConfig, create_sae
 from harmono.sae.base import B_DEC_INITS
+from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE
 from harmono.training.checkpoint import (
     load_checkpoint,
     prefixed,
@@ -51,13 +54,25 @@ from harmono.training.checkpoint import (
     save_training_state,
     unprefixed,
 )
-from harmono.training.runs import PRECISIONS, RUN_FILE, MetricLog, autocast_for, check_resumable
+from harmono.training.runs import (
+    METRICS_FILE,
+    PRECISIONS,
+    RUN_FILE,
+    MetricLog,
+    autocast_for,
+    check_resumable,
+)
 from harmono.training.runs import world as world_info
 
 logger = logging.getLogger("harmono")
 SPARSE_MONO_MAX_DENSITY = 1 / 8
 """MonoLoss reads the sparse code while it lists up to this fraction of the latent entries, the dense
 latents above (on the CPU the sparse product costs about 7x the dense one per entry)."""
+CHECKPOINTS = "checkpoints"
+RUN_ENTRIES = (RUN_FILE, METRICS_FILE, CHECKPOINTS, "tensorboard")
+"""What an unfinished run folder holds (besides leftover ``*.tmp`` files of these)."""
+FINISHED_ENTRIES = ("sae", EVALUATION_FILE, TOP_ACTIVATIONS_FILE)
+"""What a finished run folder holds besides ``RUN_ENTRIES``: the SAE and its evaluation."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,7 @@ class TrainResult:
 
 def _rows(store: FeatureStore, indices: np.ndarray, normalize: bool) -> torch.Tensor:
     rows = torch.from_numpy(store.take(indices, np.float32))
+    store.check_values(rows, indices)
     return torch.nn.functional.normalize(rows, dim=1) if normalize else rows
 
 
@@ -176,6 +192,54 @@ def _check_store(store: FeatureStore, sae_config: SAEConfig, embeddings: Feature
         )
 
 
+def _check_run_folder(out: Path, record: dict, total: int, saved_step: int | None) -> None:
+    """Refuse ``out`` unless it is empty or holds a run of ``record``'s settings that training may resume.
+
+    Resumable: ``run.json`` of the same settings with only ``RUN_ENTRIES``,
+    plus ``FINISHED_ENTRIES`` where the checkpoint of the last step ``total``
+    (``saved_step``) is there to rebuild them from. Anything else (a finished
+    run whose checkpoints are gone, another run, foreign files) would be
+    overwritten: ``FileExistsError`` names the folder and what it holds.
+    """
+    entries = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    if not entries:
+        return
+    fix = "; pass overwrite=True (--overwrite) to replace it, or train into another directory"
+    try:
+        saved = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not isinstance(saved, dict) or not {"sae", "train"} <= saved.keys():
+        raise FileExistsError(
+            f"{out} holds files but no {RUN_FILE} of an SAE run ({', '.join(entries)})" + fix
+        )
+    check_resumable(out, RUN_FILE, record, ("sae", "train", "world_size"))
+    known = RUN_ENTRIES + FINISHED_ENTRIES
+    foreign = [name for name in entries if name.removesuffix(TMP_SUFFIX) not in known]
+    if foreign:
+        raise FileExistsError(f"{out} holds files an SAE run does not write ({', '.join(foreign)})" + fix)
+    finished = [name for name in entries if name in FINISHED_ENTRIES]
+    if finished and saved_step != total:
+        raise FileExistsError(
+            f"{out} holds a finished run ({', '.join(finished)}) but not the checkpoint of its last step "
+            f"{total} in {CHECKPOINTS}/ (it holds {'none' if saved_step is None else f'step {saved_step}'})"
+            + fix
+        )
+
+
+def _clear_run_folder(out: Path) -> None:
+    """Delete what a run wrote into ``out`` (``RUN_ENTRIES``, ``FINISHED_ENTRIES``); other files stay."""
+    for name in RUN_ENTRIES + FINISHED_ENTRIES:
+        for path in (out / name, out / (name + TMP_SUFFIX)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            logger.warning("%s: removed (overwrite)", path)
+
+
 def _run_record(sae_config: SAEConfig, config: TrainConfig, store: FeatureStore, world: int) -> dict:
     return {"sae": sae_config.to_dict(), "train": asdict(config), "features": str(store.directory),
             "features_metadata": store.metadata, "world_size": world}  # fmt: skip
@@ -188,11 +252,15 @@ def train_sae(
     out: str | Path,
     embeddings: FeatureStore | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train an SAE on ``store`` into the run directory ``out`` (resumed if it holds a checkpoint).
 
     Writes ``run.json`` (both configs), ``metrics.jsonl``, ``checkpoints/``
-    and, at the end, ``sae/`` (``SAE.from_pretrained`` reads it).
+    and, at the end, ``sae/`` (``SAE.from_pretrained`` reads it). ``out``
+    must be empty or hold a run of the same settings, unfinished or with
+    the checkpoint of its last step (then nothing is trained and the same
+    SAE is saved again); anything else is refused before a file is written.
 
     Parameters
     ----------
@@ -207,6 +275,19 @@ def train_sae(
         Embeddings for MonoLoss, row-aligned with ``store`` (default: the SAE input).
     progress : bool
         Show a progress bar (rank 0).
+    overwrite : bool
+        Train from scratch even where ``out`` holds another or a finished
+        run: the files a run writes there are deleted first (other files
+        stay).
+
+    Raises
+    ------
+    FileExistsError
+        Without ``overwrite``, where ``out`` holds a finished run without
+        its last checkpoint, or files that are not an SAE run.
+    ValueError
+        Where ``out`` holds a run with other settings, or the store does
+        not fit the SAE.
     """
     start = time.perf_counter()
     rank, world = world_info()
@@ -220,7 +301,6 @@ def train_sae(
         raise ValueError(f"expected at least {local_batch} rows per rank for one batch, got {len(view)}")
     total = config.epochs * steps_per_epoch
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
 
     sample = _rows(store, np.arange(min(config.init_samples, len(store))), config.l2_normalize)
     if config.scale_input:
@@ -238,9 +318,16 @@ def train_sae(
     record = _run_record(sae_config, config, store, world)
 
     step = 0
-    saved = load_checkpoint(out / "checkpoints")
+    saved = None if overwrite else load_checkpoint(out / CHECKPOINTS)
+    if not overwrite:
+        _check_run_folder(out, record, total, saved[1]["step"] if saved is not None else None)
+    if world > 1:
+        dist.barrier()  # every rank has looked at out before rank 0 changes it
+    if rank == 0:
+        if overwrite:
+            _clear_run_folder(out)
+        out.mkdir(parents=True, exist_ok=True)
     if saved is not None:
-        check_resumable(out, RUN_FILE, record, ("sae", "train", "world_size"))
         sae.load_state_dict(unprefixed(saved[0], "model"))
         since_fired = saved[0]["since_fired"].to(device)
         step = restore_training_state(saved, optimizer)
@@ -334,4 +421,4 @@ def train_sae(
 
 def _save(out: Path, step: int, sae: SAE, optimizer, since_fired: torch.Tensor, rank: int) -> None:
     tensors = {**prefixed(sae.state_dict(), "model"), "since_fired": since_fired}
-    save_training_state(out / "checkpoints", step, optimizer, tensors, rank)
+    save_training_state(out / CHECKPOINTS, step, optimizer, tensors, rank)

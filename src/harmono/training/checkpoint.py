@@ -3,24 +3,35 @@
 A checkpoint is a directory ``checkpoints/step_<N>/`` holding ``state.safetensors``
 (model parameters and buffers, optimizer moments, the dead-latent counters,
 the random generator state) and ``state.json`` (the step, the optimizer's
-scalar settings). ``checkpoints/latest.json`` names the newest complete one
-and is replaced atomically after it is written, so a run killed at any
-moment resumes from the last checkpoint that was finished.
+scalar settings). It is written as ``step_<N>.partial/`` and renamed when
+complete; ``checkpoints/latest.json`` then names it, replaced atomically, and
+the previous checkpoint is kept. A run killed at any moment resumes from the
+last checkpoint that was finished, and one whose newest checkpoint was damaged
+afterwards resumes from the one before, with a logged warning.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from harmono.core.io import write_atomically, write_json_atomically
+from harmono.core.io import read_safetensors, write_atomically, write_json_atomically
 
 LATEST = "latest.json"
+STATE_TENSORS = "state.safetensors"
+STATE_RECORD = "state.json"
+PARTIAL = ".partial"
+"""Suffix of a checkpoint directory being written; renamed to ``step_<N>`` when complete."""
+STEP_NAME = re.compile(r"step_\d{9}")
+
+logger = logging.getLogger(__name__)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -50,35 +61,99 @@ def optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
 
 
 def save_checkpoint(
-    root: Path, step: int, tensors: dict[str, torch.Tensor], record: dict, keep: int = 1
+    root: Path, step: int, tensors: dict[str, torch.Tensor], record: dict, keep: int = 2
 ) -> Path:
-    """Write checkpoint ``step`` under ``root``, point ``latest.json`` at it, keep the newest ``keep``."""
+    """Write checkpoint ``step`` under ``root``, point ``latest.json`` at it, keep the newest ``keep``.
+
+    The checkpoint is written into ``step_<N>.partial`` and renamed when
+    complete, so the ones before it stay whole until then; with ``keep`` >= 2
+    the previous one also outlives it, for :func:`load_checkpoint` to fall back on.
+    """
     root.mkdir(parents=True, exist_ok=True)
     directory = root / f"step_{step:09d}"
+    partial = root / f"{directory.name}{PARTIAL}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
+    write_atomically(partial / STATE_TENSORS, lambda handle: handle.write(save(cpu)))
+    write_json_atomically(partial / STATE_RECORD, {**record, "step": step})
     if directory.exists():
         shutil.rmtree(directory)
-    directory.mkdir()
-    cpu = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    write_atomically(directory / "state.safetensors", lambda handle: handle.write(save(cpu)))
-    write_json_atomically(directory / "state.json", {**record, "step": step})
+    partial.rename(directory)
     write_json_atomically(root / LATEST, {"directory": directory.name, "step": step})
-    for old in sorted(root.glob("step_*"))[:-keep]:
+    for old in _complete_directories(root)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return directory
 
 
-def load_checkpoint(root: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
-    """Tensors and record of the checkpoint ``latest.json`` names, or None where there is none."""
-    pointer = root / LATEST
-    if not pointer.is_file():
-        return None
-    directory = root / json.loads(pointer.read_text())["directory"]
-    for name in ("state.safetensors", "state.json"):
+def _complete_directories(root: Path) -> list[Path]:
+    """The ``step_<N>`` directories under ``root``, newest first (no ``.partial`` one)."""
+    return sorted((d for d in root.glob("step_*") if STEP_NAME.fullmatch(d.name)), reverse=True)
+
+
+def _read_checkpoint(directory: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and record of the checkpoint in ``directory``; ``ValueError`` naming the damaged file."""
+    for name in (STATE_TENSORS, STATE_RECORD):
         if not (directory / name).is_file():
-            raise FileNotFoundError(
-                f"{directory / name} is missing: the checkpoint {LATEST} names is damaged"
-            )
-    return load_file(directory / "state.safetensors"), json.loads((directory / "state.json").read_text())
+            raise ValueError(f"{directory / name} is missing")
+    path = directory / STATE_RECORD
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from err
+    expected = int(directory.name.removeprefix("step_"))
+    step = record.get("step") if isinstance(record, dict) else record
+    if type(step) is not int or step != expected:
+        raise ValueError(f"{path}: expected a JSON object with the int step {expected}, got {step!r}")
+    tensors, _ = read_safetensors(directory / STATE_TENSORS)
+    return tensors, record
+
+
+def _named_by_latest(root: Path) -> Path | None:
+    """The directory ``latest.json`` names, or None (with a warning) when it is unreadable."""
+    pointer = root / LATEST
+    try:
+        name = json.loads(pointer.read_text())["directory"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        logger.warning("%s is unreadable (%r); looking for the newest complete checkpoint", pointer, err)
+        return None
+    if not isinstance(name, str) or not STEP_NAME.fullmatch(name):
+        logger.warning("%s names no checkpoint (%r); looking for the newest complete one", pointer, name)
+        return None
+    return root / name
+
+
+def load_checkpoint(root: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """Tensors and record of the newest readable checkpoint under ``root``, or None where there is none.
+
+    The one ``latest.json`` names is tried first, then the other complete
+    ``step_<N>`` directories, newest first. Each unreadable one (a missing or
+    truncated file, a corrupt ``state.json``) is skipped with a logged warning;
+    nothing is changed on disk.
+
+    Raises
+    ------
+    ValueError
+        Checkpoints exist but none is readable; the message names each damaged file.
+    """
+    if not (root / LATEST).is_file() and not _complete_directories(root):
+        return None
+    named = _named_by_latest(root) if (root / LATEST).is_file() else None
+    candidates = [named] if named is not None else []
+    candidates += [d for d in _complete_directories(root) if d != named]
+    problems = []
+    for directory in candidates:
+        try:
+            saved = _read_checkpoint(directory)
+        except ValueError as err:
+            logger.warning("skipping the checkpoint %s: %s", directory, err)
+            problems.append(str(err))
+            continue
+        if problems:
+            logger.warning("resuming from the older checkpoint %s", directory)
+        return saved
+    problems = problems or [f"{root / LATEST} is unreadable and no step_<N> directory is complete"]
+    raise ValueError(f"expected a readable checkpoint under {root}, got none: {'; '.join(problems)}")
 
 
 def save_training_state(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,8 @@ METRICS_FILE = "metrics.jsonl"
 """A run folder's metric log, one JSON line per logged step."""
 PRECISIONS = ("auto", "fp32", "bf16")
 """``auto``: bf16 autocast on a GPU, fp32 on the CPU; ``bf16``: bf16 autocast with fp32 parameters."""
+
+logger = logging.getLogger(__name__)
 
 
 def world() -> tuple[int, int]:
@@ -50,11 +53,35 @@ def check_resumable(out: Path, run_file: str, record: dict, keys: tuple[str, ...
 
 
 def read_metric_log(out: str | Path) -> list[dict]:
-    """The records of ``out/metrics.jsonl`` in order (empty when there is none)."""
+    """The records of ``out/metrics.jsonl`` in order (empty when there is none).
+
+    A last line that is no JSON record (the partial line a run killed while
+    writing it leaves) is skipped with a logged warning.
+
+    Raises
+    ------
+    ValueError
+        An earlier line is no JSON record; the message names the file and the line.
+    """
     path = Path(out) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+    records = []
+    for index, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif index == len(lines) - 1:
+            logger.warning(
+                "%s: skipping the partial last line %d (%.60r), left by a killed run", path, number, line
+            )
+        else:
+            raise ValueError(f"{path}: line {number} is corrupt: expected a JSON object, got {line[:60]!r}")
+    return records
 
 
 class MetricLog:
@@ -65,12 +92,8 @@ class MetricLog:
         if not active:
             return
         if self.path.is_file():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if json.loads(line)["step"] <= resumed_step
-            ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [record for record in read_metric_log(out) if record["step"] <= resumed_step]
+            self.path.write_text("".join(json.dumps(record) + "\n" for record in kept))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from harmono.analysis.toy_metrics import class_separation, median_range
 from harmono.core import checks
-from harmono.core.io import write_atomically, write_json_atomically
+from harmono.core.io import read_safetensors, write_atomically, write_json_atomically
 from harmono.core.provenance import provenance
 from harmono.data.toy import TASKS, token_classes, toy_task
 from harmono.experiments.harmonic.toy_tasks import (
@@ -77,7 +77,7 @@ def load_run(run_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no finished toy run: expected {path}")
     record = json.loads(path.read_text())
-    arrays = {name: t.numpy() for name, t in load_file(run_dir / CURVES_FILE).items()}
+    arrays = {name: t.numpy() for name, t in read_safetensors(run_dir / CURVES_FILE)[0].items()}
     return record, arrays
 
 

@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from harmono.analysis.toy_metrics import explained_variance_ratios, grokking_epoch
-from harmono.core.io import write_atomically
+from harmono.core.io import read_safetensors, write_atomically
 from harmono.data.toy import ToySplit, ToyTask, split_task
 from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
 from harmono.experiments.harmonic.toy_tasks import (
@@ -215,10 +214,8 @@ def _load_checkpoint(path: Path, spec: str) -> tuple[int, dict[str, torch.Tensor
     if not path.is_file():
         return None
     try:
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
-        state = load_file(path)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same message
+        state, metadata = read_safetensors(path)
+    except ValueError as error:
         raise ValueError(
             f"{path}: not a readable toy-stack checkpoint ({error}); delete it to start over"
         ) from error
