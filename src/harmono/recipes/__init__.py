@@ -41,7 +41,8 @@ def read_recipe(name_or_path: str, family: str, names: tuple[str, ...], sections
     FileNotFoundError
         When ``name_or_path`` is neither a built-in recipe nor a file.
     ValueError
-        When the file is not JSON, lacks a section, or a section has a field its config lacks.
+        When the file is not JSON, lacks a section, or a section has a field its config lacks or a
+        value of another type than the field's.
     """
     if name_or_path in names:
         recipe = importlib.resources.files(__name__).joinpath(f"{family}-{name_or_path}.json")
@@ -62,4 +63,5 @@ def read_recipe(name_or_path: str, family: str, names: tuple[str, ...], sections
         )
     for key, cls in sections.items():
         checks.require_known_fields(cls, record[key], f"{name_or_path}: {key}")
+        checks.require_field_types(cls, record[key], f"{name_or_path}: {key}")
     return record
