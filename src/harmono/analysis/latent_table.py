@@ -10,7 +10,6 @@ thumbnails.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harmono.core.io import read_json
 from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE
 from harmono.sae.top_activations import load_top_activations
 
@@ -80,11 +80,7 @@ def read_latent_table(
     path = run_dir / EVALUATION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run_dir} --features STORE` first")
-    record = json.loads(path.read_text())
-    if "latents" not in record or "summary" not in record:
-        raise ValueError(
-            f"{path}: expected an SAE evaluation with 'summary' and 'latents', got {sorted(record)}"
-        )
+    record = read_json(path, "an SAE evaluation", ("summary", "latents"))
     top_rows = top_values = None
     if (run_dir / TOP_ACTIVATIONS_FILE).is_file():
         values, rows = load_top_activations(run_dir / TOP_ACTIVATIONS_FILE)

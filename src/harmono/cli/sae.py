@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from harmono.cli.options import add_config_arguments, config_from_arguments
+from harmono.core.io import read_json
 from harmono.report.text_table import format_table
 from harmono.sae import ARCHITECTURES
 from harmono.sae.compare import METRICS, compare_rows
@@ -53,7 +54,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     run = Path(args.run)
     sae = SAE.from_pretrained(run / "sae")
-    train = json.loads((run / RUN_FILE).read_text())["train"] if (run / RUN_FILE).is_file() else {}
+    path = run / RUN_FILE
+    train = read_json(path, "an SAE run record", ("train",))["train"] if path.is_file() else {}
     store = FeatureStore(args.features, verify="shape")
     embeddings = FeatureStore(args.embeddings, verify="shape") if args.embeddings else None
     result = evaluate_sae(

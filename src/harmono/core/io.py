@@ -54,6 +54,49 @@ def write_json_atomically(path: Path, record: object, indent: int | None = None)
     return write_atomically(path, lambda handle: handle.write(text))
 
 
+def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
+    """The JSON object saved in ``path``, checked to hold ``keys``.
+
+    Every JSON record harmono reads back (run records, results, manifests)
+    goes through here, so a damaged one is reported the same way everywhere:
+    the message names the file, what was expected and what came.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    what : str
+        What the file should hold, e.g. ``"an SAE evaluation"``.
+    keys : tuple of str
+        Keys the object must have.
+
+    Returns
+    -------
+    dict
+        The object.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    ValueError
+        ``path`` is not UTF-8 JSON, holds no JSON object, or lacks one of ``keys``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected {what} at {path}, found no file")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON: expected {what}, got the error {err}") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: expected {what} (a JSON object), got {type(record).__name__}")
+    missing = [key for key in keys if key not in record]
+    if missing:
+        raise ValueError(f"{path}: expected {what} with the keys {list(keys)}, got one without {missing}")
+    return record
+
+
 PRETRAINED_CONFIG = "config.json"
 PRETRAINED_WEIGHTS = "model.safetensors"
 ARCHITECTURE_KEY = "harmono_architecture"

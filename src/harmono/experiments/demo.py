@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harmono.core import checks
-from harmono.core.io import write_json_atomically
+from harmono.core.io import read_json, write_json_atomically
 from harmono.experiments.harmonic.points import ToyPointsConfig, run_toy_points
 from harmono.experiments.mono.cluster_latents import MonoToyConfig, run_mono_toy
 
@@ -134,14 +134,14 @@ def run_step(
     marker = directory / STEP_FILE
     settings = _json_ready(settings)
     if marker.is_file():
-        record = json.loads(marker.read_text())
-        if record.get("settings") == settings:
+        record = read_json(marker, "a finished demo step", ("settings", "summary"))
+        if record["settings"] == settings:
             outcome.reused.append(name)
             outcome.summaries[name] = record["summary"]
             logger.info("%s: finished earlier with the same settings, reused", name)
             return record["summary"]
         raise ValueError(
-            f"{directory} holds a finished demo step with other settings ({record.get('settings')}); "
+            f"{directory} holds a finished demo step with other settings ({record['settings']}); "
             f"expected {settings}: use another --out, or delete {directory}"
         )
     directory.mkdir(parents=True, exist_ok=True)

@@ -17,16 +17,19 @@ ids and labels of its rows. ``harmono.features.store_writer`` writes stores,
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
-from harmono.core.io import write_json_atomically
+from harmono.core.io import read_json, write_json_atomically
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FORMAT_VERSION = 1
+MANIFEST_KEYS = ("format", "dim", "dtype", "metadata", "complete", "shards")
+"""The keys of a manifest."""
+SHARD_KEYS = {"file", "rows", "sha256", "ids", "labels"}
+"""The keys of a manifest's entry of one shard."""
 DTYPES = ("float16", "float32")
 CHECKSUM_CHUNK_BYTES = 16 * 2**20
 MAX_ABS_VALUE = 1e30
@@ -108,10 +111,14 @@ def read_manifest(directory: Path) -> dict:
     path = directory / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a feature store: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); the store is damaged") from err
-    if manifest.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: expected store format {FORMAT_VERSION}, got {manifest.get('format')!r}")
+    manifest = read_json(path, "a feature store manifest", MANIFEST_KEYS)
+    if manifest["format"] != FORMAT_VERSION:
+        raise ValueError(f"{path}: expected store format {FORMAT_VERSION}, got {manifest['format']!r}")
+    shards = manifest["shards"]
+    if not isinstance(shards, list) or not all(
+        isinstance(e, dict) and SHARD_KEYS <= e.keys() for e in shards
+    ):
+        raise ValueError(
+            f"{path}: expected shard entries with the keys {sorted(SHARD_KEYS)}, got {str(shards)[:80]}"
+        )
     return manifest

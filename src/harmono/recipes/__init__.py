@@ -45,16 +45,14 @@ def read_recipe(name_or_path: str, family: str, names: tuple[str, ...], sections
         value of another type than the field's.
     """
     if name_or_path in names:
-        recipe = importlib.resources.files(__name__).joinpath(f"{family}-{name_or_path}.json")
-        text = recipe.read_text()
+        source = importlib.resources.files(__name__).joinpath(f"{family}-{name_or_path}.json")
     else:
-        path = Path(name_or_path)
-        if not path.is_file():
+        source = Path(name_or_path)
+        if not source.is_file():
             raise FileNotFoundError(f"--config must be one of {names} or a JSON file, got {name_or_path!r}")
-        text = path.read_text()
     try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
+        record = json.loads(source.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{name_or_path} is not valid JSON ({err})") from err
     if not isinstance(record, dict) or not set(record) >= set(sections):
         raise ValueError(

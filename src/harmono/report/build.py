@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmono.analysis.latent_table import LatentTable, read_latent_table
-from harmono.core.io import write_atomically
+from harmono.core.io import read_json, write_atomically
 from harmono.report.html import (
     Claims,
     Command,
@@ -66,7 +66,7 @@ def _toy_run_dirs(run_dir: Path) -> list[Path]:
         if path.is_file():
             try:
                 record = json.loads(path.read_text())
-            except json.JSONDecodeError:
+            except ValueError:  # not valid JSON, or not UTF-8
                 continue
             if isinstance(record, dict) and {"task", "model", "seeds"} <= record.keys():
                 found.append(candidate)
@@ -197,7 +197,7 @@ def _claims(summary: dict) -> Claims:
 
 def _step(run_dir: Path, name: str) -> dict | None:
     path = run_dir / name / "step.json"
-    return json.loads(path.read_text())["summary"] if path.is_file() else None
+    return read_json(path, "a finished demo step", ("summary",))["summary"] if path.is_file() else None
 
 
 def demo_report(run_dir: Path) -> Report:
@@ -213,7 +213,7 @@ def demo_report(run_dir: Path) -> Report:
         toy_points_rows,
     )
 
-    demo = json.loads((run_dir / "demo.json").read_text())
+    demo = read_json(run_dir / "demo.json", "a demo record", ("steps",))
     steps = {name: _step(run_dir, name) for name in demo["steps"]}
     sections: list[Section] = []
     if steps.get("toy-points"):

@@ -10,6 +10,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
+from harmono.core.io import read_json
 from harmono.sae.evaluate import EVALUATION_FILE
 from harmono.training.runs import RUN_FILE
 
@@ -31,8 +32,15 @@ def _load_run(run: Path) -> tuple[dict, dict]:
     path = run / EVALUATION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
-    summary = json.loads(path.read_text())["summary"]
-    setup = json.loads((run / RUN_FILE).read_text()) if (run / RUN_FILE).is_file() else {}
+    summary = read_json(path, "an SAE evaluation", ("summary",))["summary"]
+    try:
+        for _, get, _ in METRICS:
+            get(summary)
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: expected a summary with every metric of the table, got none for {err}"
+        ) from err
+    setup = read_json(run / RUN_FILE, "an SAE run record") if (run / RUN_FILE).is_file() else {}
     return summary, setup
 
 

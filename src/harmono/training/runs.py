@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from harmono.core.io import read_json
+
 RUN_FILE = "run.json"
 """A run folder's record of its settings, its progress and its result."""
 METRICS_FILE = "metrics.jsonl"
@@ -39,16 +41,18 @@ def check_resumable(out: Path, run_file: str, record: dict, keys: tuple[str, ...
     """Refuse to resume ``out`` when its ``run_file`` differs from ``record`` in one of ``keys``.
 
     A ``"device"`` entry inside a compared dict is ignored: a run may resume on another device.
+    A ``run_file`` that is no JSON object raises ``ValueError`` naming it.
     """
-    saved = json.loads((out / run_file).read_text())
+    path = out / run_file
+    saved = read_json(path, "the record of the run to resume")
     for key in keys:
         mine, theirs = json.loads(json.dumps(record[key])), saved.get(key)
-        if isinstance(mine, dict) and "device" in mine:
-            mine, theirs = {**mine, "device": None}, {**(theirs or {}), "device": None}
+        if isinstance(mine, dict) and "device" in mine and isinstance(theirs, dict):
+            mine, theirs = {**mine, "device": None}, {**theirs, "device": None}
         if theirs != mine:
             raise ValueError(
-                f"{out} holds a run with another {key} ({theirs}); resume it with the same settings "
-                "or train into another directory"
+                f"{out} holds a run with another {key}: expected {mine}, got {theirs} in {path}; resume it "
+                "with the same settings or train into another directory"
             )
 
 

@@ -8,7 +8,6 @@ claim by a stated rule; a claim whose runs are not all there is "pending".
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from harmono.analysis.toy_metrics import median_range
+from harmono.core.io import read_json
 from harmono.experiments.harmonic import gpt_summary, toy_tables
 from harmono.experiments.harmonic.toy_suite import efficiency_label, record_sampling
 
@@ -168,7 +168,7 @@ def _parallelogram_row(analysis: Path) -> list[str]:
     paper = "all 12 tasks (GPT-2 small)"
     if not analysis.is_file():
         return [claim, paper, "pending", PARALLELOGRAM_COMMAND, "pending"]
-    result = json.loads(analysis.read_text())
+    result = read_json(analysis, "a parallelogram analysis", ("config", "tasks"))
     k = str(result["config"]["num_pcs"][0])
     lower = [
         per_label["harmonic"][k]["median"] < per_label["standard"][k]["median"]

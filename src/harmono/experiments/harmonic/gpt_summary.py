@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harmono.analysis.toy_metrics import mean_std
-from harmono.core.io import write_json_atomically
+from harmono.core.io import read_json, write_json_atomically
 from harmono.core.provenance import provenance
 from harmono.experiments.harmonic.gpt_train import RESULTS_FILE
 from harmono.training.runs import RUN_FILE
@@ -35,8 +35,8 @@ def run_record(run: str | Path) -> dict:
         return record
     if not (run / RESULTS_FILE).is_file():
         raise ValueError(f"expected a finished run (results.json) in {run}, found none")
-    saved = json.loads((run / RUN_FILE).read_text())
-    results = json.loads((run / RESULTS_FILE).read_text())
+    saved = read_json(run / RUN_FILE, "a GPT run record", ("model", "train"))
+    results = read_json(run / RESULTS_FILE, "a GPT run's results")
     record = {"name": run.name, "model": saved["model"], "train": saved["train"], "results": results}
     if "provenance" in saved:
         record["provenance"] = saved["provenance"]

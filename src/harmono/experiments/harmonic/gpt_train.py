@@ -25,7 +25,6 @@ A run directory holds ``run.json`` (configs and corpus), ``metrics.jsonl``,
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import shutil
@@ -39,7 +38,7 @@ from tqdm.auto import tqdm
 
 from harmono.core import checks
 from harmono.core.device import resolve_device
-from harmono.core.io import write_json_atomically
+from harmono.core.io import read_json, write_json_atomically
 from harmono.core.provenance import provenance
 from harmono.data.text import TOKENIZER_FILE, TokenCorpus
 from harmono.models.gpt import GPT, GPTConfig
@@ -413,4 +412,4 @@ def _mean_throughput(out: Path) -> float | None:
 def read_results(out: str | Path) -> dict | None:
     """``results.json`` of a finished run in ``out``, or None."""
     path = Path(out) / RESULTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, "a GPT run's results") if path.is_file() else None

@@ -22,7 +22,7 @@ from safetensors.torch import save
 
 from harmono.analysis.toy_metrics import class_separation, median_range
 from harmono.core import checks
-from harmono.core.io import read_safetensors, write_atomically, write_json_atomically
+from harmono.core.io import read_json, read_safetensors, write_atomically, write_json_atomically
 from harmono.core.provenance import provenance
 from harmono.data.toy import TASKS, token_classes, toy_task
 from harmono.experiments.harmonic.toy_tasks import (
@@ -76,7 +76,7 @@ def load_run(run_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     path = run_dir / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no finished toy run: expected {path}")
-    record = json.loads(path.read_text())
+    record = read_json(path, "a toy run record")
     arrays = {name: t.numpy() for name, t in read_safetensors(run_dir / CURVES_FILE)[0].items()}
     return record, arrays
 
@@ -124,9 +124,12 @@ def _finished_record(path: Path, wanted: dict) -> dict | None:
     """
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_json(path, "a toy run record", ("task", "model", "train", "seeds"))
     found = {key: record[key] for key in ("task", "model", "train")}
-    found["seeds"] = [s["seed"] for s in record["seeds"]]
+    try:
+        found["seeds"] = [s["seed"] for s in record["seeds"]]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{path}: expected per-seed records with a 'seed', got the error {err!r}") from err
     if found != wanted:
         raise ValueError(f"{path} holds a run with other settings ({found}); expected {wanted}")
     return record

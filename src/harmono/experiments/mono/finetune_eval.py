@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from harmono.core.io import read_json
 from harmono.data.image_batches import SquareImages, load_batches, rank_batches
 from harmono.experiments.mono.finetune_reference import Reference
 from harmono.models.classifier import MonoClassifier
@@ -73,4 +73,4 @@ def evaluate_classifier(
 def read_results(out: str | Path) -> dict | None:
     """``results.json`` of a finished run in ``out``, or None."""
     path = Path(out) / RESULTS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path, "a finetune run's results") if path.is_file() else None

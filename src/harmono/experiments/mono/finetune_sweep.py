@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from harmono.core.io import write_json_atomically
+from harmono.core.io import read_json, write_json_atomically
 from harmono.experiments.mono.finetune import finetune
 from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.experiments.mono.finetune_eval import read_results
@@ -35,7 +35,7 @@ def _finished(directory: Path, model_config: ClassifierConfig, config: FinetuneC
     results = read_results(directory)
     if results is None:
         return None
-    saved = json.loads((directory / RUN_FILE).read_text())
+    saved = read_json(directory / RUN_FILE, "a finetune run record", ("model", "train"))
     wanted = json.loads(json.dumps({"model": asdict(model_config), "train": asdict(config)}))
     for key in ("model", "train"):
         if {**saved[key], "device": None} != {**wanted[key], "device": None}:
