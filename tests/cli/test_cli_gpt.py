@@ -80,7 +80,7 @@ def test_prepare_train_sample_analyze(corpus, capsys):
     assert summary_rows(records[::-1]) == rows  # the saved records alone give the same table
     (saved / "bad.json").write_text("{}")
     assert main(["gpt", "summary", str(saved / "bad.json")]) == 2
-    assert "bad.json: not a GPT run record" in capsys.readouterr().err
+    assert "bad.json: expected a GPT run record" in capsys.readouterr().err
     assert main(["gpt", "summary", str(corpus / "corpus")]) == 2
     assert "expected a finished run" in capsys.readouterr().err
     assert main(["gpt", "analyze", *runs, "--out", str(corpus / "analysis"), "--num-pcs", "2", "3",

@@ -7,6 +7,7 @@ import pytest
 
 from harmono.analysis.latent_table import read_latent_table
 from harmono.cli.main import main
+from harmono.core.io import read_json
 from harmono.experiments.demo import STEP_FILE, DemoOutcome, run_step
 from harmono.experiments.harmonic import gpt_train
 from harmono.experiments.harmonic.toy_suite import load_run, run_stack
@@ -54,16 +55,42 @@ def test_a_damaged_run_record_refuses_the_resume_naming_it(tmp_path, unchanged, 
     assert same()
 
 
+GPT_RUN = {"model": {"head": "standard", "n_embd": 8}, "train": {"lr": 0.1, "min_lr": 0.01, "warmup_steps": 1,
+                                                                 "seed": 0}}  # fmt: skip
+GPT_RESULTS = {"final_val_loss": 1.0, "tokens": 10, "seconds": 1.0}
+
+
 @pytest.mark.parametrize(
-    ("name", "content"), [(RUN_FILE, TRUNCATED), (RUN_FILE, {"model": {}}), ("results.json", "7")]
+    ("name", "content"),
+    [
+        (RUN_FILE, TRUNCATED),
+        (RUN_FILE, {"model": {}}),
+        (RUN_FILE, {**GPT_RUN, "model": {"n_embd": 8}}),
+        (RUN_FILE, {**GPT_RUN, "train": "x"}),
+        ("results.json", "7"),
+        ("results.json", {"tokens": 10, "seconds": 1.0}),
+    ],
 )
 def test_gpt_summary_names_a_damaged_run_file(tmp_path, unchanged, capsys, name, content):
     run = tmp_path / "run"
-    write(run / RUN_FILE, {"model": {"head": "standard"}, "train": {"lr": 0.1}})
-    write(run / "results.json", {"final_val_loss": 1.0})
+    write(run / RUN_FILE, GPT_RUN)
+    write(run / "results.json", GPT_RESULTS)
+    assert main(["gpt", "summary", str(run)]) == 0  # the undamaged run reads
     path = write(run / name, content)
     same = unchanged(tmp_path)
     cli_fails_naming(path, ["gpt", "summary", str(run)], capsys)
+    assert same()
+
+
+def test_sae_eval_and_compare_name_a_run_record_whose_train_is_no_object(tmp_path, unchanged, capsys):
+    summary = {"r2": 0.9, "l0": 8.0, "dead_fraction": 0.0, "mono": {"mean": 0.5, "mean_dead_as_zero": 0.4}}
+    summary |= {"purity_binary": 0.1, "purity_weighted": 0.2}
+    run = tmp_path / "run"
+    write(run / "evaluation.json", {"summary": summary})
+    path = write(run / RUN_FILE, {"sae": {}, "train": "x"})
+    same = unchanged(tmp_path)
+    cli_fails_naming(path, ["sae", "compare", str(run)], capsys)
+    fails_naming(path, lambda: read_json(path, "an SAE run record", ("train",), ("train",)))
     assert same()
 
 

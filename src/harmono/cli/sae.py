@@ -55,7 +55,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run)
     sae = SAE.from_pretrained(run / "sae")
     path = run / RUN_FILE
-    train = read_json(path, "an SAE run record", ("train",))["train"] if path.is_file() else {}
+    train = read_json(path, "an SAE run record", ("train",), ("train",))["train"] if path.is_file() else {}
     store = FeatureStore(args.features, verify="shape")
     embeddings = FeatureStore(args.embeddings, verify="shape") if args.embeddings else None
     result = evaluate_sae(

@@ -54,7 +54,7 @@ def write_json_atomically(path: Path, record: object, indent: int | None = None)
     return write_atomically(path, lambda handle: handle.write(text))
 
 
-def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
+def read_json(path: str | Path, what: str, keys: tuple[str, ...] = (), objects: tuple[str, ...] = ()) -> dict:
     """The JSON object saved in ``path``, checked to hold ``keys``.
 
     Every JSON record harmono reads back (run records, results, manifests)
@@ -69,6 +69,8 @@ def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
         What the file should hold, e.g. ``"an SAE evaluation"``.
     keys : tuple of str
         Keys the object must have.
+    objects : tuple of str
+        Keys whose values, where present, must be JSON objects themselves.
 
     Returns
     -------
@@ -80,7 +82,8 @@ def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
     FileNotFoundError
         ``path`` is not a file.
     ValueError
-        ``path`` is not UTF-8 JSON, holds no JSON object, or lacks one of ``keys``.
+        ``path`` is not UTF-8 JSON, holds no JSON object, lacks one of ``keys``, or one of
+        ``objects`` is not an object.
     """
     path = Path(path)
     if not path.is_file():
@@ -94,6 +97,11 @@ def read_json(path: str | Path, what: str, keys: tuple[str, ...] = ()) -> dict:
     missing = [key for key in keys if key not in record]
     if missing:
         raise ValueError(f"{path}: expected {what} with the keys {list(keys)}, got one without {missing}")
+    for key in objects:
+        if key in record and not isinstance(record[key], dict):
+            raise ValueError(
+                f"{path}: expected {what} whose {key!r} is a JSON object, got {type(record[key]).__name__}"
+            )
     return record
 
 

@@ -40,7 +40,11 @@ def _load_run(run: Path) -> tuple[dict, dict]:
         raise ValueError(
             f"{path}: expected a summary with every metric of the table, got none for {err}"
         ) from err
-    setup = read_json(run / RUN_FILE, "an SAE run record") if (run / RUN_FILE).is_file() else {}
+    setup = (
+        read_json(run / RUN_FILE, "an SAE run record", objects=("sae", "train"))
+        if (run / RUN_FILE).is_file()
+        else {}
+    )
     return summary, setup
 
 

@@ -8,7 +8,6 @@ those files alone).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,23 +22,39 @@ SECTION = "gpt-runs"
 """Name of the marked section the table goes into (:mod:`harmono.report.marked_sections`)."""
 
 
+REQUIRED = {
+    "model": ("head", "n_embd"),
+    "train": ("lr", "min_lr", "warmup_steps", "seed"),
+    "results": ("tokens", "seconds"),
+}
+"""What the summary reads of a run record, by section."""
+
+
 def run_record(run: str | Path) -> dict:
-    """``{"name", "model", "train", "results", ...}`` of a finished run directory, or a saved record as is."""
+    """``{"name", "model", "train", "results", ...}`` of a finished run directory, or a saved record as is.
+
+    Raises ``ValueError`` naming the file when a section or an entry the summary needs is missing.
+    """
     run = Path(run)
     if run.is_file():
-        try:
-            record = json.loads(run.read_text())
-            record["model"]["head"], record["train"]["lr"], record["results"]["final_val_loss"]
-        except (ValueError, KeyError, TypeError) as error:
-            raise ValueError(f"{run}: not a GPT run record ({error!r})") from error
-        return record
-    if not (run / RESULTS_FILE).is_file():
-        raise ValueError(f"expected a finished run (results.json) in {run}, found none")
-    saved = read_json(run / RUN_FILE, "a GPT run record", ("model", "train"))
-    results = read_json(run / RESULTS_FILE, "a GPT run's results")
-    record = {"name": run.name, "model": saved["model"], "train": saved["train"], "results": results}
-    if "provenance" in saved:
-        record["provenance"] = saved["provenance"]
+        record, source = read_json(run, "a GPT run record", tuple(REQUIRED), tuple(REQUIRED)), run
+    else:
+        if not (run / RESULTS_FILE).is_file():
+            raise ValueError(f"expected a finished run (results.json) in {run}, found none")
+        saved = read_json(run / RUN_FILE, "a GPT run record", ("model", "train"), ("model", "train"))
+        results = read_json(run / RESULTS_FILE, "a GPT run's results")
+        record = {"name": run.name, "model": saved["model"], "train": saved["train"], "results": results}
+        if "provenance" in saved:
+            record["provenance"] = saved["provenance"]
+        source = f"{run / RUN_FILE} and {run / RESULTS_FILE}"
+    for section, keys in REQUIRED.items():
+        entries = record[section]
+        missing = [key for key in keys if key not in entries]
+        if missing:
+            raise ValueError(f"{source}: expected a GPT run record whose {section} has {list(keys)}, "
+                             f"got one without {missing}")  # fmt: skip
+    if "final_val_loss" not in record["results"] and "val_loss" not in record["results"]:
+        raise ValueError(f"{source}: expected a validation loss (final_val_loss or val_loss), found none")
     return record
 
 
