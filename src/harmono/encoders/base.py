@@ -12,13 +12,17 @@ from this module only; ``harmono.encoders.registry`` names them.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from harmono.core.io import read_safetensors
 
 OUTPUTS = ("pooled", "cls", "projected")
 """What an encoder's features are: a pooled feature map, a CLS token or a projected embedding."""
@@ -175,3 +179,33 @@ def pooled_encoder(
     """
     model.eval()
     return Encoder(name, model, model, int(dim), "pooled", int(size), tuple(mean), tuple(std), weights)
+
+
+def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file or of a ``.pth`` state dict, never running a pickle's code.
+
+    ``weights_only=True`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn
+    it off: a file whose pickle would build anything but tensors and containers is refused unrun.
+
+    Parameters
+    ----------
+    path : str or Path
+        The weights file.
+    what : str
+        Whose weights they are, for the error (e.g. ``"EfficientNet"``).
+
+    Raises
+    ------
+    ValueError
+        Where the file is a damaged safetensors file or not a plain pickled state dict.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: refused to load {what} weights that are not a plain state dict of "
+            f"tensors (the file's pickle asks for more: {err})"
+        ) from err

