@@ -1,9 +1,16 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of one."""
+"""Crash-safe file writes (a reader sees the old file or the new one, never half of one) and checked reads.
+
+Every read names the file, what was expected and what came when the file is missing or damaged:
+JSON records, safetensors, ``config.json`` + safetensors models, and the pickled ``.pt`` files of
+other libraries, which are only ever read with ``torch.load(weights_only=True)``.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -139,6 +146,50 @@ def read_safetensors(path: str | Path) -> tuple[dict, dict[str, str]]:
             f"({path.stat().st_size} bytes read), got the error {err}"
         ) from err
     return tensors, metadata
+
+
+def read_torch_pickle(path: str | Path, what: str, start: int = 0) -> object:
+    """What ``torch.load(..., weights_only=True)`` reads from ``path``: tensors, numbers, strings, containers.
+
+    ``weights_only=True`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn
+    it off: a file whose pickle would build anything else is refused without running it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (a ``torch.save`` archive or legacy pickle).
+    what : str
+        What it should hold, for the errors (e.g. ``"EfficientNet weights"``).
+    start : int
+        Byte offset where the ``torch.save`` data begins (after a text header, as saev writes).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` is not a file.
+    ValueError
+        The pickle asks for more than plain data, or the file is truncated or not a torch file.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected {what} at {path}, found no file")
+    with path.open("rb") as handle:
+        handle.seek(start)
+        data = io.BytesIO(handle.read())
+    try:
+        return torch.load(data, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: refused to load {what} that is not plain tensors, numbers, strings and containers "
+            f"(the file's pickle asks for more: {err})"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"{path} is truncated or not a torch file: expected {what} ({path.stat().st_size} bytes), "
+            f"got the error {err}"
+        ) from err
 
 
 def write_pretrained(directory: str | Path, state: dict, record: dict, architecture: str) -> Path:

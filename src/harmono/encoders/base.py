@@ -12,7 +12,6 @@ from this module only; ``harmono.encoders.registry`` names them.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harmono.core.io import read_safetensors
+from harmono.core.io import read_safetensors, read_torch_pickle
 
 OUTPUTS = ("pooled", "cls", "projected")
 """What an encoder's features are: a pooled feature map, a CLS token or a projected embedding."""
@@ -184,9 +183,6 @@ def pooled_encoder(
 def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` file or of a ``.pth`` state dict, never running a pickle's code.
 
-    ``weights_only=True`` is passed explicitly, so ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn
-    it off: a file whose pickle would build anything but tensors and containers is refused unrun.
-
     Parameters
     ----------
     path : str or Path
@@ -197,15 +193,12 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     Raises
     ------
     ValueError
-        Where the file is a damaged safetensors file or not a plain pickled state dict.
+        Where the file is damaged or not a plain pickled state dict (see ``core.io.read_torch_pickle``).
     """
     path = Path(path)
     if path.suffix == ".safetensors":
         return read_safetensors(path)[0]
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: refused to load {what} weights that are not a plain state dict of "
-            f"tensors (the file's pickle asks for more: {err})"
-        ) from err
+    state = read_torch_pickle(path, f"{what} weights")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict of {what} weights, got a {type(state).__name__}")
+    return state

@@ -1,4 +1,4 @@
-"""Sparse autoencoders (TopK, BatchTopK, JumpReLU, ReLU) with MonoLoss as a named loss term."""
+"""Sparse autoencoders (TopK, BatchTopK, JumpReLU, ReLU) with MonoLoss as a loss term; foreign SAEs."""
 
 from harmono.sae.base import SAE, SAEOutput, geometric_median
 from harmono.sae.config import SAEConfig
@@ -7,6 +7,10 @@ from harmono.sae.topk import BatchTopKSAE, TopKSAE
 
 # isort: split
 from harmono.sae.jumprelu import JumpReLUSAE, ReLUSAE  # after the TopK family: the order of ARCHITECTURES
+
+# isort: split
+from harmono.sae.foreign import ForeignSAE  # registers the foreign formats SAE.from_pretrained reads
+from harmono.sae.registry import FORMATS
 
 ARCHITECTURES = tuple(REGISTRY)
 """The registered architecture names: topk, batchtopk, jumprelu, relu."""
@@ -21,7 +25,9 @@ __all__ = [
     "ARCHITECTURES",
     "REGISTRY",
     "SAE",
+    "FORMATS",
     "BatchTopKSAE",
+    "ForeignSAE",
     "JumpReLUSAE",
     "ReLUSAE",
     "SAEConfig",

@@ -30,10 +30,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmono.core import checks
-from harmono.core.io import PRETRAINED_CONFIG, load_fitting_state, read_pretrained, write_pretrained
+from harmono.core.io import (
+    PRETRAINED_CONFIG,
+    PRETRAINED_WEIGHTS,
+    load_fitting_state,
+    read_pretrained,
+    write_pretrained,
+)
 from harmono.mono.inputs import SparseEntries
 from harmono.sae.config import B_DEC_INITS, SAEConfig
-from harmono.sae.registry import REGISTRY
+from harmono.sae.registry import FORMATS, REGISTRY
 
 SPARSE_DECODE_MAX_DENSITY = 1 / 16
 """Latents are decoded from the entries of their ``gradient_support`` up to this fraction of them, by a
@@ -107,6 +113,23 @@ def geometric_median(points: torch.Tensor, iterations: int = 100, tol: float = 1
     return median
 
 
+def _not_an_sae(path: Path) -> str:
+    """The error for a path that holds no SAE of any format: what each format is, and what came."""
+    formats = "; ".join(f"{name}: {found.files}" for name, found in FORMATS.items())
+    if path.is_dir():
+        entries = sorted(path.iterdir())
+        nested = [e.name for e in entries if e.is_dir() and any(f.recognizes(e) for f in FORMATS.values())]
+        got = f"a folder holding {[e.name for e in entries[:12]]}"
+        if nested:
+            got += f" (its sub-folders {nested} are SAEs: pass one of them)"
+    else:
+        got = "a file no format reads" if path.is_file() else "nothing at that path"
+    return (
+        f"{path}: expected a saved SAE, harmono's ({PRETRAINED_CONFIG} + {PRETRAINED_WEIGHTS}) or another "
+        f"library's ({formats}), got {got}"
+    )
+
+
 class SAE(nn.Module):
     """Base class: subclasses set ``architecture`` and implement ``activate`` (and extra losses).
 
@@ -167,6 +190,11 @@ class SAE(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``(B, d_in)`` reconstruction of ``latents (B, d_sae)``, in the input's scale."""
         return self.decode_scaled(latents) / self.config.input_scale
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents (B, d_sae), reconstruction (B, d_in))`` of ``x (B, d_in)``, without the losses."""
+        latents = self.encode(x)
+        return latents, self.decode(latents)
 
     def extra_losses(
         self, x_in: torch.Tensor, pre: torch.Tensor, latents: torch.Tensor, recon_in: torch.Tensor,
@@ -311,16 +339,28 @@ class SAE(nn.Module):
 
     @staticmethod
     def from_pretrained(directory: str | Path, device: str | torch.device = "cpu") -> SAE:
-        """The SAE saved in ``directory`` by ``save_pretrained``, in eval mode (nothing is unpickled).
+        """The SAE saved in ``directory``, in eval mode (nothing is unpickled beyond plain data).
+
+        ``directory`` is a folder written by ``save_pretrained``, or another library's SAE: a folder or
+        file of one of the formats in ``harmono.sae.registry.FORMATS`` (SAELens, sparsify,
+        dictionary_learning, saev, OpenAI), read as a ``harmono.sae.foreign.ForeignSAE`` that runs
+        that library's forward pass.
 
         Raises
         ------
         FileNotFoundError
-            A file is missing.
+            ``directory`` is no SAE of any format, or a file of a harmono SAE is missing.
         ValueError
-            A file is damaged, ``config.json`` holds a field of the wrong type,
-            or the weights do not fit it (another architecture, other tensors).
+            A file is damaged, a config holds a field of the wrong type, or the weights do not fit it
+            (another architecture, other tensors).
         """
+        path = Path(directory)
+        if not (path / PRETRAINED_WEIGHTS).is_file():
+            for found in FORMATS.values():
+                if found.recognizes(path):
+                    return found.read(path).to(device).eval()
+            if not (path / PRETRAINED_CONFIG).is_file():
+                raise FileNotFoundError(_not_an_sae(path))
         record, state, saved_architecture = read_pretrained(directory, "SAE")
         source = Path(directory) / PRETRAINED_CONFIG
         architecture = record.get("architecture")

@@ -121,12 +121,11 @@ def evaluate_sae(
     for batch in tqdm(view.batches(batch_size, normalize=l2_normalize), total=-(-len(store) // batch_size),
                       desc="evaluate", disable=not progress):  # fmt: skip
         x = batch.features
-        latents = sae.encode(x)
-        recon = sae.decode(latents)
+        latents, recon = sae.reconstruct(x)
         sum_x += x.sum(dim=0, dtype=torch.float64)
         sum_x2 += x.double().square().sum(dim=0)
         sum_e2 += (recon - x).double().square().sum(dim=0)
-        active = latents > 0
+        active = latents != 0
         fired += active.sum(dim=0)
         l0_sum += float(active.sum())
         cosine_sum += float(torch.nn.functional.cosine_similarity(recon, x, dim=1).sum())
