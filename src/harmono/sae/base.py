@@ -359,8 +359,7 @@ class SAE(nn.Module):
             for found in FORMATS.values():
                 if found.recognizes(path):
                     return found.read(path).to(device).eval()
-            if not (path / PRETRAINED_CONFIG).is_file():
-                raise FileNotFoundError(_not_an_sae(path))
+            raise FileNotFoundError(_not_an_sae(path))
         record, state, saved_architecture = read_pretrained(directory, "SAE")
         source = Path(directory) / PRETRAINED_CONFIG
         architecture = record.get("architecture")
