@@ -110,7 +110,11 @@ def add_demo_and_report_commands(sub: argparse._SubParsersAction) -> None:
         "report",
         help="a static HTML report (figures, tables, latent browser) of a demo, SAE run or toy suite",
     )
-    report.add_argument("run", help="a demo directory, an evaluated SAE run, or a toy run or suite directory")
+    report.add_argument(
+        "run",
+        help="a demo directory, an evaluated SAE (a run or `sae eval --out` folder), or a toy run or "
+        "suite directory",
+    )
     report.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
     report.add_argument("--features", help="SAE runs: the evaluated feature store, if it moved")
     report.add_argument("--screenshot", help="also save a PNG screenshot (needs playwright and Chromium)")

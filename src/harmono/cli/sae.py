@@ -1,6 +1,7 @@
-"""``harmono sae train | eval | compare``: thin wrappers over the library.
+"""``harmono sae train | eval | export | compare``: thin wrappers over the library.
 
-``train_sae``, ``evaluate_sae`` and ``compare_rows`` (:mod:`harmono.sae.compare`) do the work.
+``train_sae``, ``evaluate_sae``, ``write_saelens`` (:mod:`harmono.sae.foreign`) and ``compare_rows``
+(:mod:`harmono.sae.compare`) do the work.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ import json
 from pathlib import Path
 
 from harmono.cli.options import add_config_arguments, config_from_arguments
-from harmono.core.io import read_json
+from harmono.core.io import PRETRAINED_CONFIG, read_json
 from harmono.report.text_table import format_table
-from harmono.sae import ARCHITECTURES
+from harmono.sae import ARCHITECTURES, SAE, ForeignSAE
 from harmono.sae.compare import METRICS, compare_rows
 from harmono.sae.config import SAEConfig
 from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
@@ -48,27 +49,60 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sae_and_record(path: Path) -> tuple[SAE, dict]:
+    """The SAE of a harmono run folder (its ``sae/``) or of any SAE folder or file, and the run record."""
+    run_file = path / RUN_FILE
+    record = (
+        read_json(run_file, "an SAE run record", ("train",), ("train", "sae")) if run_file.is_file() else {}
+    )
+    inside = path / "sae"
+    return SAE.from_pretrained(inside if (inside / PRETRAINED_CONFIG).is_file() else path), record
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from harmono.features import FeatureStore
-    from harmono.sae.base import SAE
 
-    run = Path(args.run)
-    sae = SAE.from_pretrained(run / "sae")
-    path = run / RUN_FILE
-    train = read_json(path, "an SAE run record", ("train",), ("train",))["train"] if path.is_file() else {}
+    path = Path(args.run)
+    sae, record = _sae_and_record(path)
+    if args.out is None and not path.is_dir():
+        raise ValueError(f"{path} is a file: pass --out DIR for the evaluation files")
+    out = Path(args.out) if args.out is not None else path
+    if args.normalize is not None:
+        l2_normalize = args.normalize == "l2"
+    else:  # as the SAE was trained: a harmono run's setting, raw rows for another library's SAE
+        l2_normalize = record.get("train", {}).get("l2_normalize", not isinstance(sae, ForeignSAE))
     store = FeatureStore(args.features, verify="shape")
     embeddings = FeatureStore(args.embeddings, verify="shape") if args.embeddings else None
+    out.mkdir(parents=True, exist_ok=True)
     result = evaluate_sae(
         sae,
         store,
         batch_size=args.batch_size,
-        l2_normalize=train.get("l2_normalize", True),
+        l2_normalize=l2_normalize,
         embeddings=embeddings,
-        table=run / EVALUATION_FILE,
-        top_activations=run / TOP_ACTIVATIONS_FILE,
+        table=out / EVALUATION_FILE,
+        top_activations=out / TOP_ACTIVATIONS_FILE,
         progress=not args.no_progress,
     )
     print(json.dumps(result.as_dict(), indent=1))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from harmono.sae.foreign import write_saelens
+
+    path = Path(args.run)
+    sae, record = _sae_and_record(path)
+    if isinstance(sae, ForeignSAE):
+        raise ValueError(f"{path} is a {sae.config.format} SAE: export writes harmono's own SAEs")
+    features = record.get("features_metadata", {})
+    metadata = {"model_name": features.get("encoder"), "hook_name": features.get("output"),
+                "dataset_path": features.get("dataset"),
+                "harmono_features": record.get("features")}  # fmt: skip
+    l2_normalized = record.get("train", {}).get("l2_normalize", True)
+    out = write_saelens(sae, args.out, metadata, l2_normalized, overwrite=args.overwrite)
+    norm = "constant_norm_rescale (trained on L2-normalised rows)" if l2_normalized else "none"
+    print(f"{out}: SAELens {sae.config.architecture} SAE, normalize_activations {norm}")
     return 0
 
 
@@ -103,16 +137,38 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(func=_train)
     evaluate = commands.add_parser(
-        "eval", help="R2, L0, dead, MonoScore and purity of a trained SAE on a store"
+        "eval",
+        help="R2, L0, dead, MonoScore and purity of any SAE (harmono's or another library's) on a store",
     )
-    evaluate.add_argument("run", help="run directory written by `harmono sae train`")
+    evaluate.add_argument(
+        "run",
+        help="a run directory of `harmono sae train`, or an SAE folder or file of harmono, SAELens, "
+        "sparsify, dictionary_learning, saev or OpenAI's sparse_autoencoder",
+    )
     evaluate.add_argument("--features", required=True, help="feature store to evaluate on")
     evaluate.add_argument(
         "--embeddings", help="store of MonoScore embeddings, row-aligned (default: the SAE input)"
     )
+    evaluate.add_argument(
+        "--normalize",
+        choices=("l2", "none"),
+        help="L2-normalise the store's rows first, or not (default: as the harmono run trained; none for "
+        "another library's SAE, which gets raw rows and applies its own input norm)",
+    )
+    evaluate.add_argument(
+        "--out", help="folder for evaluation.json and top activations (default: the run or SAE folder)"
+    )
     evaluate.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(func=_evaluate)
+    export = commands.add_parser("export", help="write a trained SAE in another library's format (SAELens)")
+    export.add_argument("run", help="a run directory of `harmono sae train` (or a harmono SAE folder)")
+    export.add_argument("--format", choices=("saelens",), required=True, help="the format to write")
+    export.add_argument("--out", required=True, help="folder to write (cfg.json, sae_weights.safetensors)")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an SAE already in --out (default: refuse)"
+    )
+    export.set_defaults(func=_export)
     compare = commands.add_parser("compare", help="a table of the evaluations of several runs")
     compare.add_argument("runs", nargs="+", help="run directories, each evaluated with `harmono sae eval`")
     compare.add_argument(

@@ -3,7 +3,7 @@
 The kind of directory is recognised by what it holds:
 
 - a demo: ``demo.json`` (``harmono demo``);
-- an SAE run: ``sae/config.json`` and ``evaluation.json`` (``harmono sae train`` + ``harmono sae eval``);
+- an evaluated SAE: ``evaluation.json`` (``harmono sae eval`` of a harmono run or of any library's SAE);
 - a toy suite: sub-folders holding ``results.json`` of toy runs (``harmono toy suite``), or one toy run.
 """
 
@@ -43,17 +43,17 @@ def run_kind(run_dir: str | Path) -> str:
         raise FileNotFoundError(f"expected a run directory, got {run_dir}, which is not a directory")
     if (run_dir / "demo.json").is_file():
         return "demo"
-    if (run_dir / "sae" / "config.json").is_file():
-        if not (run_dir / EVALUATION_FILE).is_file():
-            raise FileNotFoundError(
-                f"{run_dir} is an SAE run without {EVALUATION_FILE}: "
-                f"run `harmono sae eval {run_dir} --features STORE` first"
-            )
+    if (run_dir / EVALUATION_FILE).is_file():  # harmono's SAE run or the evaluation of any SAE
         return "sae"
+    if (run_dir / "sae" / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is an SAE run without {EVALUATION_FILE}: "
+            f"run `harmono sae eval {run_dir} --features STORE` first"
+        )
     if _toy_run_dirs(run_dir):
         return "toy"
     raise ValueError(
-        f"expected a demo (demo.json), an evaluated SAE run (sae/, {EVALUATION_FILE}) or a toy run or suite "
+        f"expected a demo (demo.json), an evaluated SAE ({EVALUATION_FILE}) or a toy run or suite "
         f"(results.json of toy runs) in {run_dir}, found none of them"
     )
 

@@ -332,6 +332,11 @@ class SAE(nn.Module):
         config = SAEConfig.from_dict({**self.config.to_dict(), "input_scale": 1.0})
         return write_pretrained(directory, self.inference_state(), config.to_dict(), self.saved_architecture)
 
+    def describe(self) -> dict:
+        """What this SAE is, for records: ``format`` (harmono), ``architecture``, ``d_in``, ``d_sae``."""
+        return {"format": "harmono", "architecture": self.config.architecture, "d_in": self.config.d_in,
+                "d_sae": self.config.d_sae}  # fmt: skip
+
     @property
     def saved_architecture(self) -> str:
         """The architecture stored with the weights: ``sae/<architecture>``."""

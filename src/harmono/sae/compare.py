@@ -29,10 +29,12 @@ NOT_A_SETTING = ("seed", "device", "checkpoint_every", "log_every", "tensorboard
 
 
 def _load_run(run: Path) -> tuple[dict, dict]:
+    """``(evaluation summary, run record)``; the record of a foreign SAE holds only what it is (``sae``)."""
     path = run / EVALUATION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
-    summary = read_json(path, "an SAE evaluation", ("summary",))["summary"]
+    evaluation = read_json(path, "an SAE evaluation", ("summary",), ("sae",))
+    summary = evaluation["summary"]
     try:
         for _, get, _ in METRICS:
             get(summary)
@@ -40,12 +42,12 @@ def _load_run(run: Path) -> tuple[dict, dict]:
         raise ValueError(
             f"{path}: expected a summary with every metric of the table, got none for {err}"
         ) from err
-    setup = (
-        read_json(run / RUN_FILE, "an SAE run record", objects=("sae", "train"))
-        if (run / RUN_FILE).is_file()
-        else {}
-    )
-    return summary, setup
+    if (run / RUN_FILE).is_file():
+        return summary, read_json(run / RUN_FILE, "an SAE run record", objects=("sae", "train"))
+    described = evaluation.get("sae", {})
+    if described.get("format", "harmono") != "harmono":  # another library's SAE: say whose
+        described = {**described, "architecture": f"{described['format']}:{described.get('architecture')}"}
+    return summary, {"sae": described} if described else {}
 
 
 def _cell(values: list[float], spec: str) -> str:
@@ -60,7 +62,8 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     Parameters
     ----------
     runs : list of Path
-        Run directories, each evaluated (holding ``evaluation.json``; ``run.json`` is optional).
+        Run directories, each evaluated (holding ``evaluation.json``; ``run.json`` is optional: the
+        evaluation of another library's SAE names its format and architecture).
     pool_seeds : bool
         Runs whose settings differ only in the seed (and other fields in
         ``NOT_A_SETTING``) share one row: each metric as ``mean ± std``
@@ -81,7 +84,7 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     for run in runs:
         summary, setup = _load_run(run)
         train = {k: v for k, v in setup.get("train", {}).items() if k not in NOT_A_SETTING}
-        same_setting = pool_seeds and setup  # a run without run.json pools with nothing
+        same_setting = pool_seeds and "train" in setup  # a run without run.json pools with nothing
         key = json.dumps({**setup, "train": train}, sort_keys=True) if same_setting else str(run)
         groups.setdefault(key, []).append((run, summary, setup))
     rows = []

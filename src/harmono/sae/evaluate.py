@@ -88,7 +88,8 @@ def evaluate_sae(
         MonoScore embeddings, row-aligned with ``store`` (default: the SAE input).
     table : str or Path, optional
         Write the per-latent table (score, frequency, dominant class, purity) here as JSON,
-        with the summary and the store's directory.
+        with the summary, what the SAE is (``SAE.describe``), the store's directory and the
+        normalisation.
     top_activations : str or Path, optional
         Write each latent's ``per_latent`` strongest activations and their store rows here
         (safetensors, see ``harmono.sae.top_activations``).
@@ -168,7 +169,9 @@ def evaluate_sae(
             rows.append(row)
         record = {
             "summary": result.as_dict(),
+            "sae": sae.describe(),
             "features": str(Path(store.directory).resolve()),
+            "l2_normalize": l2_normalize,
             "latents": rows,
         }
         write_json_atomically(Path(table), record)

@@ -219,6 +219,10 @@ class ForeignSAE(SAE):
 
     # -- what a harmono SAE can do and a foreign one cannot -----------------------------------------
 
+    def describe(self) -> dict:
+        """What this SAE is, for records: its ``ForeignConfig`` (format, architecture, forward, source)."""
+        return self.config.to_dict()
+
     @property
     def saved_architecture(self) -> str:
         """``<format>/<architecture>``: where the weights came from."""
