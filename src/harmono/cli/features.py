@@ -1,14 +1,18 @@
-"""``harmono features extract | info | probe``: thin wrappers over feature extraction, stores and probes."""
+"""``harmono features extract | extract-lm | info | probe``: thin wrappers over extraction and stores."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+import numpy as np
 
 from harmono.analysis.probe import probe_stores
 from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.features import FeatureStore
 from harmono.features.extract import ExtractConfig, extract_from_config, store_summary
+from harmono.features.token_activations import TokenExtractConfig
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -17,6 +21,55 @@ def _extract(args: argparse.Namespace) -> int:
     rate = report.extracted / report.seconds if report.seconds > 0 else 0.0
     print(
         f"{report.store}: encoded {report.extracted} samples in {report.seconds:.1f} s ({rate:.1f} img/s), "
+        f"{report.skipped} were stored already"
+    )
+    return 0
+
+
+def _token_stream(args: argparse.Namespace, lm) -> tuple[np.ndarray, int | None, str]:
+    """``(token ids, end-of-text id, description)`` from --corpus, --text or --tokens."""
+    from harmono.data.text import TokenCorpus
+
+    if args.corpus:
+        corpus = TokenCorpus.open(args.corpus)
+        return (
+            np.asarray(corpus.splits[args.split]),
+            corpus.meta.get("end_of_text"),
+            f"{args.corpus} {args.split}",
+        )
+    if args.tokens:
+        return np.fromfile(args.tokens, dtype=args.token_dtype), lm.end_of_text, str(args.tokens)
+    from tokenizers import Tokenizer
+
+    tokenizer_file = args.tokenizer or lm.tokenizer
+    if tokenizer_file is None:
+        raise ValueError(f"{args.model} has no tokenizer.json: pass --tokenizer FILE to tokenise --text")
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    ids: list[int] = []
+    for path in args.text:
+        ids.extend(tokenizer.encode(Path(path).read_text(encoding="utf-8")).ids)
+        if lm.end_of_text is not None:
+            ids.append(lm.end_of_text)
+    return np.asarray(ids, dtype=np.int64), lm.end_of_text, " ".join(args.text)
+
+
+def _extract_lm(args: argparse.Namespace) -> int:
+    from harmono.features.token_activations import extract_token_activations
+    from harmono.models.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(args.model)
+    config = config_from_arguments(TokenExtractConfig, args)
+    if config.context > lm.context:
+        raise ValueError(
+            f"--context {config.context} is longer than {args.model} reads ({lm.context} tokens)"
+        )
+    tokens, end, source = _token_stream(args, lm)
+    metadata = {"model": lm.name, "tokens": source}
+    report = extract_token_activations(
+        lm.model, tokens, args.out, config, metadata, end, not args.no_progress
+    )
+    print(
+        f"{report.store}: {report.extracted} token activations at {config.hook} in {report.seconds:.1f} s, "
         f"{report.skipped} were stored already"
     )
     return 0
@@ -46,6 +99,23 @@ def add_features_commands(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(extract, ExtractConfig)
     extract.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     extract.set_defaults(func=_extract)
+    lm = commands.add_parser(
+        "extract-lm", help="store a causal LM's activations, one row per token (resumable)"
+    )
+    lm.add_argument(
+        "--model", required=True, help="a harmono GPT (or its run folder) or a Hugging Face folder"
+    )
+    lm.add_argument("--out", required=True, help="store directory (an interrupted one is resumed)")
+    source = lm.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="a corpus prepared by `harmono gpt prepare`")
+    source.add_argument("--text", nargs="+", help="UTF-8 text files, tokenised by the model's tokenizer")
+    source.add_argument("--tokens", help="a .bin file of token ids")
+    lm.add_argument("--split", choices=("train", "val"), default="val", help="--corpus split (default: val)")
+    lm.add_argument("--tokenizer", help="tokenizer.json for --text (default: the model folder's)")
+    lm.add_argument("--token-dtype", default="uint16", help="dtype of --tokens (default: uint16)")
+    add_config_arguments(lm, TokenExtractConfig)
+    lm.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    lm.set_defaults(func=_extract_lm)
     info = commands.add_parser("info", help="describe a feature store and check its shards")
     info.add_argument("path", help="store directory")
     info.add_argument(
