@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-import numpy as np
 
 from harmono.analysis.probe import probe_stores
 from harmono.cli.options import add_config_arguments, config_from_arguments
+from harmono.cli.token_source import add_token_source, token_stream
 from harmono.features import FeatureStore
 from harmono.features.extract import ExtractConfig, extract_from_config, store_summary
 from harmono.features.token_activations import TokenExtractConfig
@@ -26,33 +24,6 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_stream(args: argparse.Namespace, lm) -> tuple[np.ndarray, int | None, str]:
-    """``(token ids, end-of-text id, description)`` from --corpus, --text or --tokens."""
-    from harmono.data.text import TokenCorpus
-
-    if args.corpus:
-        corpus = TokenCorpus.open(args.corpus)
-        return (
-            np.asarray(corpus.splits[args.split]),
-            corpus.meta.get("end_of_text"),
-            f"{args.corpus} {args.split}",
-        )
-    if args.tokens:
-        return np.fromfile(args.tokens, dtype=args.token_dtype), lm.end_of_text, str(args.tokens)
-    from tokenizers import Tokenizer
-
-    tokenizer_file = args.tokenizer or lm.tokenizer
-    if tokenizer_file is None:
-        raise ValueError(f"{args.model} has no tokenizer.json: pass --tokenizer FILE to tokenise --text")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    ids: list[int] = []
-    for path in args.text:
-        ids.extend(tokenizer.encode(Path(path).read_text(encoding="utf-8")).ids)
-        if lm.end_of_text is not None:
-            ids.append(lm.end_of_text)
-    return np.asarray(ids, dtype=np.int64), lm.end_of_text, " ".join(args.text)
-
-
 def _extract_lm(args: argparse.Namespace) -> int:
     from harmono.features.token_activations import extract_token_activations
     from harmono.models.causal_lm import load_causal_lm
@@ -63,7 +34,7 @@ def _extract_lm(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--context {config.context} is longer than {args.model} reads ({lm.context} tokens)"
         )
-    tokens, end, source = _token_stream(args, lm)
+    tokens, end, source = token_stream(args, lm)
     metadata = {"model": lm.name, "tokens": source}
     report = extract_token_activations(
         lm.model, tokens, args.out, config, metadata, end, not args.no_progress
@@ -83,7 +54,7 @@ def _embed_contexts(args: argparse.Namespace) -> int:
     from harmono.models.causal_lm import load_causal_lm
 
     lm = load_causal_lm(args.model)
-    tokens, end, _ = _token_stream(args, lm)
+    tokens, end, _ = token_stream(args, lm)
     tokenizer_file = args.tokenizer or lm.tokenizer
     if tokenizer_file is None:
         raise ValueError(f"{args.model} has no tokenizer.json to decode the contexts: pass --tokenizer FILE")
@@ -97,19 +68,6 @@ def _embed_contexts(args: argparse.Namespace) -> int:
     print(f"{report.store}: {report.extracted} context embeddings in {report.seconds:.1f} s, "
           f"{report.skipped} were stored already")  # fmt: skip
     return 0
-
-
-def _add_token_source(parser: argparse.ArgumentParser) -> None:
-    """--corpus / --text / --tokens and what goes with them (the token stream of ``_token_stream``)."""
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--corpus", help="a corpus prepared by `harmono gpt prepare`")
-    source.add_argument("--text", nargs="+", help="UTF-8 text files, tokenised by the model's tokenizer")
-    source.add_argument("--tokens", help="a .bin file of token ids")
-    parser.add_argument(
-        "--split", choices=("train", "val"), default="val", help="--corpus split (default: val)"
-    )
-    parser.add_argument("--tokenizer", help="tokenizer.json (default: the model folder's)")
-    parser.add_argument("--token-dtype", default="uint16", help="dtype of --tokens (default: uint16)")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -143,7 +101,7 @@ def add_features_commands(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, help="a harmono GPT (or its run folder) or a Hugging Face folder"
     )
     lm.add_argument("--out", required=True, help="store directory (an interrupted one is resumed)")
-    _add_token_source(lm)
+    add_token_source(lm)
     add_config_arguments(lm, TokenExtractConfig)
     lm.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     lm.set_defaults(func=_extract_lm)
@@ -156,7 +114,7 @@ def add_features_commands(sub: argparse._SubParsersAction) -> None:
         "--model", required=True, help="the language model (its tokenizer decodes contexts)"
     )
     contexts.add_argument("--out", required=True, help="embedding store directory (resumed if interrupted)")
-    _add_token_source(contexts)
+    add_token_source(contexts)
     contexts.add_argument(
         "--window", type=int, default=16, help="tokens per context, ending at the token (16)"
     )

@@ -1,4 +1,4 @@
-"""``harmono sae train | eval | export | compare``: thin wrappers over the library.
+"""``harmono sae train | eval | eval-lm | export | compare``: thin wrappers over the library.
 
 ``train_sae``, ``evaluate_sae``, ``write_saelens`` (:mod:`harmono.sae.foreign`) and ``compare_rows``
 (:mod:`harmono.sae.compare`) do the work.
@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from harmono.cli.options import add_config_arguments, config_from_arguments
-from harmono.core.io import PRETRAINED_CONFIG, read_json
+from harmono.cli.token_source import add_token_source, token_stream
+from harmono.core.io import PRETRAINED_CONFIG, read_json, write_json_atomically
 from harmono.report.text_table import format_table
 from harmono.sae import ARCHITECTURES, SAE, ForeignSAE
 from harmono.sae.compare import METRICS, compare_rows
@@ -19,6 +20,9 @@ from harmono.sae.config import SAEConfig
 from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
 from harmono.sae.train import TrainConfig
 from harmono.training.runs import RUN_FILE, process_group_from_environment
+
+LM_EVALUATION_FILE = "lm_evaluation.json"
+"""What ``harmono sae eval-lm`` writes: CE loss recovered, KL and the settings."""
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -84,6 +88,40 @@ def _evaluate(args: argparse.Namespace) -> int:
         top_activations=out / TOP_ACTIVATIONS_FILE,
         progress=not args.no_progress,
     )
+    print(json.dumps(result.as_dict(), indent=1))
+    return 0
+
+
+def _evaluate_lm(args: argparse.Namespace) -> int:
+    from harmono.models.causal_lm import load_causal_lm
+    from harmono.sae.lm_evaluate import evaluate_in_model
+
+    path = Path(args.run)
+    sae, record = _sae_and_record(path)
+    store = record.get("features_metadata", {})  # a token store records how it was extracted
+    hook = args.hook or store.get("hook")
+    if hook is None:
+        raise ValueError(f"{path} records no hook point (it was not trained on a token store): pass --hook")
+    context = args.context or store.get("context") or 128
+    skip_first = args.skip_first if args.skip_first is not None else store.get("skip_first", 1)
+    if args.normalize is not None:
+        l2_normalize = args.normalize == "l2"
+    else:
+        l2_normalize = record.get("train", {}).get("l2_normalize", not isinstance(sae, ForeignSAE))
+    lm = load_causal_lm(args.model)
+    tokens, _, source = token_stream(args, lm)
+    lm.model.to(args.device)
+    result = evaluate_in_model(
+        sae, lm.model, lm.logits, tokens, hook, context, args.contexts, skip_first, l2_normalize,
+        args.batch_size, not args.no_progress,
+    )  # fmt: skip
+    out = Path(args.out) if args.out is not None else path
+    if out.is_dir() or args.out is not None:
+        record = {"summary": result.as_dict(), "sae": sae.describe(), "model": lm.name, "tokens": source,
+                  "hook": hook, "context": context, "skip_first": skip_first,
+                  "l2_normalize": l2_normalize}  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(out / LM_EVALUATION_FILE, record, indent=1)
     print(json.dumps(result.as_dict(), indent=1))
     return 0
 
@@ -161,6 +199,26 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     evaluate.set_defaults(func=_evaluate)
+    lm = commands.add_parser(
+        "eval-lm", help="CE loss recovered and KL with the SAE spliced into a language model"
+    )
+    lm.add_argument(
+        "run", help="an SAE run trained on a token store, or any SAE folder or file (with --hook)"
+    )
+    lm.add_argument(
+        "--model", required=True, help="the language model: a harmono GPT or a Hugging Face folder"
+    )
+    add_token_source(lm)
+    lm.add_argument("--hook", help="hook point (default: the one the run's token store was extracted at)")
+    lm.add_argument("--context", type=int, help="tokens per context (default: the token store's, else 128)")
+    lm.add_argument("--contexts", type=int, default=64, help="held-out contexts to score (default: 64)")
+    lm.add_argument("--skip-first", type=int, help="leading positions not scored (default: the store's)")
+    lm.add_argument("--normalize", choices=("l2", "none"), help="as for `sae eval` (default: as trained)")
+    lm.add_argument("--batch-size", type=int, default=8, help="contexts per forward pass (default: 8)")
+    lm.add_argument("--device", default="cpu", help="where the model runs (default: cpu)")
+    lm.add_argument("--out", help=f"folder for {LM_EVALUATION_FILE} (default: the run folder)")
+    lm.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    lm.set_defaults(func=_evaluate_lm)
     export = commands.add_parser("export", help="write a trained SAE in another library's format (SAELens)")
     export.add_argument("run", help="a run directory of `harmono sae train` (or a harmono SAE folder)")
     export.add_argument("--format", choices=("saelens",), required=True, help="the format to write")

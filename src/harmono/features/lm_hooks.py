@@ -13,12 +13,14 @@ last block) and one of three sites, found in the model by its layout:
 Any other module is named directly: ``module:PATH`` reads its output,
 ``module-input:PATH`` its first input. ``capture`` runs the model until that
 point only (the forward stops there), so an early layer costs only the layers
-before it.
+before it. ``replacing`` swaps the activation there for another (an SAE's
+reconstruction) while the forward pass runs on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -148,3 +150,29 @@ def capture(model: nn.Module, point: HookPoint, run: Callable[[], object]) -> to
     raise RuntimeError(
         f"the forward pass of {type(model).__name__} did not reach {point.path} ({point.name})"
     )
+
+
+@contextmanager
+def replacing(
+    model: nn.Module, point: HookPoint, change: Callable[[torch.Tensor], torch.Tensor]
+) -> Iterator[None]:
+    """Within the block, the activation at ``point`` is replaced by ``change(activation)`` in every forward.
+
+    ``change`` maps ``(B, T, d)`` to the same shape (e.g. an SAE's reconstruction, or zeros); the
+    rest of the forward pass runs on the replacement.
+    """
+    module = model.get_submodule(point.path)
+
+    def swap(value: object) -> object:
+        if isinstance(value, tuple):
+            return (change(value[0]), *value[1:])
+        return change(value)
+
+    if point.reads == "output":
+        handle = module.register_forward_hook(lambda _m, _args, output: swap(output))
+    else:
+        handle = module.register_forward_pre_hook(lambda _m, args: swap(tuple(args)))
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from harmono.core.io import PRETRAINED_CONFIG
@@ -33,6 +34,12 @@ class CausalLM:
     """Its ``tokenizer.json``, when the folder has one."""
     end_of_text: int | None
     """The token that ends a document, when known."""
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """``(B, T, V)`` next-token logits at every position of token ids ``idx (B, T)``."""
+        if isinstance(self.model, GPT):
+            return self.model.logits(self.model.hidden(idx))
+        return self.model(idx).logits
 
 
 def _model_folder(path: Path) -> Path:
