@@ -19,6 +19,7 @@ from harmono.cli.demo import add_demo_and_report_commands
 from harmono.cli.features import add_features_commands
 from harmono.cli.finetune import add_finetune_command
 from harmono.cli.gpt import add_gpt_commands
+from harmono.cli.lm import add_lm_commands
 from harmono.cli.mnist import add_mnist_command
 from harmono.cli.sae import add_sae_commands
 from harmono.cli.toy import add_toy_commands
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mnist_command(sub)
     add_finetune_command(sub)
     add_gpt_commands(sub)
+    add_lm_commands(sub)
     add_claims_command(sub)
     return parser
 

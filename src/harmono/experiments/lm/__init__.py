@@ -1,0 +1,1 @@
+"""Language-model experiments: the monosemanticity of standard and harmonic GPTs."""

@@ -1,0 +1,79 @@
+"""The language-model monosemanticity experiment: its table from records, and one tiny run end to end."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from harmono.experiments.lm.tables import SECTION, lm_table, read_records
+
+
+def record(model, seed, neurons, sae, mono, r2=0.5, ce=0.8):
+    first = {"mono": {"mean": sae}, "r2": r2, "lm": {"ce_recovered": ce}}
+    second = {"mono": {"mean": mono}, "r2": r2 - 0.1, "lm": {"ce_recovered": ce - 0.1}}
+    measured = {"neurons": {"mean": neurons}, "sae": first, "sae_mono": second}
+    return {"model": f"harmono-gpt/{model}", "gpt_run": f"{model}-s{seed}", "layers": {"1": measured}}
+
+
+def test_the_table_pools_seeds_per_head_and_block(tmp_path):
+    for seed, value in enumerate((0.2, 0.3)):
+        (tmp_path / f"standard-s{seed}.json").write_text(
+            json.dumps(record("standard", seed, value, 0.4, 0.5))
+        )
+    (tmp_path / "harmonic-s0.json").write_text(json.dumps(record("harmonic", 0, 0.6, 0.7, 0.8)))
+    lines = lm_table(read_records(tmp_path)).splitlines()
+    assert lines[0].startswith("| head | block | models | MonoScore, MLP neurons |")
+    assert lines[2] == "| harmonic | 1 | 1 | 0.6000 | 0.7000 | 0.8000 | 0.500 | 0.400 | 0.800 | 0.700 |"
+    assert lines[3].startswith("| standard | 1 | 2 | 0.2500 ± 0.0707 | 0.4000 ± 0.0000 |")
+    readme = tmp_path / "doc.md"
+    readme.write_text(f"a\n<!-- {SECTION}:begin -->\nold\n<!-- {SECTION}:end -->\nb\n")
+    from harmono.cli import main
+
+    (tmp_path / "doc.md").rename(tmp_path / "doc.txt")
+    assert main(["lm", "table", str(tmp_path), "--write", str(tmp_path / "doc.txt")]) == 0
+    assert "| harmonic | 1 | 1 | 0.6000" in (tmp_path / "doc.txt").read_text()
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"bad.json: expected a language-model monosemanticity record"):
+        read_records(tmp_path)
+
+
+def test_one_tiny_model_end_to_end(tmp_path):
+    pytest.importorskip("transformers", reason="transformers is not installed (harmono[encoders])")
+    from harmono.encoders.sentence import minilm_folder
+
+    try:
+        minilm_folder()
+    except ModuleNotFoundError as err:
+        pytest.skip(str(err))
+    from harmono.data.text import prepare_corpus
+    from harmono.experiments.lm.monosemanticity import LMMonoConfig, measure_model
+    from harmono.models.gpt import GPT, GPTConfig
+
+    rng = np.random.default_rng(0)
+    words = ["king", "queen", "sword", "crown", "love", "night", "day", "death", "war", "peace"]
+    documents = {f"d{i}": " ".join(rng.choice(words, 400)) for i in range(3)}
+    prepare_corpus(documents, tmp_path / "corpus", vocab_size=300, val_fraction=0.5)
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=16, head="harmonic")
+    folder = GPT(config).save_pretrained(tmp_path / "gpt" / "model")
+    shutil.copy(tmp_path / "corpus" / "tokenizer.json", folder / "tokenizer.json")
+    protocol = LMMonoConfig(layers=(1,), context=32, train_tokens=256, val_tokens=128, d_sae=32, k=4,
+                            epochs=1, batch_size=64, ce_contexts=2)  # fmt: skip
+    result = measure_model(
+        tmp_path / "gpt", tmp_path / "corpus", tmp_path / "work", 0, protocol, progress=False
+    )
+    layer = result["layers"]["1"]
+    assert result["model"] == "harmono-gpt/harmonic" and result["protocol"]["d_sae"] == 32
+    assert layer["neurons"]["num_latents"] == 64 and 0 <= layer["neurons"]["mean"] <= 1
+    for name in ("sae", "sae_mono"):
+        assert (
+            layer[name]["rows"] == 128
+            and layer[name]["l0"] <= 4
+            and np.isfinite(layer[name]["lm"]["ce_clean"])
+        )
+    again = measure_model(
+        tmp_path / "gpt", tmp_path / "corpus", tmp_path / "work", 0, protocol, progress=False
+    )
+    assert json.dumps(again["layers"]) == json.dumps(result["layers"])  # resumed: the same stores and SAEs
