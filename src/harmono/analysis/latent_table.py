@@ -5,7 +5,9 @@ latent: MonoScore, frequency, dominant class, purity; and the directory of the
 evaluated feature store) and ``top_activations.safetensors`` (per latent the
 store rows of its strongest activations). The store's manifest names the image
 dataset it was extracted from; when that dataset loads, the rows become
-thumbnails.
+thumbnails. A token store's rows become text instead: each top token with
+its neighbours, decoded by the tokenizer the store names, and the latent's
+activation on each of them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from harmono.core.io import read_json
 from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE
-from harmono.sae.top_activations import load_top_activations
+from harmono.sae.top_activations import load_neighbours, load_top_activations
 
 logger = logging.getLogger("harmono")
 
@@ -42,7 +44,11 @@ class LatentTable:
     images: Callable[[int], np.ndarray] | None
     """Store row -> its image, when the store's dataset could be loaded."""
     images_note: str
-    """Why there are no images, or where they come from."""
+    """Why there are no images or texts, or where they come from."""
+    texts: Callable[[int], list[str]] | None = None
+    """Token store: store row -> the ``2 width + 1`` tokens centred on it, decoded ("" past the stream)."""
+    neighbours: np.ndarray | None = None
+    """Token store: ``(M, examples, 2 width + 1)`` the latent's activation on those tokens (NaN: unknown)."""
 
     def scores(self) -> np.ndarray:
         """``(M,)`` MonoScores, NaN for dead latents."""
@@ -72,6 +78,43 @@ def store_images(store_dir: str | Path) -> tuple[Callable[[int], np.ndarray] | N
     return (lambda row: images.image(position[ids[row]])), f"images of {dataset}"
 
 
+def store_texts(store_dir: str | Path, width: int) -> tuple[Callable[[int], list[str]] | None, str]:
+    """For a token store, a function from store row to its ``2 width + 1`` tokens as text; or None and why."""
+    from harmono.core.io import read_safetensors
+    from harmono.features import FeatureStore
+    from harmono.features.token_activations import TOKENS_FILE
+
+    try:
+        store = FeatureStore(store_dir, verify="shape")
+        table, _ = read_safetensors(Path(store_dir) / TOKENS_FILE)
+    except (OSError, ValueError) as err:
+        return None, f"the store's tokens cannot be read: {err}"
+    tokenizer_file = store.metadata.get("tokenizer")
+    if not tokenizer_file or not Path(tokenizer_file).is_file():
+        return None, f"the tokenizer the store names ({tokenizer_file!r}) is not a file"
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    if "stream" not in table:
+        return None, f"{TOKENS_FILE} holds no token stream: extract the store again"
+    stream, offsets = table["stream"].numpy(), table["offset"].numpy()
+    pieces: dict[int, str] = {}
+
+    def piece(token: int) -> str:
+        if token not in pieces:
+            pieces[token] = tokenizer.decode([token])
+        return pieces[token]
+
+    def texts(row: int) -> list[str]:
+        centre = int(offsets[row])
+        return [
+            piece(int(stream[o])) if 0 <= o < len(stream) else ""
+            for o in range(centre - width, centre + width + 1)
+        ]
+
+    return texts, f"text of {store.metadata.get('tokens', 'the token stream')}"
+
+
 def read_latent_table(
     run_dir: str | Path, name: str | None = None, features: str | Path | None = None
 ) -> LatentTable:
@@ -91,17 +134,19 @@ def read_latent_table(
                 f"got {len(top_rows)}: re-run `harmono sae eval`"
             )
     store_dir = features or record.get("features")
+    neighbours = load_neighbours(run_dir / TOP_ACTIVATIONS_FILE) if top_rows is not None else None
+    images = texts = None
     if top_rows is None:
-        images, note = (
-            None,
-            f"no {TOP_ACTIVATIONS_FILE}: re-run `harmono sae eval` to list top-activating samples",
-        )
+        note = f"no {TOP_ACTIVATIONS_FILE}: re-run `harmono sae eval` to list top-activating samples"
     elif store_dir is None:
-        images, note = None, "the evaluation does not name its feature store (pass --features)"
+        note = "the evaluation does not name its feature store (pass --features)"
+    elif neighbours is not None:
+        texts, note = store_texts(store_dir, neighbours.shape[2] // 2)
     else:
         images, note = store_images(store_dir)
-    if images is None:
-        logger.warning("%s: no images in the latent browser: %s", run_dir, note)
+    if images is None and texts is None:
+        logger.warning("%s: no images or texts in the latent browser: %s", run_dir, note)
     return LatentTable(
-        name or run_dir.name, record["summary"], record["latents"], top_rows, top_values, images, note
-    )
+        name or run_dir.name, record["summary"], record["latents"], top_rows, top_values, images, note, texts,
+        None if neighbours is None else neighbours.numpy(),
+    )  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from harmono.analysis.probe import probe_stores
 from harmono.cli.options import add_config_arguments, config_from_arguments
@@ -35,7 +36,12 @@ def _extract_lm(args: argparse.Namespace) -> int:
             f"--context {config.context} is longer than {args.model} reads ({lm.context} tokens)"
         )
     tokens, end, source = token_stream(args, lm)
-    metadata = {"model": lm.name, "tokens": source}
+    tokenizer = args.tokenizer or lm.tokenizer
+    metadata = {
+        "model": lm.name,
+        "tokens": source,
+        "tokenizer": str(Path(tokenizer).resolve()) if tokenizer else None,
+    }
     report = extract_token_activations(
         lm.model, tokens, args.out, config, metadata, end, not args.no_progress
     )

@@ -13,7 +13,9 @@ A row's id is its offset in the token stream and its label is its token
 id; the store's metadata names the model, hook point, token source and
 these settings, and ``tokens.safetensors`` beside the shards lists, row by
 row, the ``offset``, ``token``, ``document`` (end-of-text tokens before it)
-and ``position`` (in its context). Contexts already in the store are skipped,
+and ``position`` (in its context), and holds the ``stream`` of tokens the
+contexts were cut from (so the latent browser can show a row's neighbours
+as text). Contexts already in the store are skipped,
 so a killed extraction continues where its last shard ended.
 """
 
@@ -38,7 +40,7 @@ from harmono.features.store_format import DTYPES
 from harmono.features.store_writer import DEFAULT_SHARD_ROWS, FeatureStoreWriter
 
 TOKENS_FILE = "tokens.safetensors"
-"""Row-aligned ``offset``, ``token``, ``document``, ``position`` (int64) of a token store."""
+"""Row-aligned ``offset``, ``token``, ``document``, ``position`` (int64) of a token store; its ``stream``."""
 STORED_SETTINGS = ("hook", "context", "skip_first", "every", "max_tokens")
 """The ``TokenExtractConfig`` fields that decide the rows: kept in the metadata, checked on resume."""
 
@@ -174,6 +176,9 @@ def extract_token_activations(
                     bar.update(len(rows))
     store = FeatureStore(out)
     table = token_table(tokens, np.asarray([int(i) for i in store.ids]), config.context, end_of_text)
+    table["stream"] = np.asarray(
+        tokens[: (int(offsets.max()) // config.context + 1) * config.context], np.int64
+    )
     _write_token_table(Path(out) / TOKENS_FILE, table)
     return ExtractReport(Path(out), len(todo), len(ids) - len(todo), time.perf_counter() - start)
 

@@ -168,6 +168,9 @@ def sae_sections(
         png = _drawn_or_rendered(drawn, lambda out, table=table: plot_gallery(table, out))
         if png is not None:
             blocks.append(Figure(png, f"{table.name}: top-activating samples, strongest first."))
+        elif table.texts is not None:
+            note = f"{table.name}: the latent browser below shows each latent's top tokens in context"
+            blocks.append(Text(f"{note} ({table.images_note}), shaded by the latent's activation."))
         else:
             blocks.append(Text(f"{table.name}: no thumbnails ({table.images_note})."))
     if command:

@@ -17,6 +17,18 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), digits)
 
 
+def _snippets(table: LatentTable, latent: int) -> list[dict]:
+    """The text view of a latent's top tokens (see ``browser_payload``)."""
+    snippets = []
+    for example, activations in enumerate(table.neighbours[latent]):
+        row = int(table.top_rows[latent, example])
+        if row < 0:
+            break
+        shades = [None if np.isnan(value) else round(float(value), 3) for value in activations]
+        snippets.append({"w": table.texts(row), "a": shades, "c": len(activations) // 2})
+    return snippets
+
+
 def browser_payload(tables: Sequence[LatentTable], tile: int = 28) -> tuple[dict, Sprite | None]:
     """The JSON the page's latent browser reads, and the sprite of every thumbnail it shows.
 
@@ -24,7 +36,9 @@ def browser_payload(tables: Sequence[LatentTable], tile: int = 28) -> tuple[dict
     (latent), ``s`` (MonoScore or null), ``f`` (firing frequency), ``c``
     (dominant class or null), ``pb``/``pw`` (binary/weighted purity), ``t``
     (sprite tiles of its top images, strongest first) and ``v`` (their
-    activations).
+    activations); for a token store ``x``: its top tokens as text snippets,
+    each ``{"w": tokens, "a": the latent's activation on each (null:
+    unknown), "c": index of the top token}``.
     """
     tiles: dict[tuple[int, int], int] = {}
     pictures: list[np.ndarray] = []
@@ -43,6 +57,8 @@ def browser_payload(tables: Sequence[LatentTable], tile: int = 28) -> tuple[dict
                 "t": [],
                 "v": [],
             }
+            if table.texts is not None and table.top_rows is not None and table.neighbours is not None:
+                entry["x"] = _snippets(table, latent)
             if table.images is not None and table.top_rows is not None:
                 for store_row, value in zip(table.top_rows[latent], table.top_values[latent], strict=True):
                     if store_row < 0:

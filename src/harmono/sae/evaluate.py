@@ -24,6 +24,7 @@ from harmono.features.store import FeatureStore
 from harmono.mono import MonoScore, MonoSummary, summarize
 from harmono.mono.purity import ClassPurity
 from harmono.sae.base import SAE
+from harmono.sae.token_contexts import is_token_store, neighbour_activations
 from harmono.sae.top_activations import TopActivations
 
 EVALUATION_FILE = "evaluation.json"
@@ -92,7 +93,8 @@ def evaluate_sae(
         normalisation.
     top_activations : str or Path, optional
         Write each latent's ``per_latent`` strongest activations and their store rows here
-        (safetensors, see ``harmono.sae.top_activations``).
+        (safetensors, see ``harmono.sae.top_activations``); for a token store also the latent's
+        activation around its top tokens (``harmono.sae.token_contexts``).
     per_latent : int
         Samples kept per latent for ``top_activations``.
     progress : bool
@@ -176,5 +178,8 @@ def evaluate_sae(
         }
         write_json_atomically(Path(table), record)
     if top is not None:
-        top.save(top_activations)
+        neighbours = None
+        if is_token_store(store):  # the latent's activation around its top tokens, for the text view
+            neighbours = neighbour_activations(sae, store, top.rows, l2_normalize=l2_normalize)
+        top.save(top_activations, neighbours)
     return result

@@ -16,6 +16,7 @@ from harmono.core.io import read_safetensors, write_atomically
 
 VALUES = "values"
 ROWS = "rows"
+NEIGHBOURS = "neighbours"
 
 
 class TopActivations:
@@ -67,12 +68,25 @@ class TopActivations:
         self.values, order = values.topk(per_latent, dim=1, sorted=True)
         self.rows = candidates.gather(1, order).masked_fill(self.values == float("-inf"), -1)
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``values`` and ``rows`` ``(M, per_latent)`` as safetensors (atomically)."""
+    def save(self, path: str | Path, neighbours: torch.Tensor | None = None) -> Path:
+        """Write ``values`` and ``rows`` ``(M, per_latent)`` as safetensors (atomically).
+
+        ``neighbours`` (token stores: ``harmono.sae.token_contexts.neighbour_activations``) is saved
+        with them.
+        """
         from safetensors.torch import save
 
-        blob = save({VALUES: self.values.contiguous(), ROWS: self.rows.contiguous()})
+        tensors = {VALUES: self.values.contiguous(), ROWS: self.rows.contiguous()}
+        if neighbours is not None:
+            tensors[NEIGHBOURS] = neighbours.float().contiguous()
+        blob = save(tensors)
         return write_atomically(Path(path), lambda handle: handle.write(blob))
+
+
+def load_neighbours(path: str | Path) -> torch.Tensor | None:
+    """``(M, examples, 2 width + 1)`` activations around the top tokens, or None (not a token store)."""
+    tensors, _ = read_safetensors(path)
+    return tensors.get(NEIGHBOURS)
 
 
 def load_top_activations(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:

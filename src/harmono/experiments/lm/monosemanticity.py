@@ -71,7 +71,11 @@ def _stores(lm, corpus, out: Path, layer: int, config: LMMonoConfig, progress: b
         extract = TokenExtractConfig(hook=f"mlp.{layer}", context=config.context, skip_first=1,
                                      max_tokens=count, device="cpu")  # fmt: skip
         paths[split] = out / f"mlp{layer}-{split}"
-        metadata = {"model": lm.name, "tokens": f"{corpus.directory} {split}"}
+        metadata = {
+            "model": lm.name,
+            "tokens": f"{corpus.directory} {split}",
+            "tokenizer": str(Path(lm.tokenizer).resolve()),
+        }
         extract_token_activations(lm.model, corpus.splits[split], paths[split], extract, metadata,
                                   corpus.meta.get("end_of_text"), progress)  # fmt: skip
     return paths

@@ -43,6 +43,26 @@
     });
     return cell;
   }
+  function snippets(l) {
+    const cell = document.createElement("div");
+    cell.className = "snippets";
+    const top = Math.max(...l.x.map((x) => x.a[x.c] || 0), 1e-12);
+    for (const x of l.x) {
+      const line = document.createElement("div");
+      line.className = "snippet";
+      x.w.forEach((word, n) => {
+        const span = document.createElement("span");
+        span.textContent = word.replace(/\n/g, "\u21b5");
+        const a = x.a[n];
+        span.title = a === null ? "not in the store" : "activation " + a;
+        if (a !== null && a > 0) span.style.backgroundColor = "rgba(230, 120, 0, " + Math.min(1, a / top).toFixed(3) + ")";
+        if (n === x.c) span.className = "top-token";
+        line.appendChild(span);
+      });
+      cell.appendChild(line);
+    }
+    return cell;
+  }
   function render() {
     const rows = visible().sort(compare);
     const pages = Math.max(1, Math.ceil(rows.length / PAGE));
@@ -55,7 +75,9 @@
       const cells = [data.models[l.m], l.i, fmt(l.s, 3), fmt(l.pb, 2), fmt(l.pw, 2), fmt(l.f, 4), l.c === null ? "\u2013" : l.c];
       for (const value of cells) { const td = document.createElement("td"); td.textContent = value; tr.appendChild(td); }
       const td = document.createElement("td");
-      if (data.sprite && l.t.length) td.appendChild(thumbs(l)); else td.textContent = "\u2013";
+      if (l.x && l.x.length) td.appendChild(snippets(l));
+      else if (data.sprite && l.t.length) td.appendChild(thumbs(l));
+      else td.textContent = "\u2013";
       tr.appendChild(td);
       body.appendChild(tr);
     }
