@@ -1,4 +1,4 @@
-"""``harmono features extract | extract-lm | info | probe``: thin wrappers over extraction and stores."""
+"""``harmono features extract | extract-lm | embed-contexts | info | probe``: extraction and stores."""
 
 from __future__ import annotations
 
