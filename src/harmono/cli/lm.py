@@ -13,13 +13,16 @@ from harmono.report.marked_sections import update_marked_section
 
 
 def _monosemanticity(args: argparse.Namespace) -> int:
-    from harmono.experiments.lm.monosemanticity import measure_model
+    from harmono.experiments.lm.monosemanticity import classifier_record, is_classifier_run, measure_model
 
     config = config_from_arguments(LMMonoConfig, args, layers=tuple(args.layers))
     for run in args.runs:
         name = Path(run).name
-        record = measure_model(run, args.corpus, Path(args.out) / name, args.seed, config, shared=args.out,
-                               progress=not args.no_progress)  # fmt: skip
+        if is_classifier_run(run):  # a finetuned classifier: its penultimate units, measured already
+            record = classifier_record(run)
+        else:
+            record = measure_model(run, args.corpus, Path(args.out) / name, args.seed, config,
+                                   shared=args.out, progress=not args.no_progress)  # fmt: skip
         if args.results:
             Path(args.results).mkdir(parents=True, exist_ok=True)
             write_json_atomically(Path(args.results) / f"{name}.json", record, indent=1)
@@ -44,7 +47,9 @@ def add_lm_commands(sub: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "monosemanticity", help="MonoScore of a GPT's MLP neurons and of SAEs on them, CE loss recovered"
     )
-    run.add_argument("runs", nargs="+", help="`harmono gpt train` run folders")
+    run.add_argument(
+        "runs", nargs="+", help="`harmono gpt train` run folders (or finished `harmono finetune` runs)"
+    )
     run.add_argument(
         "--corpus", required=True, help="the corpus they were trained on (`harmono gpt prepare`)"
     )

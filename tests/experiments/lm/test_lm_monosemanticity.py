@@ -24,16 +24,19 @@ def test_the_table_pools_seeds_per_head_and_block(tmp_path):
         )
     (tmp_path / "harmonic-s0.json").write_text(json.dumps(record("harmonic", 0, 0.6, 0.7, 0.8)))
     lines = lm_table(read_records(tmp_path)).splitlines()
-    assert lines[0].startswith("| head | block | models | MonoScore, MLP neurons |")
-    assert lines[2] == "| harmonic | 1 | 1 | 0.6000 | 0.7000 | 0.8000 | 0.500 | 0.400 | 0.800 | 0.700 |"
-    assert lines[3].startswith("| standard | 1 | 2 | 0.2500 ± 0.0707 | 0.4000 ± 0.0000 |")
+    assert lines[0].startswith("| model | block | models | MonoScore, units |")
+    assert (
+        lines[2]
+        == "| GPT, harmonic head | 1 | 1 | 0.6000 | 0.7000 | 0.8000 | 0.500 | 0.400 | 0.800 | 0.700 |"
+    )
+    assert lines[3].startswith("| GPT, standard head | 1 | 2 | 0.2500 ± 0.0707 | 0.4000 ± 0.0000 |")
     readme = tmp_path / "doc.md"
     readme.write_text(f"a\n<!-- {SECTION}:begin -->\nold\n<!-- {SECTION}:end -->\nb\n")
     from harmono.cli import main
 
     (tmp_path / "doc.md").rename(tmp_path / "doc.txt")
     assert main(["lm", "table", str(tmp_path), "--write", str(tmp_path / "doc.txt")]) == 0
-    assert "| harmonic | 1 | 1 | 0.6000" in (tmp_path / "doc.txt").read_text()
+    assert "| GPT, harmonic head | 1 | 1 | 0.6000" in (tmp_path / "doc.txt").read_text()
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match=r"bad.json: expected a language-model monosemanticity record"):
         read_records(tmp_path)
@@ -77,3 +80,35 @@ def test_one_tiny_model_end_to_end(tmp_path):
         tmp_path / "gpt", tmp_path / "corpus", tmp_path / "work", 0, protocol, progress=False
     )
     assert json.dumps(again["layers"]) == json.dumps(result["layers"])  # resumed: the same stores and SAEs
+
+
+def test_a_finetuned_classifier_joins_the_table_with_its_penultimate_units(tmp_path):
+    from harmono.experiments.lm.monosemanticity import classifier_record, is_classifier_run
+
+    for seed, (head, score) in enumerate((("linear", 0.41), ("harmonic", 0.52), ("harmonic", 0.56))):
+        run = tmp_path / f"{head}-s{seed}"
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"model": {"backbone": "efficientnet-lite0", "head": head}}))
+        results = {
+            "val_accuracy": 0.8,
+            "val_monoscore": score - 0.1,
+            "val_monoscore_alive": score,
+            "val_dead_units": 3,
+        }
+        (run / "results.json").write_text(json.dumps(results))
+        assert is_classifier_run(run)
+        (tmp_path / "records").mkdir(exist_ok=True)
+        (tmp_path / "records" / f"{run.name}.json").write_text(json.dumps(classifier_record(run)))
+    gpt_run = tmp_path / "gpt"
+    gpt_run.mkdir()
+    (gpt_run / "run.json").write_text(json.dumps({"model": {"n_layer": 4, "head": "harmonic"}}))
+    assert not is_classifier_run(gpt_run) and not is_classifier_run(tmp_path / "nothing")
+    lines = lm_table(read_records(tmp_path / "records")).splitlines()
+    dashes = " | ".join(["–"] * 6)
+    assert (
+        lines[2]
+        == f"| efficientnet-lite0 classifier, cross-entropy head | penultimate | 1 | 0.4100 | {dashes} |"
+    )
+    assert lines[3].startswith(
+        "| efficientnet-lite0 classifier, harmonic head | penultimate | 2 | 0.5400 ± 0.0283 | – |"
+    )

@@ -11,8 +11,13 @@ For one trained GPT (a ``harmono gpt train`` run) and each chosen block:
    and with MonoLoss; each evaluated on the val tokens (MonoScore, R², L0,
    dead fraction) and spliced into the model (CE loss recovered, KL).
 
-Every step resumes from what its folder holds; ``results(...)`` is the
+Every step resumes from what its folder holds; ``measure_model`` returns the
 record that goes into ``results/lm/`` (one file per model).
+
+The image companion: for a finished ``harmono finetune`` run (a Fashion-MNIST
+classifier with a cross-entropy or a harmonic head), ``classifier_record``
+takes the MonoScore of its penultimate units, which the finetuning measured
+on the val set against the frozen encoder's embeddings, into the same table.
 """
 
 from __future__ import annotations
@@ -161,3 +166,41 @@ def measure_model(gpt_run: str | Path, corpus_dir: str | Path, out: str | Path, 
             measured[name] = {**evaluation.as_dict(), "lm": spliced.as_dict()}
         record["layers"][str(layer)] = measured
     return record
+
+
+def is_classifier_run(run: str | Path) -> bool:
+    """Whether ``run`` is a ``harmono finetune`` run (its ``run.json`` names a backbone), not a GPT run."""
+    import json
+
+    from harmono.training.runs import RUN_FILE
+
+    path = Path(run) / RUN_FILE
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(record, dict) and isinstance(record.get("model"), dict) and "backbone" in record["model"]
+    )
+
+
+def classifier_record(run: str | Path) -> dict:
+    """The record of a finished ``harmono finetune`` run: MonoScore of its penultimate units, by head.
+
+    Raises
+    ------
+    FileNotFoundError
+        The run has no ``results.json`` (it did not finish).
+    """
+    from harmono.core.io import read_json
+    from harmono.experiments.mono.finetune_eval import RESULTS_FILE
+    from harmono.training.runs import RUN_FILE
+
+    run = Path(run)
+    results = read_json(run / RESULTS_FILE, "a finished finetune run's results", ("val_monoscore_alive",))
+    model = read_json(run / RUN_FILE, "a finetune run record", ("model",), ("model",))["model"]
+    head = "cross-entropy" if model.get("head") == "linear" else model.get("head")
+    units = {"mean": results["val_monoscore_alive"], "mean_dead_as_zero": results["val_monoscore"],
+             "num_dead": results["val_dead_units"], "val_accuracy": results["val_accuracy"]}  # fmt: skip
+    return {"model": f"{model.get('backbone')} classifier, {head} head", "gpt_run": run.name,
+            "provenance": provenance(), "layers": {"penultimate": {"neurons": units}}}  # fmt: skip

@@ -1,9 +1,11 @@
 """The table of the language-model monosemanticity experiment, from its records in ``results/lm/``.
 
-One row per head (standard, harmonic) and block: MonoScore of the MLP neurons,
-of the SAE without and with MonoLoss (mean over live latents), their R² and
-CE loss recovered; each cell ``mean ± std`` over the models (seeds) measured,
-with their count. A head not yet measured is left out.
+One row per model kind (the GPT's head; the Fashion-MNIST classifier's head)
+and block: MonoScore of the units (the GPT's MLP neurons, the classifier's
+penultimate units), of the SAE without and with MonoLoss (means over live
+units and latents), their R² and CE loss recovered; each cell ``mean ± std``
+over the models (seeds) measured, with their count, "–" where a kind has no
+such measure. A kind not yet measured is left out.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from harmono.core.io import read_json
 SECTION = "lm-monosemanticity"
 """Name of the marked section the table goes into (:mod:`harmono.report.marked_sections`)."""
 COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("MonoScore, MLP neurons", ("neurons", "mean"), ".4f"),
+    ("MonoScore, units", ("neurons", "mean"), ".4f"),
     ("MonoScore, SAE", ("sae", "mono", "mean"), ".4f"),
     ("MonoScore, SAE + MonoLoss", ("sae_mono", "mono", "mean"), ".4f"),
     ("R², SAE", ("sae", "r2"), ".3f"),
@@ -33,13 +35,21 @@ def read_records(folder: str | Path) -> list[dict]:
             for path in sorted(Path(folder).glob("*.json"))]  # fmt: skip
 
 
-def _value(layer: dict, keys: tuple[str, ...]) -> float:
+def _value(layer: dict, keys: tuple[str, ...]) -> float | None:
     for key in keys:
+        if not isinstance(layer, dict) or key not in layer:
+            return None
         layer = layer[key]
     return float(layer)
 
 
-def _cell(values: list[float], spec: str) -> str:
+def _label(model: str) -> str:
+    return f"GPT, {model.split('/', 1)[1]} head" if model.startswith("harmono-gpt/") else model
+
+
+def _cell(values: list[float | None], spec: str) -> str:
+    if any(value is None for value in values):
+        return "–"
     if len(values) == 1:
         return format(values[0], spec)
     return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
@@ -51,9 +61,9 @@ def lm_table(records: list[dict]) -> str:
     for record in records:
         for layer, measured in record["layers"].items():
             groups.setdefault((record["model"], layer), []).append(measured)
-    header = ["head", "block", "models", *(title for title, _, _ in COLUMNS)]
+    header = ["model", "block", "models", *(title for title, _, _ in COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (model, layer), members in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):
         cells = [_cell([_value(m, keys) for m in members], spec) for _, keys, spec in COLUMNS]
-        lines.append("| " + " | ".join([model.split("/")[-1], layer, str(len(members)), *cells]) + " |")
+        lines.append("| " + " | ".join([_label(model), layer, str(len(members)), *cells]) + " |")
     return "\n".join(lines)
