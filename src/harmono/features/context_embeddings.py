@@ -7,7 +7,9 @@ It is decoded to text by the language model's tokenizer and embedded by a
 sentence encoder (all-MiniLM-L6-v2 by default,
 :mod:`harmono.encoders.sentence`). The embeddings go into a store with the
 token store's ids and labels in its order, so ``harmono sae eval
---embeddings`` pairs them row by row; a killed run resumes.
+--embeddings`` pairs them row by row; a killed run resumes. One embedding
+store serves every token store cut from the same tokens with the same
+settings (another block or another model of the same tokenizer).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from tqdm.auto import tqdm
 from harmono.features.extract import ExtractReport
 from harmono.features.store import FeatureStore
 from harmono.features.store_writer import DEFAULT_SHARD_ROWS, FeatureStoreWriter
+
+ROW_SETTINGS = ("tokens", "context", "skip_first", "every", "max_tokens")
+"""The token store's metadata that decides its rows: an embedding store serves every store that shares them
+(every layer and model read on the same tokens)."""
 
 
 def context_spans(
@@ -90,8 +96,8 @@ def embed_token_contexts(
         )
     spans = context_spans(offsets, tokens, window, end_of_text)
     dim = int(embed([decode([int(tokens[offsets[0]])])]).shape[1]) if len(offsets) else 1
-    record = {**(metadata or {}), "token_store": str(Path(token_store).resolve()), "window": window,
-              "class_names": []}  # fmt: skip
+    rows_from = {key: store.metadata.get(key) for key in ROW_SETTINGS}  # which tokens, not which activations
+    record = {**(metadata or {}), "token_rows": rows_from, "window": window, "class_names": []}
     labels = store.labels
     start = time.perf_counter()
     with FeatureStoreWriter(out, dim, record, dtype="float32", shard_rows=shard_rows) as writer:

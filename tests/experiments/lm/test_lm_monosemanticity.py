@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from harmono.experiments.lm.monosemanticity import LMMonoConfig
 from harmono.experiments.lm.tables import SECTION, lm_table, read_records
 
 
@@ -42,7 +43,8 @@ def test_the_table_pools_seeds_per_head_and_block(tmp_path):
         read_records(tmp_path)
 
 
-def test_one_tiny_model_end_to_end(tmp_path):
+def tiny_run(tmp_path, n_layer):
+    """``(gpt run folder, corpus folder)``: a random harmonic GPT on a tiny corpus, or skip without MiniLM."""
     pytest.importorskip("transformers", reason="transformers is not installed (harmono[encoders])")
     from harmono.encoders.sentence import minilm_folder
 
@@ -51,7 +53,6 @@ def test_one_tiny_model_end_to_end(tmp_path):
     except ModuleNotFoundError as err:
         pytest.skip(str(err))
     from harmono.data.text import prepare_corpus
-    from harmono.experiments.lm.monosemanticity import LMMonoConfig, measure_model
     from harmono.models.gpt import GPT, GPTConfig
 
     rng = np.random.default_rng(0)
@@ -59,14 +60,19 @@ def test_one_tiny_model_end_to_end(tmp_path):
     documents = {f"d{i}": " ".join(rng.choice(words, 400)) for i in range(3)}
     prepare_corpus(documents, tmp_path / "corpus", vocab_size=300, val_fraction=0.5)
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=300, block_size=32, n_layer=2, n_head=2, n_embd=16, head="harmonic")
+    config = GPTConfig(vocab_size=300, block_size=32, n_layer=n_layer, n_head=2, n_embd=16, head="harmonic")
     folder = GPT(config).save_pretrained(tmp_path / "gpt" / "model")
     shutil.copy(tmp_path / "corpus" / "tokenizer.json", folder / "tokenizer.json")
+    return tmp_path / "gpt", tmp_path / "corpus"
+
+
+def test_one_tiny_model_end_to_end(tmp_path):
+    from harmono.experiments.lm.monosemanticity import LMMonoConfig, measure_model
+
+    gpt, corpus = tiny_run(tmp_path, 2)
     protocol = LMMonoConfig(layers=(1,), context=32, train_tokens=256, val_tokens=128, d_sae=32, k=4,
-                            epochs=1, batch_size=64, ce_contexts=2)  # fmt: skip
-    result = measure_model(
-        tmp_path / "gpt", tmp_path / "corpus", tmp_path / "work", 0, protocol, progress=False
-    )
+                            epochs=1, batch_size=64, ce_contexts=2, device="cpu")  # fmt: skip
+    result = measure_model(gpt, corpus, tmp_path / "work", 0, protocol, progress=False)
     layer = result["layers"]["1"]
     assert result["model"] == "harmono-gpt/harmonic" and result["protocol"]["d_sae"] == 32
     assert layer["neurons"]["num_latents"] == 64 and 0 <= layer["neurons"]["mean"] <= 1
@@ -76,10 +82,25 @@ def test_one_tiny_model_end_to_end(tmp_path):
             and layer[name]["l0"] <= 4
             and np.isfinite(layer[name]["lm"]["ce_clean"])
         )
-    again = measure_model(
-        tmp_path / "gpt", tmp_path / "corpus", tmp_path / "work", 0, protocol, progress=False
-    )
+    again = measure_model(gpt, corpus, tmp_path / "work", 0, protocol, progress=False)
     assert json.dumps(again["layers"]) == json.dumps(result["layers"])  # resumed: the same stores and SAEs
+
+
+def test_the_gpt2_recipe_runs_its_blocks_on_the_cpu_at_a_tiny_size(tmp_path):
+    from harmono.cli import main
+
+    gpt, corpus = tiny_run(tmp_path, 12)
+    tiny = ["--context", "32", "--train-tokens", "256", "--val-tokens", "128", "--d-sae", "32", "--k", "4",
+            "--epochs", "1", "--batch-size", "64", "--ce-contexts", "2", "--device", "cpu"]  # fmt: skip
+    argv = ["lm", "monosemanticity", str(gpt), "--corpus", str(corpus), "--config", "gpt2-small-owt", *tiny,
+            "--out", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads((tmp_path / "results" / "gpt.json").read_text())
+    assert sorted(record["layers"]) == ["11", "6"]  # the recipe's blocks
+    assert record["protocol"]["lr"] == 0.0002 and record["protocol"]["d_sae"] == 32  # recipe, then options
+    with pytest.raises(ValueError, match="layers must be a non-empty list of block indices"):
+        LMMonoConfig(layers=[])
 
 
 def test_a_finetuned_classifier_joins_the_table_with_its_penultimate_units(tmp_path):

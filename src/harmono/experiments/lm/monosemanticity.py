@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from harmono.core import checks
+from harmono.core.device import resolve_device
 from harmono.core.provenance import provenance
 from harmono.features import FeatureStore
 from harmono.features.context_embeddings import embed_token_contexts
@@ -68,13 +70,26 @@ class LMMonoConfig:
     """MonoLoss weight of the second SAE (the Fashion-MNIST TopK setting; not tuned for text)."""
     ce_contexts: int = 64
     """Held-out val contexts for CE loss recovered (after the val tokens the measures use)."""
+    device: str = "auto"
+    """Where the GPT, the SAEs and the sentence encoder run: auto (a GPU if any), cpu, cuda, ..."""
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if isinstance(layers, (list, tuple)) and layers and all(type(layer) is int for layer in layers):
+            object.__setattr__(self, "layers", tuple(layers))  # a recipe's JSON list
+        else:
+            raise ValueError(f"layers must be a non-empty list of block indices, got {layers!r}")
+        checks.require_at_least(self, ("context", "train_tokens", "val_tokens", "window", "d_sae", "k",
+                                       "epochs", "batch_size", "ce_contexts"), 1)  # fmt: skip
+        if self.k > self.d_sae:
+            raise ValueError(f"k must be <= d_sae = {self.d_sae}, got {self.k}")
 
 
 def _stores(lm, corpus, out: Path, layer: int, config: LMMonoConfig, progress: bool) -> dict[str, Path]:
     paths = {}
     for split, count in (("train", config.train_tokens), ("val", config.val_tokens)):
         extract = TokenExtractConfig(hook=f"mlp.{layer}", context=config.context, skip_first=1,
-                                     max_tokens=count, device="cpu")  # fmt: skip
+                                     max_tokens=count, device=config.device)  # fmt: skip
         paths[split] = out / f"mlp{layer}-{split}"
         metadata = {
             "model": lm.name,
@@ -94,7 +109,8 @@ def _contexts(store: Path, tokens: np.ndarray, corpus, lm, out: Path, config: LM
 
     decode = Tokenizer.from_file(str(lm.tokenizer)).decode
     end = corpus.meta.get("end_of_text")
-    embed_token_contexts(store, tokens, decode, SentenceEmbedder().embed, out, config.window, end,
+    embedder = SentenceEmbedder(device=resolve_device(config.device))
+    embed_token_contexts(store, tokens, decode, embedder.embed, out, config.window, end,
                          {"embedder": MINILM_NAME}, progress=progress)  # fmt: skip
     return FeatureStore(out)
 
@@ -154,7 +170,7 @@ def measure_model(gpt_run: str | Path, corpus_dir: str | Path, out: str | Path, 
             run = out / f"mlp{layer}-{name}"
             sae_config = SAEConfig("topk", d_in=train.dim, d_sae=config.d_sae, k=config.k)
             train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                                       mono_coef=coef, seed=seed, device="cpu")  # fmt: skip
+                                       mono_coef=coef, seed=seed, device=config.device)  # fmt: skip
             if not (run / "sae" / "config.json").is_file():
                 train_sae(
                     sae_config, train_config, train, run, embeddings=embeddings["train"], progress=progress
