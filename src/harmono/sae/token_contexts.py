@@ -56,7 +56,7 @@ def neighbour_activations(
         Rows encoded per batch.
     """
     table, _ = read_safetensors(Path(store.directory) / TOKENS_FILE)
-    offsets = table["offset"].numpy()
+    offsets, positions = table["offset"].numpy(), table["position"].numpy()
     row_of = {int(offset): row for row, offset in enumerate(offsets)}
     top = top_rows[:, :examples].numpy()
     shifts = np.arange(-width, width + 1)
@@ -64,15 +64,15 @@ def neighbour_activations(
     for (latent, example), row in np.ndenumerate(top):
         if row < 0:
             continue
-        start = int(offsets[row]) - int(table["position"][row])  # the first offset of the row's context
+        start = int(offsets[row]) - int(positions[row])  # the first offset of the row's context
         for k, shift in enumerate(shifts):
             offset = int(offsets[row]) + int(shift)
             neighbour = row_of.get(offset, -1)
-            if neighbour >= 0 and offset - int(table["position"][neighbour]) == start:  # in the same context
+            if neighbour >= 0 and offset - int(positions[neighbour]) == start:  # in the same context
                 wanted[latent, example, k] = neighbour
     needed = np.unique(wanted[wanted >= 0])
     result = torch.full(wanted.shape, float("nan"))
-    position = {int(row): i for i, row in enumerate(needed)}
+    index_of = {int(row): i for i, row in enumerate(needed)}
     latent_index = np.broadcast_to(np.arange(top.shape[0])[:, None, None], wanted.shape)
     for begin in range(0, len(needed), batch_size):
         rows = needed[begin : begin + batch_size]
@@ -81,6 +81,6 @@ def neighbour_activations(
             x = torch.nn.functional.normalize(x, dim=1)
         latents = sae.encode(x)
         chosen = np.isin(wanted, rows)
-        local = torch.tensor([position[int(r)] - begin for r in wanted[chosen]], dtype=torch.int64)
+        local = torch.tensor([index_of[int(r)] - begin for r in wanted[chosen]], dtype=torch.int64)
         result[torch.from_numpy(chosen)] = latents[local, torch.from_numpy(latent_index[chosen].copy())]
     return result
