@@ -25,7 +25,7 @@ def _monosemanticity(args: argparse.Namespace) -> int:
     for run in args.runs:
         name = Path(run).name
         if is_classifier_run(run):  # a finetuned classifier: its penultimate units, measured already
-            record = classifier_record(run)
+            record, name = classifier_record(run), f"classifier-{name}"
         else:
             record = measure_model(run, args.corpus, Path(args.out) / name, args.seed, config,
                                    shared=args.out, progress=not args.no_progress)  # fmt: skip
