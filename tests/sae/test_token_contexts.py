@@ -84,3 +84,18 @@ def test_the_browser_shows_each_top_token_with_its_neighbours_as_text(evaluated)
             assert snippet["w"] == expected and snippet["c"] == WIDTH and snippet["a"][WIDTH] > 0
             shown += 1
     assert shown > 10
+
+
+def test_token_identity_monoscore_of_the_evaluation_equals_the_definition(evaluated):
+    import torch.nn.functional as F
+
+    from harmono.mono import mono_score, summarize
+
+    _, store, sae, _ = evaluated
+    result = evaluate_sae(sae, store, batch_size=37, l2_normalize=False, progress=False, token_identity=True)
+    with torch.no_grad():
+        latents = sae.encode(torch.from_numpy(store.take(np.arange(len(store)), "float32")))
+    labels = torch.from_numpy(np.asarray(store.labels, dtype=np.int64))
+    expected = summarize(mono_score(latents.double(), F.one_hot(labels).double())).as_dict()
+    assert result.mono_tokens["num_dead"] == expected["num_dead"]
+    assert result.mono_tokens["mean"] == pytest.approx(expected["mean"], abs=1e-9)

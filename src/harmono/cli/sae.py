@@ -87,6 +87,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         table=out / EVALUATION_FILE,
         top_activations=out / TOP_ACTIVATIONS_FILE,
         progress=not args.no_progress,
+        token_identity=args.token_identity,
     )
     print(json.dumps(result.as_dict(), indent=1))
     return 0
@@ -195,6 +196,11 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--out", help="folder for evaluation.json and top activations (default: the run or SAE folder)"
+    )
+    evaluate.add_argument(
+        "--token-identity",
+        action="store_true",
+        help="also MonoScore against the identity of each row's label: the token, for a token store",
     )
     evaluate.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default: 4096)")
     evaluate.add_argument("--no-progress", action="store_true", help="hide the progress bar")

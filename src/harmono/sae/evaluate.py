@@ -23,6 +23,7 @@ from harmono.core.io import write_json_atomically
 from harmono.features.store import FeatureStore
 from harmono.mono import MonoScore, MonoSummary, summarize
 from harmono.mono.purity import ClassPurity
+from harmono.mono.token_identity import TokenIdentityMonoScore
 from harmono.sae.base import SAE
 from harmono.sae.token_contexts import is_token_store, neighbour_activations
 from harmono.sae.top_activations import TopActivations
@@ -55,6 +56,8 @@ class SAEEvaluation:
     """Mean binary class purity over latents that fire (NaN without labels)."""
     purity_weighted: float
     """Mean activation-weighted class purity over latents that fire (NaN without labels)."""
+    mono_tokens: dict | None = None
+    """Token stores with ``token_identity``: ``MonoSummary`` fields of MonoScore against token identity."""
 
     def as_dict(self) -> dict:
         """JSON-ready fields."""
@@ -72,6 +75,7 @@ def evaluate_sae(
     top_activations: str | Path | None = None,
     per_latent: int = 9,
     progress: bool = True,
+    token_identity: bool = False,
 ) -> SAEEvaluation:
     """Stream ``store`` through ``sae`` once and compute ``SAEEvaluation``.
 
@@ -99,6 +103,9 @@ def evaluate_sae(
         Samples kept per latent for ``top_activations``.
     progress : bool
         Show a progress bar.
+    token_identity : bool
+        Also score the latents against the identity of each row's token (a token store's labels,
+        ``harmono.mono.token_identity``): how much a latent fires on one single token.
     """
     if len(store) == 0:
         raise ValueError(f"{store.directory}: expected a store with features, got 0 rows")
@@ -120,6 +127,7 @@ def evaluate_sae(
     class_names = store.metadata.get("class_names") or []
     purity = ClassPurity(d_sae, len(class_names)) if class_names else None
     top = TopActivations(d_sae, per_latent) if top_activations is not None else None
+    tokens = TokenIdentityMonoScore(d_sae) if token_identity else None
     view = store.view()
     for batch in tqdm(view.batches(batch_size, normalize=l2_normalize), total=-(-len(store) // batch_size),
                       desc="evaluate", disable=not progress):  # fmt: skip
@@ -140,6 +148,8 @@ def evaluate_sae(
             purity.update(latents.float(), batch.labels)
         if top is not None:
             top.update(latents, batch.indices)
+        if tokens is not None:
+            tokens.update(latents, batch.labels)
     n = len(store)
     variance = float((sum_x2 - sum_x.square() / n).sum())
     fvu = float(sum_e2.sum()) / variance if variance > 0 else float("nan")
@@ -157,6 +167,7 @@ def evaluate_sae(
         mono=summary.as_dict(),
         purity_binary=float(per_latent.binary[firing].mean()) if per_latent is not None else float("nan"),
         purity_weighted=float(per_latent.weighted[firing].mean()) if per_latent is not None else float("nan"),
+        mono_tokens=summarize(tokens.compute()).as_dict() if tokens is not None else None,
     )
     if table is not None:
         rows = []

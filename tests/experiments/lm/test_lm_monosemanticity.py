@@ -12,9 +12,19 @@ from harmono.experiments.lm.tables import SECTION, lm_table, read_records
 
 
 def record(model, seed, neurons, sae, mono, r2=0.5, ce=0.8):
-    first = {"mono": {"mean": sae}, "r2": r2, "lm": {"ce_recovered": ce}}
-    second = {"mono": {"mean": mono}, "r2": r2 - 0.1, "lm": {"ce_recovered": ce - 0.1}}
-    measured = {"neurons": {"mean": neurons}, "sae": first, "sae_mono": second}
+    first = {"mono": {"mean": sae}, "mono_tokens": {"mean": 0.1}, "r2": r2, "lm": {"ce_recovered": ce}}
+    second = {
+        "mono": {"mean": mono},
+        "mono_tokens": {"mean": 0.2},
+        "r2": r2 - 0.1,
+        "lm": {"ce_recovered": ce - 0.1},
+    }
+    measured = {
+        "neurons": {"mean": neurons},
+        "neurons_tokens": {"mean": 0.05},
+        "sae": first,
+        "sae_mono": second,
+    }
     return {"model": f"harmono-gpt/{model}", "gpt_run": f"{model}-s{seed}", "layers": {"1": measured}}
 
 
@@ -26,10 +36,10 @@ def test_the_table_pools_seeds_per_head_and_block(tmp_path):
     (tmp_path / "harmonic-s0.json").write_text(json.dumps(record("harmonic", 0, 0.6, 0.7, 0.8)))
     lines = lm_table(read_records(tmp_path)).splitlines()
     assert lines[0].startswith("| model | block | models | MonoScore, units |")
-    assert (
-        lines[2]
-        == "| GPT, harmonic head | 1 | 1 | 0.6000 | 0.7000 | 0.8000 | 0.500 | 0.400 | 0.800 | 0.700 |"
+    expected = (
+        "| GPT, harmonic head | 1 | 1 | 0.6000 | 0.7000 | 0.8000 | 0.0500 | 0.1000 | 0.2000 | 0.500 | 0.400 |"
     )
+    assert lines[2] == expected + " 0.800 | 0.700 |"
     assert lines[3].startswith("| GPT, standard head | 1 | 2 | 0.2500 ± 0.0707 | 0.4000 ± 0.0000 |")
     readme = tmp_path / "doc.md"
     readme.write_text(f"a\n<!-- {SECTION}:begin -->\nold\n<!-- {SECTION}:end -->\nb\n")
@@ -76,6 +86,7 @@ def test_one_tiny_model_end_to_end(tmp_path):
     layer = result["layers"]["1"]
     assert result["model"] == "harmono-gpt/harmonic" and result["protocol"]["d_sae"] == 32
     assert layer["neurons"]["num_latents"] == 64 and 0 <= layer["neurons"]["mean"] <= 1
+    assert layer["neurons_tokens"]["num_latents"] == 64 and layer["sae"]["mono_tokens"]["num_latents"] == 32
     for name in ("sae", "sae_mono"):
         assert (
             layer[name]["rows"] == 128
@@ -125,7 +136,7 @@ def test_a_finetuned_classifier_joins_the_table_with_its_penultimate_units(tmp_p
     (gpt_run / "run.json").write_text(json.dumps({"model": {"n_layer": 4, "head": "harmonic"}}))
     assert not is_classifier_run(gpt_run) and not is_classifier_run(tmp_path / "nothing")
     lines = lm_table(read_records(tmp_path / "records")).splitlines()
-    dashes = " | ".join(["–"] * 6)
+    dashes = " | ".join(["–"] * 9)
     assert (
         lines[2]
         == f"| efficientnet-lite0 classifier, cross-entropy head | penultimate | 1 | 0.4100 | {dashes} |"

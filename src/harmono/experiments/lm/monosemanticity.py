@@ -6,7 +6,8 @@ For one trained GPT (a ``harmono gpt train`` run) and each chosen block:
    SAEs) and val split (for every measure) go into token stores;
 2. each token's context (16 tokens) is embedded by all-MiniLM-L6-v2: the
    meaning MonoScore compares (shared by every model on the same corpus);
-3. MonoScore of the MLP neurons themselves, on the val tokens;
+3. MonoScore of the MLP neurons themselves, on the val tokens, against the
+   contexts and against token identity (how much a unit fires on one token);
 4. two TopK SAEs on the train tokens, the same ``d_sae`` and ``k``, without
    and with MonoLoss; each evaluated on the val tokens (MonoScore, R², L0,
    dead fraction) and spliced into the model (CE loss recovered, KL).
@@ -36,6 +37,7 @@ from harmono.features import FeatureStore
 from harmono.features.context_embeddings import embed_token_contexts
 from harmono.features.token_activations import TokenExtractConfig, extract_token_activations
 from harmono.mono import MonoScore, summarize
+from harmono.mono.token_identity import TokenIdentityMonoScore
 from harmono.sae import SAE, SAEConfig
 from harmono.sae.evaluate import evaluate_sae
 from harmono.sae.lm_evaluate import evaluate_in_model
@@ -116,14 +118,21 @@ def _contexts(store: Path, tokens: np.ndarray, corpus, lm, out: Path, config: LM
 
 
 @torch.no_grad()
-def neuron_monoscore(store: FeatureStore, embeddings: FeatureStore, batch_size: int = 4096) -> dict:
-    """MonoScore summary of the store's dimensions (the neurons) against row-aligned embeddings."""
+def neuron_monoscore(
+    store: FeatureStore, embeddings: FeatureStore, batch_size: int = 4096
+) -> tuple[dict, dict]:
+    """``(against the embeddings, against token identity)``: MonoScore summaries of the store's dimensions.
+
+    The embeddings are row-aligned with ``store``; the token of a row is its label.
+    """
     metric = MonoScore(store.dim, embeddings.dim, dead="nan")
+    tokens = TokenIdentityMonoScore(store.dim)
     for begin in range(0, len(store), batch_size):
         rows = np.arange(begin, min(begin + batch_size, len(store)))
         acts, emb = (torch.from_numpy(s.take(rows, "float32")) for s in (store, embeddings))
         metric.update(acts, emb)
-    return summarize(metric.compute()).as_dict()
+        tokens.update(acts, torch.from_numpy(np.asarray(store.labels[rows], dtype=np.int64)))
+    return summarize(metric.compute()).as_dict(), summarize(tokens.compute()).as_dict()
 
 
 def measure_model(gpt_run: str | Path, corpus_dir: str | Path, out: str | Path, seed: int = 0,
@@ -164,7 +173,8 @@ def measure_model(gpt_run: str | Path, corpus_dir: str | Path, out: str | Path, 
                 stores[split], corpus.splits[split], corpus, lm, folder, config, progress
             )
         train, val = FeatureStore(stores["train"]), FeatureStore(stores["val"])
-        measured = {"neurons": neuron_monoscore(val, embeddings["val"])}
+        contexts, tokens = neuron_monoscore(val, embeddings["val"])
+        measured = {"neurons": contexts, "neurons_tokens": tokens}
         held_out = np.asarray(corpus.splits["val"][config.val_tokens * 2 :])  # beyond the val store's tokens
         for name, coef in (("sae", 0.0), ("sae_mono", config.mono_coef)):
             run = out / f"mlp{layer}-{name}"
@@ -176,7 +186,9 @@ def measure_model(gpt_run: str | Path, corpus_dir: str | Path, out: str | Path, 
                     sae_config, train_config, train, run, embeddings=embeddings["train"], progress=progress
                 )
             sae = SAE.from_pretrained(run / "sae")
-            evaluation = evaluate_sae(sae, val, embeddings=embeddings["val"], progress=progress)
+            evaluation = evaluate_sae(
+                sae, val, embeddings=embeddings["val"], progress=progress, token_identity=True
+            )
             spliced = evaluate_in_model(sae, lm.model, lm.logits, held_out, f"mlp.{layer}", config.context,
                                         config.ce_contexts, progress=progress)  # fmt: skip
             measured[name] = {**evaluation.as_dict(), "lm": spliced.as_dict()}
