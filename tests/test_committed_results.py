@@ -48,3 +48,13 @@ def test_claims_in_readme_match_results():
     expected = format_table(headers, rows, markdown=True).strip()
     found = _section(ROOT / "README.md", harmonic_claims.SECTION)
     assert found == expected, "README.md is stale: run `harmono claims --write README.md`"
+
+
+def test_lm_table_in_readme_and_guide_matches_results_lm():
+    from harmono.experiments.lm.tables import SECTION, lm_table, read_records
+
+    expected = lm_table(read_records(ROOT / "results" / "lm")).strip()
+    for doc in ("README.md", "docs/language-models.md"):
+        assert _section(ROOT / doc, SECTION) == expected, (
+            f"{doc} is stale: run `harmono lm table results/lm --write docs/language-models.md README.md`"
+        )

@@ -25,7 +25,7 @@ def record(model, seed, neurons, sae, mono, r2=0.5, ce=0.8):
         "sae": first,
         "sae_mono": second,
     }
-    return {"model": f"harmono-gpt/{model}", "gpt_run": f"{model}-s{seed}", "layers": {"1": measured}}
+    return {"model": f"harmono-gpt/{model}", "run": f"{model}-s{seed}", "layers": {"1": measured}}
 
 
 def test_the_table_pools_seeds_per_head_and_block(tmp_path):

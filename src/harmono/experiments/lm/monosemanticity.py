@@ -162,7 +162,7 @@ def measure_model(gpt_run: str | Path, corpus_dir: str | Path, out: str | Path, 
     out, shared = Path(out), Path(shared or out)
     lm = load_causal_lm(gpt_run)
     corpus = TokenCorpus.open(corpus_dir)
-    record: dict = {"model": lm.name.split(" ")[0], "gpt_run": Path(gpt_run).name, "sae_seed": seed,
+    record: dict = {"model": lm.name.split(" ")[0], "run": Path(gpt_run).name, "sae_seed": seed,
                     "protocol": asdict(config), "provenance": provenance(), "layers": {}}  # fmt: skip
     for layer in tqdm(config.layers, desc="layers", disable=not progress):
         stores = _stores(lm, corpus, out, layer, config, progress)
@@ -226,9 +226,11 @@ def classifier_record(run: str | Path) -> dict:
 
     run = Path(run)
     results = read_json(run / RESULTS_FILE, "a finished finetune run's results", ("val_monoscore_alive",))
-    model = read_json(run / RUN_FILE, "a finetune run record", ("model",), ("model",))["model"]
+    setup = read_json(run / RUN_FILE, "a finetune run record", ("model",), ("model", "train"))
+    model = setup["model"]
     head = "cross-entropy" if model.get("head") == "linear" else model.get("head")
     units = {"mean": results["val_monoscore_alive"], "mean_dead_as_zero": results["val_monoscore"],
              "num_dead": results["val_dead_units"], "val_accuracy": results["val_accuracy"]}  # fmt: skip
-    return {"model": f"{model.get('backbone')} classifier, {head} head", "gpt_run": run.name,
-            "provenance": provenance(), "layers": {"penultimate": {"neurons": units}}}  # fmt: skip
+    return {"model": f"{model.get('backbone')} classifier, {head} head", "run": run.name,
+            "protocol": {"model": model, "train": setup.get("train", {})}, "provenance": provenance(),
+            "layers": {"penultimate": {"neurons": units}}}  # fmt: skip
