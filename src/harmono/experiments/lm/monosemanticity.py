@@ -35,6 +35,7 @@ from harmono.core.device import resolve_device
 from harmono.core.provenance import provenance
 from harmono.features import FeatureStore
 from harmono.features.context_embeddings import embed_token_contexts
+from harmono.features.store_format import MANIFEST
 from harmono.features.token_activations import TokenExtractConfig, extract_token_activations
 from harmono.mono import MonoScore, summarize
 from harmono.mono.token_identity import TokenIdentityMonoScore
@@ -109,6 +110,8 @@ def _contexts(store: Path, tokens: np.ndarray, corpus, lm, out: Path, config: LM
 
     from harmono.encoders.sentence import MINILM_NAME, SentenceEmbedder
 
+    if (out / MANIFEST).is_file() and FeatureStore(out).ids == FeatureStore(store).ids:
+        return FeatureStore(out)  # complete: read only, so several models can share it at once
     decode = Tokenizer.from_file(str(lm.tokenizer)).decode
     end = corpus.meta.get("end_of_text")
     embedder = SentenceEmbedder(device=resolve_device(config.device))
