@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from harmono.analysis.probe import probe_stores
 from harmono.cli.options import add_config_arguments, config_from_arguments
-from harmono.cli.token_source import add_token_source, token_stream
+from harmono.cli.token_source import add_token_source, load_tokenizer, token_stream, tokenizer_file
 from harmono.features import FeatureStore
 from harmono.features.extract import ExtractConfig, extract_from_config, store_summary
 from harmono.features.token_activations import TokenExtractConfig
@@ -36,11 +35,11 @@ def _extract_lm(args: argparse.Namespace) -> int:
             f"--context {config.context} is longer than {args.model} reads ({lm.context} tokens)"
         )
     tokens, end, source = token_stream(args, lm)
-    tokenizer = args.tokenizer or lm.tokenizer
+    tokenizer = tokenizer_file(args, lm)
     metadata = {
         "model": lm.name,
         "tokens": source,
-        "tokenizer": str(Path(tokenizer).resolve()) if tokenizer else None,
+        "tokenizer": str(tokenizer.resolve()) if tokenizer else None,
     }
     report = extract_token_activations(
         lm.model, tokens, args.out, config, metadata, end, not args.no_progress
@@ -53,18 +52,13 @@ def _extract_lm(args: argparse.Namespace) -> int:
 
 
 def _embed_contexts(args: argparse.Namespace) -> int:
-    from tokenizers import Tokenizer
-
     from harmono.encoders.sentence import MINILM_NAME, SentenceEmbedder
     from harmono.features.context_embeddings import embed_token_contexts
     from harmono.models.causal_lm import load_causal_lm
 
     lm = load_causal_lm(args.model)
     tokens, end, _ = token_stream(args, lm)
-    tokenizer_file = args.tokenizer or lm.tokenizer
-    if tokenizer_file is None:
-        raise ValueError(f"{args.model} has no tokenizer.json to decode the contexts: pass --tokenizer FILE")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer = load_tokenizer(args, lm, "to decode the contexts")
     embedder = SentenceEmbedder(args.embedder, device=args.device)
     report = embed_token_contexts(
         args.token_store, tokens, tokenizer.decode, embedder.embed, args.out, window=args.window,

@@ -63,6 +63,13 @@ def _sae_and_record(path: Path) -> tuple[SAE, dict]:
     return SAE.from_pretrained(inside if (inside / PRETRAINED_CONFIG).is_file() else path), record
 
 
+def _l2_normalize(args: argparse.Namespace, sae: SAE, record: dict) -> bool:
+    """``--normalize``, else as the SAE was trained: a harmono run's setting, raw rows for a foreign SAE."""
+    if args.normalize is not None:
+        return args.normalize == "l2"
+    return record.get("train", {}).get("l2_normalize", not isinstance(sae, ForeignSAE))
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from harmono.features import FeatureStore
 
@@ -71,10 +78,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out is None and not path.is_dir():
         raise ValueError(f"{path} is a file: pass --out DIR for the evaluation files")
     out = Path(args.out) if args.out is not None else path
-    if args.normalize is not None:
-        l2_normalize = args.normalize == "l2"
-    else:  # as the SAE was trained: a harmono run's setting, raw rows for another library's SAE
-        l2_normalize = record.get("train", {}).get("l2_normalize", not isinstance(sae, ForeignSAE))
+    l2_normalize = _l2_normalize(args, sae, record)
     store = FeatureStore(args.features, verify="shape")
     embeddings = FeatureStore(args.embeddings, verify="shape") if args.embeddings else None
     out.mkdir(parents=True, exist_ok=True)
@@ -105,10 +109,7 @@ def _evaluate_lm(args: argparse.Namespace) -> int:
         raise ValueError(f"{path} records no hook point (it was not trained on a token store): pass --hook")
     context = args.context or store.get("context") or 128
     skip_first = args.skip_first if args.skip_first is not None else store.get("skip_first", 1)
-    if args.normalize is not None:
-        l2_normalize = args.normalize == "l2"
-    else:
-        l2_normalize = record.get("train", {}).get("l2_normalize", not isinstance(sae, ForeignSAE))
+    l2_normalize = _l2_normalize(args, sae, record)
     lm = load_causal_lm(args.model)
     tokens, _, source = token_stream(args, lm)
     lm.model.to(args.device)

@@ -39,15 +39,26 @@ def token_stream(args: argparse.Namespace, lm: CausalLM) -> tuple[np.ndarray, in
         )
     if args.tokens:
         return np.fromfile(args.tokens, dtype=args.token_dtype), lm.end_of_text, str(args.tokens)
-    from tokenizers import Tokenizer
-
-    tokenizer_file = args.tokenizer or lm.tokenizer
-    if tokenizer_file is None:
-        raise ValueError(f"{args.model} has no tokenizer.json: pass --tokenizer FILE to tokenise --text")
-    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer = load_tokenizer(args, lm, "to tokenise --text")
     ids: list[int] = []
     for path in args.text:
         ids.extend(tokenizer.encode(Path(path).read_text(encoding="utf-8")).ids)
         if lm.end_of_text is not None:
             ids.append(lm.end_of_text)
     return np.asarray(ids, dtype=np.int64), lm.end_of_text, " ".join(args.text)
+
+
+def tokenizer_file(args: argparse.Namespace, lm: CausalLM) -> Path | None:
+    """``--tokenizer``, else the model folder's ``tokenizer.json`` (None: neither)."""
+    found = args.tokenizer or lm.tokenizer
+    return Path(found) if found else None
+
+
+def load_tokenizer(args: argparse.Namespace, lm: CausalLM, purpose: str):
+    """The ``tokenizers.Tokenizer`` of ``tokenizer_file``; an error naming ``purpose`` when there is none."""
+    from tokenizers import Tokenizer
+
+    found = tokenizer_file(args, lm)
+    if found is None:
+        raise ValueError(f"{args.model} has no tokenizer.json: pass --tokenizer FILE {purpose}")
+    return Tokenizer.from_file(str(found))

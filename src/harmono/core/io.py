@@ -235,6 +235,18 @@ def read_pretrained(directory: str | Path, what: str) -> tuple[dict, dict, str |
     return record, tensors, metadata.get(ARCHITECTURE_KEY)
 
 
+def shape_differences(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
+    """``missing [...], unexpected [...], mismatched shapes {...}``: how tensor shapes by name differ."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = {
+        name: f"expected {expected[name]}, got {found[name]}"
+        for name in sorted(set(expected) & set(found))
+        if expected[name] != found[name]
+    }
+    return f"missing {missing}, unexpected {unexpected}, mismatched shapes {mismatched}"
+
+
 def load_fitting_state(
     module, state: dict, directory: str | Path, architecture: str, saved_architecture: str | None
 ) -> None:
@@ -255,15 +267,8 @@ def load_fitting_state(
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     if expected != found:
-        missing = sorted(set(expected) - set(found))
-        unexpected = sorted(set(found) - set(expected))
-        mismatched = {
-            name: f"expected {expected[name]}, got {found[name]}"
-            for name in sorted(set(expected) & set(found))
-            if expected[name] != found[name]
-        }
         raise ValueError(
             f"{path} does not fit its config: expected the tensors of the {architecture!r} {config} names, "
-            f"got missing {missing}, unexpected {unexpected}, mismatched shapes {mismatched}"
+            f"got {shape_differences(expected, found)}"
         )
     module.load_state_dict(state)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from harmono.features.extract import ExtractReport
 from harmono.features.store import FeatureStore
 from harmono.features.store_writer import DEFAULT_SHARD_ROWS, FeatureStoreWriter
+from harmono.features.token_activations import documents_of
 
 ROW_SETTINGS = ("tokens", "context", "skip_first", "every", "max_tokens")
 """The token store's metadata that decides its rows: an embedding store serves every store that shares them
@@ -37,13 +38,11 @@ def context_spans(
     """``(start, stop)`` of each offset's context: up to ``window`` tokens ending at it, in its document."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    ends = np.flatnonzero(np.asarray(tokens) == end_of_text) if end_of_text is not None else np.zeros(0, int)
-    spans = []
-    for offset in np.asarray(offsets, dtype=np.int64).tolist():
-        before = np.searchsorted(ends, offset, side="left")  # end-of-text tokens strictly before offset
-        document_start = int(ends[before - 1]) + 1 if before else 0
-        spans.append((max(offset - window + 1, document_start), offset + 1))
-    return spans
+    offsets = np.asarray(offsets, dtype=np.int64)
+    _, starts = documents_of(tokens, offsets, end_of_text)
+    return [
+        (max(int(o) - window + 1, int(start)), int(o) + 1) for o, start in zip(offsets, starts, strict=True)
+    ]
 
 
 def embed_token_contexts(

@@ -81,14 +81,27 @@ def kept_positions(config: TokenExtractConfig) -> np.ndarray:
     return np.arange(config.skip_first, config.context, config.every)
 
 
+def documents_of(
+    tokens: np.ndarray, offsets: np.ndarray, end_of_text: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(document, start)`` (int64) per offset: end-of-text tokens before it, its document's first offset."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    ends = (
+        np.flatnonzero(np.asarray(tokens) == end_of_text)
+        if end_of_text is not None
+        else np.zeros(0, np.int64)
+    )
+    documents = np.searchsorted(ends, offsets, side="left").astype(np.int64)
+    starts = np.zeros(len(offsets), dtype=np.int64)
+    later = documents > 0
+    starts[later] = ends[documents[later] - 1] + 1
+    return documents, starts
+
+
 def token_table(tokens: np.ndarray, offsets: np.ndarray, context: int, end_of_text: int | None) -> dict:
     """``offset``, ``token``, ``document`` and ``position`` (int64 arrays) of the rows at ``offsets``."""
     offsets = np.asarray(offsets, dtype=np.int64)
-    if end_of_text is None:
-        documents = np.zeros(len(offsets), dtype=np.int64)
-    else:
-        ends = np.flatnonzero(np.asarray(tokens) == end_of_text)
-        documents = np.searchsorted(ends, offsets, side="left").astype(np.int64)
+    documents, _ = documents_of(tokens, offsets, end_of_text)
     values = np.asarray(tokens[offsets], dtype=np.int64) if len(offsets) else np.zeros(0, np.int64)
     return {"offset": offsets, "token": values, "document": documents, "position": offsets % context}
 

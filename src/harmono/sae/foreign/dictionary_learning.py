@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from harmono.core.io import read_json, read_torch_pickle
-from harmono.sae.foreign.model import ForeignConfig, ForeignSAE
+from harmono.sae.foreign.model import ForeignConfig, ForeignSAE, fold_decoder_norms
 from harmono.sae.registry import FORMATS, ForeignFormat
 
 WEIGHTS_FILE = "ae.pt"
@@ -117,7 +117,7 @@ def read_dictionary_learning(path: str | Path) -> ForeignSAE:
         tensor = state[name].float()
         tensors[renamed] = tensor.T if transpose else tensor
     if dict_class == "AutoEncoder":
-        _unit_decoder_columns(tensors)
+        fold_decoder_norms(tensors)  # as AutoEncoder.from_pretrained does
     d_in, d_sae = tensors["W_enc"].shape
     if dict_class in ("BatchTopKSAE", "MatryoshkaBatchTopKSAE"):
         tensors["threshold"] = torch.full((d_sae,), float(state["threshold"]))
@@ -133,14 +133,6 @@ def read_dictionary_learning(path: str | Path) -> ForeignSAE:
         source=str(weights),
     )
     return ForeignSAE(foreign, tensors)
-
-
-def _unit_decoder_columns(tensors: dict[str, torch.Tensor]) -> None:
-    """As ``AutoEncoder.from_pretrained`` does: unit-norm atoms, the norms moved into the encoder."""
-    norms = torch.linalg.vector_norm(tensors["W_dec"], dim=1)
-    tensors["W_dec"] = tensors["W_dec"] / norms[:, None]
-    tensors["W_enc"] = tensors["W_enc"] * norms
-    tensors["b_enc"] = tensors["b_enc"] * norms
 
 
 FORMATS["dictionary_learning"] = ForeignFormat(

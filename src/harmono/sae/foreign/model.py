@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from harmono.core import checks
+from harmono.core.io import shape_differences
 from harmono.sae.base import SAE, SAEOutput
 
 ACTIVATIONS = ("identity", "relu", "topk", "jumprelu", "groupmax", "gated")
@@ -83,6 +84,17 @@ def expected_shapes(config: ForeignConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def fold_decoder_norms(tensors: dict[str, torch.Tensor]) -> None:
+    """Give the atoms (rows of ``W_dec``) unit norm, the norms moved into ``W_enc`` and ``b_enc`` (in place).
+
+    The reconstruction is unchanged; each latent is multiplied by its atom's norm.
+    """
+    norms = torch.linalg.vector_norm(tensors["W_dec"], dim=1)
+    tensors["W_enc"] = tensors["W_enc"] * norms
+    tensors["b_enc"] = tensors["b_enc"] * norms
+    tensors["W_dec"] = tensors["W_dec"] / norms[:, None]
+
+
 class ForeignSAE(SAE):
     """A foreign SAE: ``encode``, ``decode`` and ``reconstruct`` as its library computes them.
 
@@ -109,14 +121,9 @@ class ForeignSAE(SAE):
             shapes["W_skip"] = (config.d_in, config.d_in)
         found = {name: tuple(t.shape) for name, t in tensors.items()}
         if found != shapes:
-            missing = sorted(set(shapes) - set(found))
-            extra = sorted(set(found) - set(shapes))
-            both = sorted(set(shapes) & set(found))
-            wrong = {n: f"expected {shapes[n]}, got {found[n]}" for n in both if shapes[n] != found[n]}
             raise ValueError(
                 f"{config.source}: expected the tensors of a {config.format} {config.architecture} SAE "
-                f"with d_in {config.d_in} and d_sae {config.d_sae}, got missing {missing}, "
-                f"unexpected {extra}, wrong shapes {wrong}"
+                f"with d_in {config.d_in} and d_sae {config.d_sae}, got {shape_differences(shapes, found)}"
             )
         for name, tensor in tensors.items():
             self.register_buffer(name, tensor.detach().float().contiguous())
@@ -161,8 +168,7 @@ class ForeignSAE(SAE):
         """
         return self._pre_activations_scaled(self.normalize(x)[0])
 
-    def _latents(self, x_in: torch.Tensor) -> torch.Tensor:
-        pre = self._pre_activations_scaled(x_in)
+    def _latents(self, x_in: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
         if self.config.activation == "gated":
             if self.config.subtract_b_dec:
                 x_in = x_in - self.b_dec
@@ -192,7 +198,8 @@ class ForeignSAE(SAE):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, d_sae)`` latents of raw inputs ``x (B, d_in)``."""
-        return self._latents(self.normalize(self.check_input(x))[0])
+        x_in = self.normalize(self.check_input(x))[0]
+        return self._latents(x_in, self._pre_activations_scaled(x_in))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """``(B, d_in)`` ``z @ W_dec + b_dec``, in the normalised space (``reconstruct`` undoes the norm).
@@ -201,20 +208,24 @@ class ForeignSAE(SAE):
         """
         return latents @ self.W_dec + self.b_dec
 
-    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(latents (B, d_sae), reconstruction (B, d_in))`` of raw inputs ``x``, in ``x``'s scale."""
+    def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(pre-activations, latents, reconstruction in x's scale)`` of raw inputs ``x``."""
         x_in, stats = self.normalize(self.check_input(x))
-        latents = self._latents(x_in)
+        pre = self._pre_activations_scaled(x_in)
+        latents = self._latents(x_in, pre)
         recon = self.decode(latents)
         if "W_skip" in self._buffers:
             recon = recon + x_in @ self.W_skip
-        return latents, self.denormalize(recon, stats)
+        return pre, latents, self.denormalize(recon, stats)
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents (B, d_sae), reconstruction (B, d_in))`` of raw inputs ``x``, in ``x``'s scale."""
+        _, latents, recon = self._run(x)
+        return latents, recon
 
     def forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None = None) -> SAEOutput:
         """Latents and reconstruction of ``x (B, d_in)`` with its mean squared error as the only loss."""
-        x = self.check_input(x)
-        latents, recon = self.reconstruct(x)
-        pre = self.pre_activations(x)
+        pre, latents, recon = self._run(x)
         return SAEOutput(recon, latents, pre, {"reconstruction": (recon - x).float().square().mean()})
 
     # -- what a harmono SAE can do and a foreign one cannot -----------------------------------------

@@ -31,7 +31,7 @@ import torch
 from harmono.core.io import read_json, read_safetensors, write_atomically, write_json_atomically
 from harmono.core.version import __version__
 from harmono.sae.base import SAE
-from harmono.sae.foreign.model import ForeignConfig, ForeignSAE
+from harmono.sae.foreign.model import ForeignConfig, ForeignSAE, fold_decoder_norms
 from harmono.sae.registry import FORMATS, ForeignFormat
 
 CONFIG_FILE = "cfg.json"
@@ -110,9 +110,7 @@ def read_saelens(path: str | Path) -> ForeignSAE:
     if architecture == "topk" and config.get("rescale_acts_by_decoder_norm") and "W_dec" in tensors:
         norms = torch.linalg.vector_norm(tensors["W_dec"], dim=1)
         if not torch.allclose(norms, torch.ones_like(norms)):
-            tensors["W_enc"] = tensors["W_enc"] * norms
-            tensors["b_enc"] = tensors["b_enc"] * norms
-            tensors["W_dec"] = tensors["W_dec"] / norms[:, None]
+            fold_decoder_norms(tensors)
     foreign = ForeignConfig(
         format="saelens",
         architecture=architecture,
