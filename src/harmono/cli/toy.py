@@ -163,7 +163,7 @@ def _efficiency(args: argparse.Namespace) -> int:
     curves = run_efficiency(
         args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
         device=resolve_device(args.device), samplings=args.samplings, results_dir=args.results,
-        **_train_overrides(args),
+        exponents=args.exponents, **_train_overrides(args),
     )  # fmt: skip
     figure = plot_data_efficiency(
         curves, Path(args.out) / "data_efficiency.png", title=f"{args.task}: test accuracy"
@@ -223,6 +223,13 @@ def _add_stacking(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_exponents(parser: argparse.ArgumentParser, each: str) -> None:
+    parser.add_argument(
+        "--exponents", nargs="+", type=float, default=[DEFAULT_EXPONENT],
+        help=f"harmonic exponents n in p ∝ d^-n, one {each} each (default 2)",
+    )  # fmt: skip
+
+
 def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``harmono toy run | suite | efficiency`` to the ``harmono`` parser."""
     toy = sub.add_parser("toy", help="harmonic loss on the paper's algorithmic tasks").add_subparsers(
@@ -244,10 +251,7 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     suite.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     suite.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
     suite.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
-    suite.add_argument(
-        "--exponents", nargs="+", type=float, default=[DEFAULT_EXPONENT],
-        help="harmonic exponents n in p ∝ d^-n, one configuration each (default 2)",
-    )  # fmt: skip
+    _add_exponents(suite, "configuration")
     _add_stacking(suite)
     _add_common(suite, 20)
     suite.set_defaults(func=_suite)
@@ -255,6 +259,7 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     efficiency.add_argument("--task", choices=TASKS, required=True)
     efficiency.add_argument("--archs", nargs="+", choices=ARCHITECTURES, default=["mlp"])
     efficiency.add_argument("--fractions", nargs="+", type=float, default=list(EFFICIENCY_FRACTIONS))
+    _add_exponents(efficiency, "harmonic curve")
     _add_stacking(efficiency)
     _add_common(efficiency, 3)
     efficiency.set_defaults(func=_efficiency)

@@ -164,6 +164,13 @@ def test_toy_efficiency_command(tmp_path, capsys):
     assert (tmp_path / "data_efficiency.png").stat().st_size > 0
     record = json.loads((tmp_path / "modadd-mlp-harmonic-f0.3" / RESULTS_FILE).read_text())
     assert record["train"]["train_fraction"] == 0.3
+    # another exponent adds one harmonic curve and reuses the standard runs
+    assert main([*argv, "--exponents", "4", "--out", str(tmp_path), "--no-progress"]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("train fraction"))
+    assert header.split("  ")[-1].strip() == "harmonic MLP, n=4" and header.count("harmonic") == 1
+    record = json.loads((tmp_path / "modadd-mlp-harmonic-n4-f0.6" / RESULTS_FILE).read_text())
+    assert (record["model"]["exponent"], record["train"]["train_fraction"]) == (4.0, 0.6)
+    assert not (tmp_path / "modadd-mlp-standard-n4-f0.6").exists()
 
 
 def test_suite_reuses_committed_results_and_never_overwrites_them(tmp_path, monkeypatch):

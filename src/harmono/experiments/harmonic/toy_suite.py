@@ -390,9 +390,12 @@ EFFICIENCY_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Train fractions of harmono's data-efficiency curves."""
 
 
-def efficiency_label(arch: str, head: str, sampling: str) -> str:
-    """The curve name of one model and sampling in a data-efficiency figure."""
-    return MODEL_NAMES[(arch, head)] + (", paper sampling" if sampling == "paper" else "")
+def efficiency_label(arch: str, head: str, sampling: str, exponent: float = DEFAULT_EXPONENT) -> str:
+    """A data-efficiency curve name: the model, its exponent where not the default, the sampling."""
+    label = MODEL_NAMES[(arch, head)]
+    if head == "harmonic" and exponent != DEFAULT_EXPONENT:
+        label += f", n={exponent:g}"
+    return label + (", paper sampling" if sampling == "paper" else "")
 
 
 def run_efficiency(
@@ -405,26 +408,29 @@ def run_efficiency(
     device: str | torch.device = "cpu",
     samplings: Sequence[str] = ("leak-free",),
     results_dir: str | Path | None = None,
+    exponents: Sequence[float] = (DEFAULT_EXPONENT,),
     **train_overrides: object,
 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Final test accuracy vs train fraction, both heads, into ``out_dir/<run_name>`` (one stack per arch).
 
-    Returns ``{task: {curve name: (fractions (F,), accuracy (S, F))}}``, the
-    input of :func:`~harmono.analysis.toy_figures.plot_data_efficiency`
-    (finished runs are reused).
+    ``exponents`` give one harmonic curve each. Returns ``{task: {curve name:
+    (fractions (F,), accuracy (S, F))}}``, the input of
+    :func:`~harmono.analysis.toy_figures.plot_data_efficiency` (finished runs
+    are reused).
     """
     curves = {}
     for arch in archs:
         variants = [
             (name, head, model, {**train_overrides, **train})
-            for name, head, model, train in suite_variants(task, arch, HEADS, samplings, fractions=fractions)
+            for name, head, model, train in suite_variants(task, arch, HEADS, samplings, exponents, fractions)
         ]
         records = iter(run_stack(task, arch, variants, out_dir, seeds, progress, device, results_dir))
-        for head in HEADS:  # suite_variants' order: head, sampling, fraction
+        for head in HEADS:  # suite_variants' order: head, sampling, exponent, fraction
             for sampling in samplings:
-                accuracy = [[s["final_test_acc"] for s in next(records)["seeds"]] for _ in fractions]
-                curves[efficiency_label(arch, head, sampling)] = (
-                    np.asarray(fractions, dtype=float),
-                    np.asarray(accuracy).T,
-                )
+                for exponent in exponents if head == "harmonic" else (DEFAULT_EXPONENT,):
+                    accuracy = [[s["final_test_acc"] for s in next(records)["seeds"]] for _ in fractions]
+                    curves[efficiency_label(arch, head, sampling, exponent)] = (
+                        np.asarray(fractions, dtype=float),
+                        np.asarray(accuracy).T,
+                    )
     return {task: curves}
