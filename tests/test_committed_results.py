@@ -28,6 +28,8 @@ def test_toy_tables_in_readme_and_guide_match_results_toy():
     assert (
         _section(guide, toy_tables.EFFICIENCY_SECTION) == toy_tables.efficiency_markdown(records).strip()
     ), stale
+    controls = toy_tables.efficiency_controls_markdown(records).strip()
+    assert _section(guide, toy_tables.CONTROLS_SECTION) == controls, stale
 
 
 def test_gpt_table_in_guide_matches_results_gpt():

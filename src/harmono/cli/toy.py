@@ -22,9 +22,11 @@ from harmono.experiments.harmonic.toy_suite import (
     suite_figures,
 )
 from harmono.experiments.harmonic.toy_tables import (
+    CONTROLS_SECTION,
     EFFICIENCY_SECTION,
     EXPONENT_SECTION,
     SECTION,
+    efficiency_controls_markdown,
     efficiency_curves,
     efficiency_markdown,
     exponent_markdown,
@@ -80,6 +82,7 @@ def _tables(args: argparse.Namespace) -> int:
         SECTION: results_markdown(records),
         EXPONENT_SECTION: exponent_markdown(records),
         EFFICIENCY_SECTION: efficiency_markdown(records),
+        CONTROLS_SECTION: efficiency_controls_markdown(records),
     }
     for path in args.write or []:
         text = Path(path).read_text()
@@ -275,7 +278,7 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     tables.add_argument("results", type=Path, help="folder of results JSON (harmono toy suite --results)")
     tables.add_argument(
         "--write", nargs="+", type=Path,
-        help="files whose toy-tables / toy-exponents / toy-efficiency markers to fill (default: print)",
+        help="files whose toy-tables / toy-exponents / toy-efficiency(-controls) markers to fill (default: print)",
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.set_defaults(func=_tables)

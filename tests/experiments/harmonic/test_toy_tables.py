@@ -12,6 +12,7 @@ from harmono.experiments.harmonic.toy_tables import (
     EXPONENT_TASKS,
     SECTION,
     SWEPT_EXPONENTS,
+    efficiency_controls_markdown,
     efficiency_curves,
     efficiency_markdown,
     exponent_markdown,
@@ -145,3 +146,38 @@ def test_efficiency_table_and_figure_from_fraction_records(tmp_path):
     figure = tmp_path / "efficiency.png"
     assert main(["toy", "tables", str(results), "--figure", str(figure)]) == 0
     assert figure.stat().st_size > 0
+
+
+def _efficiency_record(task, head, fraction, accuracies, exponent=2.0):
+    record = _record(task, "mlp", head, [0.5] * len(accuracies), [(1, 1)] * len(accuracies),
+                     train_fraction=fraction)  # fmt: skip
+    record["model"]["exponent"] = exponent
+    record["seeds"] = _seeds(accuracies)
+    return record
+
+
+def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_them(tmp_path):
+    main_curve = [
+        _efficiency_record("permutation", h, 0.5, [0.2, 1.0, 0.6]) for h in ("standard", "harmonic")
+    ]
+    exponent_control = _efficiency_record("permutation", "harmonic", 0.5, [1.0, 0.95, 0.5], exponent=4.0)
+    many_seeds = _efficiency_record("modadd", "harmonic", 0.4, [1.0] * 16 + [0.0] * 4)
+    records = [*main_curve, exponent_control, many_seeds]
+    assert sorted(efficiency_curves(records)["permutation"]) == ["harmonic MLP", "standard MLP"]
+    assert "modadd" not in efficiency_curves(records)  # the 20-seed control is not a 3-seed point
+    text = efficiency_controls_markdown(records)
+    assert text.split("\n\n") == [
+        "| task | model | seeds | 0.4 |\n|---|---|---|---|\n| modadd | harmonic MLP | 20 | 0.80 ± 0.41 (16/20) |",
+        "| task | model | seeds | 0.5 |\n|---|---|---|---|\n"
+        "| permutation | harmonic MLP | 3 | 0.60 ± 0.40 (1/3) |\n"
+        "| permutation | harmonic MLP, n=4 | 3 | 0.82 ± 0.28 (2/3) |\n"
+        "| permutation | standard MLP | 3 | 0.60 ± 0.40 (1/3) |\n",
+    ]
+    sweep = _record("modadd", "mlp", "harmonic", [0.5] * 20, [(1, 1)] * 20)  # the exponent sweep's n = 4
+    sweep["model"]["exponent"] = 4.0
+    assert efficiency_controls_markdown([*main_curve, sweep]) == "No control has run yet.\n"
+    nested = tmp_path / "results" / "controls" / "modadd-20-seeds"
+    nested.mkdir(parents=True)
+    (nested / "modadd-mlp-harmonic-f0.4.json").write_text(json.dumps(many_seeds))
+    (tmp_path / "results" / "modadd-mlp-harmonic-f0.4.json").write_text(json.dumps(main_curve[1]))
+    assert len(read_results(tmp_path / "results")) == 2  # the control does not replace the main file

@@ -38,7 +38,6 @@ PAPER_EV = {"lattice": ("100", "90"), "modadd": ("100", "45.5")}
 """Median top-2 EV %, harmonic vs standard MLP, 20 seeds (paper Fig. 7)."""
 PAPER_GROKKING_GAP = {"modadd": (1, 964)}
 """Median epochs from train > 0.9 to test > 0.9, harmonic vs standard MLP (paper: 307->308, 68->1032)."""
-ACCURACY_BAR = 0.9
 PARALLELOGRAM_FILE = Path("gpt-analysis") / "parallelograms.json"
 """``harmono gpt analyze``'s output for the best harmonic exponent and the standard head, under results/."""
 
@@ -89,7 +88,9 @@ def _ev_row(records: Sequence[dict], task: str) -> list[str]:
 
 
 def _first_fraction(fractions: np.ndarray, accuracy: np.ndarray) -> float | None:
-    reached = [f for f, acc in zip(fractions, accuracy.mean(0), strict=True) if acc >= ACCURACY_BAR]
+    reached = [
+        f for f, acc in zip(fractions, accuracy.mean(0), strict=True) if acc >= toy_tables.ACCURACY_BAR
+    ]
     return min(reached) if reached else None
 
 
@@ -107,7 +108,7 @@ def _efficiency_row(records: Sequence[dict], task: str) -> list[str]:
         verdicts.append(harmonic < standard)
     return [
         f"harmonic models need less data: {task}, MLP, smallest train fraction with mean test accuracy "
-        f">= {ACCURACY_BAR} (3 seeds), harmonic vs standard",
+        f">= {toy_tables.ACCURACY_BAR} (3 seeds), harmonic vs standard",
         " vs ".join(f"{f:g}" for f in PAPER_EFFICIENCY[task]),
         "; ".join(cells),
         EFFICIENCY_COMMAND.format(task=task),

@@ -105,17 +105,25 @@ EXPONENT_SECTION = "toy-exponents"
 """Name of the marked section of the exponent table."""
 EFFICIENCY_SECTION = "toy-efficiency"
 """Name of the marked section of the data-efficiency table."""
+CONTROLS_SECTION = "toy-efficiency-controls"
+"""Name of the marked section of the data-efficiency controls."""
+ACCURACY_BAR = 0.9
+"""Test accuracy from which a model counts as having generalised."""
 EXPONENT_TASKS, SWEPT_EXPONENTS = ("modadd", "lattice"), (1.0, 2.0, 4.0, 8.0)
 """The exponent sweep: harmonic MLPs on these tasks with these exponents (harmono's ``p ∝ d^-n``)."""
 
 
 def read_results(results_dir: str | Path) -> list[dict]:
-    """Every ``*.json`` record in ``results_dir`` (from ``harmono toy suite --results``), sorted by name."""
+    """Every ``*.json`` record in ``results_dir`` and its subfolders (``harmono toy suite --results``), by path.
+
+    Controls that rerun a configuration with other seeds live in subfolders,
+    so that their files do not replace the main ones of the same name.
+    """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"expected a folder of toy results (*.json), got {results_dir}")
     records = []
-    for path in sorted(results_dir.glob("*.json")):
+    for path in sorted(results_dir.rglob("*.json")):
         try:
             record = json.loads(path.read_text())
             record["task"], record["model"]["head"], record["train"]["paper_sampling"], record["seeds"]
@@ -208,33 +216,80 @@ def exponent_markdown(records: Sequence[dict]) -> str:
     return _table(headers, rows) + "\n"
 
 
-def efficiency_curves(records: Sequence[dict], arch: str = "mlp") -> dict[str, dict[str, tuple]]:
-    """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
+def _efficiency_points(records: Sequence[dict], arch: str) -> dict[tuple[str, str, int], dict[float, list]]:
+    """``{(task, curve name, seed count): {train fraction: final test accuracy per seed}}``.
 
-    A data-efficiency record is one trained with an explicit train fraction
-    on the official protocol otherwise (3 seeds by default); fractions with
-    no record are left out of a curve.
+    A data-efficiency record trained with an explicit train fraction on the
+    official protocol otherwise; the curve name carries a non-default
+    exponent. The 20-seed suite's own records (fraction 0.8, every exponent)
+    are left out.
     """
-    points: dict[str, dict[str, dict[float, list[float]]]] = {}
+    points: dict[tuple[str, str, int], dict[float, list]] = {}
     for r in records:
         _, train = paper_configs(r["task"], arch, r["model"]["head"])
         wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
                   "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
-        if r["model"]["arch"] != arch or r["train"] != wanted or r["model"]["exponent"] != DEFAULT_EXPONENT:
+        if r["model"]["arch"] != arch or r["train"] != wanted or _official_training(r):
             continue
-        if len(r["seeds"]) == len(PAPER_SEEDS):
-            continue  # the 20-seed suite, not an efficiency run
-        label = efficiency_label(arch, r["model"]["head"], record_sampling(r))
+        label = efficiency_label(arch, r["model"]["head"], record_sampling(r), r["model"]["exponent"])
         accuracy = [s["final_test_acc"] for s in r["seeds"]]
-        points.setdefault(r["task"], {}).setdefault(label, {})[r["train"]["train_fraction"]] = accuracy
+        points.setdefault((r["task"], label, len(accuracy)), {})[r["train"]["train_fraction"]] = accuracy
+    return points
+
+
+def _is_control(label: str, seeds: int) -> bool:
+    """Whether an efficiency curve is a control: 20 seeds, or a harmonic exponent other than 2."""
+    return seeds == len(PAPER_SEEDS) or ", n=" in label
+
+
+def efficiency_curves(records: Sequence[dict], arch: str = "mlp") -> dict[str, dict[str, tuple]]:
+    """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
+
+    The curves of :func:`_efficiency_points` at the default exponent and
+    fewer than 20 seeds (3 by default); fractions with no record are left
+    out of a curve.
+    """
     curves: dict[str, dict[str, tuple]] = {}
     for task in TASKS:
-        for label, by_fraction in points.get(task, {}).items():
+        for (task_, label, seeds), by_fraction in _efficiency_points(records, arch).items():
+            if task_ != task or _is_control(label, seeds):
+                continue
             fractions = sorted(by_fraction)
-            seeds = min(len(by_fraction[f]) for f in fractions)
-            accuracy = np.array([by_fraction[f][:seeds] for f in fractions]).T
+            accuracy = np.array([by_fraction[f] for f in fractions]).T
             curves.setdefault(task, {})[label] = (np.array(fractions), accuracy)
     return curves
+
+
+def _passing_cell(accuracy: list[float]) -> str:
+    passing = sum(a >= ACCURACY_BAR for a in accuracy)
+    return f"{_mean_std(accuracy)} ({passing}/{len(accuracy)})"
+
+
+def efficiency_controls_markdown(records: Sequence[dict]) -> str:
+    """The controls of the data-efficiency curves beside the curves they test, per task with a control.
+
+    A control is a curve with 20 seeds or a harmonic exponent other than 2.
+    Rows: every curve of that task on the controls' samplings (with its seed
+    count); columns: the controls' train fractions. A cell is the final test
+    accuracy, mean ± std over seeds, and how many seeds reach
+    ``ACCURACY_BAR``; "-" where a curve has no point.
+    """
+    points = _efficiency_points(records, "mlp")
+    blocks = []
+    for task in TASKS:
+        controls = {key: value for key, value in points.items() if key[0] == task and _is_control(*key[1:])}
+        if not controls:
+            continue
+        fractions = sorted({f for by_fraction in controls.values() for f in by_fraction})
+        paper = {", paper sampling" in label for _, label, _ in controls}
+        rows = []
+        for (task_, label, seeds), by_fraction in sorted(points.items()):
+            if task_ != task or (", paper sampling" in label) not in paper:
+                continue
+            cells = [_passing_cell(by_fraction[f]) if f in by_fraction else "-" for f in fractions]
+            rows.append([task, label, str(seeds), *cells])
+        blocks.append(_table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows))
+    return ("\n\n".join(blocks) if blocks else "No control has run yet.") + "\n"
 
 
 def efficiency_markdown(records: Sequence[dict]) -> str:
