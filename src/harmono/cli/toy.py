@@ -275,10 +275,13 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     tables = toy.add_parser(
         "tables", help="Markdown tables of committed toy results beside the paper's (README, docs)"
     )
-    tables.add_argument("results", type=Path, help="folder of results JSON (harmono toy suite --results)")
+    tables.add_argument(
+        "results", type=Path, help="folder of results JSON, subfolders included (harmono toy suite --results)"
+    )
     tables.add_argument(
         "--write", nargs="+", type=Path,
-        help="files whose toy-tables / toy-exponents / toy-efficiency(-controls) markers to fill (default: print)",
+        help="files whose toy-tables, toy-exponents, toy-efficiency, toy-efficiency-controls markers "
+        "to fill (default: print)",
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.set_defaults(func=_tables)

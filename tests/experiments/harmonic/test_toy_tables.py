@@ -167,7 +167,8 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     assert "modadd" not in efficiency_curves(records)  # the 20-seed control is not a 3-seed point
     text = efficiency_controls_markdown(records)
     assert text.split("\n\n") == [
-        "| task | model | seeds | 0.4 |\n|---|---|---|---|\n| modadd | harmonic MLP | 20 | 0.80 ± 0.41 (16/20) |",
+        "| task | model | seeds | 0.4 |\n|---|---|---|---|\n"
+        "| modadd | harmonic MLP | 20 | 0.80 ± 0.41 (16/20) |",
         "| task | model | seeds | 0.5 |\n|---|---|---|---|\n"
         "| permutation | harmonic MLP | 3 | 0.60 ± 0.40 (1/3) |\n"
         "| permutation | harmonic MLP, n=4 | 3 | 0.82 ± 0.28 (2/3) |\n"

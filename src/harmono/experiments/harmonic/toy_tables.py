@@ -114,7 +114,7 @@ EXPONENT_TASKS, SWEPT_EXPONENTS = ("modadd", "lattice"), (1.0, 2.0, 4.0, 8.0)
 
 
 def read_results(results_dir: str | Path) -> list[dict]:
-    """Every ``*.json`` record in ``results_dir`` and its subfolders (``harmono toy suite --results``), by path.
+    """Every ``*.json`` record in ``results_dir`` and its subfolders (``toy suite --results``), by path.
 
     Controls that rerun a configuration with other seeds live in subfolders,
     so that their files do not replace the main ones of the same name.
