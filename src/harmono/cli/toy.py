@@ -8,16 +8,15 @@ from pathlib import Path
 
 from harmono.core.device import resolve_device
 from harmono.data.toy import TASKS
+from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS, run_efficiency
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
-    EFFICIENCY_FRACTIONS,
     MODEL_NAMES,
     PAPER_SEEDS,
     SAMPLINGS,
     record_run_name,
     record_sampling,
     run_config,
-    run_efficiency,
     run_suite,
     suite_figures,
 )

@@ -40,6 +40,8 @@ import numpy as np
 from harmono.core import checks
 
 TASKS = ("lattice", "modadd", "equivalence", "genealogy", "permutation")
+WHOLE_TASKS = ("permutation",)
+"""Tasks the official code always uses whole, each example once: the sampling changes nothing."""
 PAPER_DATA_SIZE = 1000
 """Examples the official code draws per task (all 576 for ``permutation``)."""
 
@@ -215,7 +217,7 @@ def split_task(
     data_size = checks.require_positive_int("data_size", data_size)
     rng = np.random.default_rng(seed)
     unique = len(task.labels)
-    if paper_sampling and task.name != "permutation":
+    if paper_sampling and task.name not in WHOLE_TASKS:
         chosen = rng.integers(0, unique, size=data_size)
     else:
         chosen = rng.permutation(unique)[: min(data_size, unique)]

@@ -1,5 +1,6 @@
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from harmono.experiments.harmonic.toy_suite import (
 )
 from harmono.experiments.harmonic.toy_tables import suite_rows
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty
-from harmono.experiments.harmonic.toy_training import train_toy_seeds
+from harmono.experiments.harmonic.toy_training import train_toy_configs, train_toy_seeds
 
 
 @pytest.mark.parametrize(
@@ -194,6 +195,33 @@ def test_suite_reuses_committed_results_and_never_overwrites_them(tmp_path, monk
         run_suite(tmp_path / "other-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
                   results_dir=results, epochs=3)  # fmt: skip
     assert {p.name: p.read_bytes() for p in results.glob("*.json")} == saved
+
+
+def test_a_task_used_whole_trains_its_paper_sampling_twin_once(tmp_path, monkeypatch):
+    from harmono.experiments.harmonic import toy_suite
+
+    trained = []
+
+    def counting(task, configurations, *args, **kwargs):
+        trained.append([c.train.paper_sampling for c in configurations])
+        return train_toy_configs(task, configurations, *args, **kwargs)
+
+    monkeypatch.setattr(toy_suite, "train_toy_configs", counting)
+    leak_free, paper = run_suite(tmp_path / "runs", ["permutation"], ["mlp"], (0, 52), False,
+                                 heads=["harmonic"], samplings=["leak-free", "paper"], epochs=2)  # fmt: skip
+    assert trained == [[False]]
+    assert (leak_free["train"]["paper_sampling"], paper["train"]["paper_sampling"]) == (False, True)
+    assert paper["seeds"] == leak_free["seeds"]
+    # the paper-sampling twin is the model that sampling trains on its own (where sampling matters, not)
+    model, train = paper_configs("permutation", "mlp", "harmonic", epochs=2, paper_sampling=True)
+    alone = train_toy_seeds(toy_task("permutation"), model, train, (0, 52), progress=False)
+    assert [asdict(s) for s in alone.seeds] == paper["seeds"]
+    _, arrays = load_run(tmp_path / "runs" / "permutation-mlp-harmonic-paper")
+    np.testing.assert_array_equal(arrays["test_acc"], alone.test_acc)
+    trained.clear()
+    run_suite(tmp_path / "runs", ["genealogy"], ["mlp"], (0,), False, heads=["harmonic"],
+              samplings=["leak-free", "paper"], epochs=1)  # fmt: skip
+    assert trained == [[False, True]]
 
 
 def test_toy_clusters_command(tmp_path, capsys):

@@ -17,7 +17,8 @@ import numpy as np
 from harmono.analysis.toy_metrics import median_range
 from harmono.core.io import read_json
 from harmono.experiments.harmonic import gpt_summary, toy_tables
-from harmono.experiments.harmonic.toy_suite import efficiency_label, record_sampling
+from harmono.experiments.harmonic.toy_efficiency import efficiency_label
+from harmono.experiments.harmonic.toy_suite import record_sampling
 
 SUITE_COMMAND = "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy`"
 EFFICIENCY_COMMAND = (

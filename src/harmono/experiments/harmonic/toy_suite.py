@@ -24,7 +24,7 @@ from harmono.analysis.toy_metrics import class_separation, median_range
 from harmono.core import checks
 from harmono.core.io import read_json, read_safetensors, write_atomically, write_json_atomically
 from harmono.core.provenance import provenance
-from harmono.data.toy import TASKS, token_classes, toy_task
+from harmono.data.toy import TASKS, WHOLE_TASKS, token_classes, toy_task
 from harmono.experiments.harmonic.toy_tasks import (
     PAPER_SEEDS,
     ToyConfiguration,
@@ -204,15 +204,19 @@ def run_stack(
             records[name] = _finished_record(Path(results_dir) / f"{name}.json", wanted)
     missing = [(name, run_dir, c) for name, run_dir, c in planned if records[name] is None]
     if missing:
-        configurations = [c for _, _, c in missing]
+        # a task used whole (WHOLE_TASKS) trains the same models on either sampling: train them once
+        trained_as = [_sampling_free(task, c) for _, _, c in missing]
+        configurations = list(dict.fromkeys(trained_as))
         digest = hashlib.sha1(
             json.dumps([task, *(c.record() for c in configurations)], sort_keys=True).encode()
         ).hexdigest()[:12]
         out_dir.mkdir(parents=True, exist_ok=True)
         checkpoint = out_dir / f"stack-{digest}.safetensors"
         origin = provenance()
-        results = train_toy_configs(toy_task(task), configurations, progress, device, checkpoint=checkpoint)
-        for (name, run_dir, _), result in zip(missing, results, strict=True):
+        trained = train_toy_configs(toy_task(task), configurations, progress, device, checkpoint=checkpoint)
+        by_configuration = dict(zip(configurations, trained, strict=True))
+        for (name, run_dir, c), key in zip(missing, trained_as, strict=True):
+            result = replace(by_configuration[key], train=c.train)
             save_run(result, run_dir)
             records[name] = result.record()
             if results_dir is not None:
@@ -222,6 +226,13 @@ def run_stack(
                 )
         checkpoint.unlink(missing_ok=True)
     return [records[name] for name, _, _ in planned]
+
+
+def _sampling_free(task: str, configuration: ToyConfiguration) -> ToyConfiguration:
+    """``configuration`` as it trains: for a task used whole, the sampling is moot (leak-free)."""
+    if task not in WHOLE_TASKS or not configuration.train.paper_sampling:
+        return configuration
+    return replace(configuration, train=replace(configuration.train, paper_sampling=False))
 
 
 def run_config(
@@ -382,55 +393,3 @@ def suite_figures(
             panels, out_dir / "embeddings_pca.png", title="2-D PCA of the embeddings (median-EV seed)"
         ),
     ]
-
-
-PAPER_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
-"""Train fractions of the paper's data-efficiency runs (it has no 0.5)."""
-EFFICIENCY_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-"""Train fractions of harmono's data-efficiency curves."""
-
-
-def efficiency_label(arch: str, head: str, sampling: str, exponent: float = DEFAULT_EXPONENT) -> str:
-    """A data-efficiency curve name: the model, its exponent where not the default, the sampling."""
-    label = MODEL_NAMES[(arch, head)]
-    if head == "harmonic" and exponent != DEFAULT_EXPONENT:
-        label += f", n={exponent:g}"
-    return label + (", paper sampling" if sampling == "paper" else "")
-
-
-def run_efficiency(
-    task: str,
-    out_dir: str | Path,
-    fractions: Sequence[float] = EFFICIENCY_FRACTIONS,
-    archs: Sequence[str] = ("mlp",),
-    seeds: Sequence[int] = PAPER_SEEDS[:3],
-    progress: bool = True,
-    device: str | torch.device = "cpu",
-    samplings: Sequence[str] = ("leak-free",),
-    results_dir: str | Path | None = None,
-    exponents: Sequence[float] = (DEFAULT_EXPONENT,),
-    **train_overrides: object,
-) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """Final test accuracy vs train fraction, both heads, into ``out_dir/<run_name>`` (one stack per arch).
-
-    ``exponents`` give one harmonic curve each. Returns ``{task: {curve name:
-    (fractions (F,), accuracy (S, F))}}``, the input of
-    :func:`~harmono.analysis.toy_figures.plot_data_efficiency` (finished runs
-    are reused).
-    """
-    curves = {}
-    for arch in archs:
-        variants = [
-            (name, head, model, {**train_overrides, **train})
-            for name, head, model, train in suite_variants(task, arch, HEADS, samplings, exponents, fractions)
-        ]
-        records = iter(run_stack(task, arch, variants, out_dir, seeds, progress, device, results_dir))
-        for head in HEADS:  # suite_variants' order: head, sampling, exponent, fraction
-            for sampling in samplings:
-                for exponent in exponents if head == "harmonic" else (DEFAULT_EXPONENT,):
-                    accuracy = [[s["final_test_acc"] for s in next(records)["seeds"]] for _ in fractions]
-                    curves[efficiency_label(arch, head, sampling, exponent)] = (
-                        np.asarray(fractions, dtype=float),
-                        np.asarray(accuracy).T,
-                    )
-    return {task: curves}

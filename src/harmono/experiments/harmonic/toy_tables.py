@@ -19,13 +19,12 @@ import numpy as np
 
 from harmono.analysis.toy_metrics import mean_std, median_range
 from harmono.data.toy import TASKS
+from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS, efficiency_label
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
-    EFFICIENCY_FRACTIONS,
     MODEL_NAMES,
     SAMPLINGS,
     SUITE_ORDER,
-    efficiency_label,
     paper_configs,
     record_sampling,
 )
