@@ -24,6 +24,12 @@ SUITE_COMMAND = "`harmono toy suite --archs mlp --samplings leak-free paper --re
 EFFICIENCY_COMMAND = (
     "`harmono toy efficiency --task {task} --samplings leak-free paper --results results/toy`"
 )
+CONTROL_FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7)
+"""Train fractions of the 20-seed data-efficiency control (around the modadd boundary)."""
+CONTROL_COMMAND = (
+    "`harmono toy efficiency --task {task} --fractions {fractions} --seeds 20 --samplings leak-free paper "
+    "--results results/toy/controls/{task}-efficiency-20-seeds`"
+)
 GPT_COMMAND = "the exponent sweep in [gpt.md](docs/gpt.md#the-exponent-measured)"
 PARALLELOGRAM_COMMAND = (
     "`harmono gpt analyze RUNS --labels ... --no-plot --out results/gpt-analysis` "
@@ -95,24 +101,44 @@ def _first_fraction(fractions: np.ndarray, accuracy: np.ndarray) -> float | None
     return min(reached) if reached else None
 
 
-def _efficiency_row(records: Sequence[dict], task: str) -> list[str]:
-    curves = toy_tables.efficiency_curves(records).get(task, {})
+def _compare_first_fractions(curves: dict[str, tuple], points: int) -> tuple[list[str], list[bool]]:
+    """Per sampling, the smallest fraction at which each head passes the bar, once a curve has ``points``."""
     cells, verdicts = [], []
     for sampling in ("leak-free", "paper"):
         pair = [curves.get(efficiency_label("mlp", head, sampling)) for head in ("harmonic", "standard")]
-        if None in pair or any(len(p[0]) < 9 for p in pair):
+        if None in pair or any(len(p[0]) < points for p in pair):
             cells.append(f"{sampling}: pending")
             continue
         firsts = [_first_fraction(*p) for p in pair]
         cells.append(f"{sampling}: " + " vs ".join("never" if f is None else f"{f:g}" for f in firsts))
         harmonic, standard = (math.inf if f is None else f for f in firsts)
         verdicts.append(harmonic < standard)
+    return cells, verdicts
+
+
+def _efficiency_row(records: Sequence[dict], task: str) -> list[str]:
+    cells, verdicts = _compare_first_fractions(toy_tables.efficiency_curves(records).get(task, {}), 9)
     return [
         f"harmonic models need less data: {task}, MLP, smallest train fraction with mean test accuracy "
         f">= {toy_tables.ACCURACY_BAR} (3 seeds), harmonic vs standard",
         " vs ".join(f"{f:g}" for f in PAPER_EFFICIENCY[task]),
         "; ".join(cells),
         EFFICIENCY_COMMAND.format(task=task),
+        _verdict(verdicts, 2),
+    ]
+
+
+def _efficiency_control_row(records: Sequence[dict], task: str) -> list[str]:
+    curves = toy_tables.efficiency_curves(records, many_seeds=True).get(task, {})
+    cells, verdicts = _compare_first_fractions(curves, len(CONTROL_FRACTIONS))
+    fractions = f"{CONTROL_FRACTIONS[0]:g}-{CONTROL_FRACTIONS[-1]:g}"
+    return [
+        f"harmonic models need less data: {task}, MLP, the control of the row above: 20 seeds at train "
+        f"fractions {fractions}, smallest with mean test accuracy >= {toy_tables.ACCURACY_BAR}, harmonic vs "
+        "standard",
+        " vs ".join(f"{f:g}" for f in PAPER_EFFICIENCY[task]),
+        "; ".join(cells),
+        CONTROL_COMMAND.format(task=task, fractions=" ".join(f"{f:g}" for f in CONTROL_FRACTIONS)),
         _verdict(verdicts, 2),
     ]
 
@@ -204,6 +230,7 @@ def claim_rows(results_dir: str | Path) -> tuple[list[str], list[list[str]]]:
         _ev_row(records, "lattice"),
         _efficiency_row(records, "lattice"),
         _efficiency_row(records, "modadd"),
+        _efficiency_control_row(records, "modadd"),
         _grokking_row(records, "modadd"),
         _gpt_row(gpt_records),
         _parallelogram_row(results_dir / PARALLELOGRAM_FILE),

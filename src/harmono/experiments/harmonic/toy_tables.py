@@ -241,17 +241,19 @@ def _is_control(label: str, seeds: int) -> bool:
     return seeds == len(PAPER_SEEDS) or ", n=" in label
 
 
-def efficiency_curves(records: Sequence[dict], arch: str = "mlp") -> dict[str, dict[str, tuple]]:
+def efficiency_curves(
+    records: Sequence[dict], arch: str = "mlp", many_seeds: bool = False
+) -> dict[str, dict[str, tuple]]:
     """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
 
-    The curves of :func:`_efficiency_points` at the default exponent and
-    fewer than 20 seeds (3 by default); fractions with no record are left
-    out of a curve.
+    The curves of :func:`_efficiency_points` at the default exponent with
+    fewer than 20 seeds (3 by default), or with 20 (``many_seeds``, the
+    seed-count control); fractions with no record are left out of a curve.
     """
     curves: dict[str, dict[str, tuple]] = {}
     for task in TASKS:
         for (task_, label, seeds), by_fraction in _efficiency_points(records, arch).items():
-            if task_ != task or _is_control(label, seeds):
+            if task_ != task or ", n=" in label or (seeds == len(PAPER_SEEDS)) != many_seeds:
                 continue
             fractions = sorted(by_fraction)
             accuracy = np.array([by_fraction[f] for f in fractions]).T
