@@ -91,7 +91,7 @@ def _tables(args: argparse.Namespace) -> int:
                 print(f"{path} [{name}]: {'updated' if changed else 'already up to date'}")
     if not args.write:
         print("\n\n".join(sections.values()))
-    curves = efficiency_curves(records)
+    curves = efficiency_curves(records, other_exponents=True)
     if args.figure and curves:
         figure = plot_data_efficiency(curves, args.figure, title="test accuracy vs train fraction (MLP)")
         print(f"figure: {figure}")

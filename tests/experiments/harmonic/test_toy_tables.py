@@ -162,6 +162,10 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     ]
     exponent_control = _efficiency_record("permutation", "harmonic", 0.5, [1.0, 0.95, 0.5], exponent=4.0)
     many_seeds = _efficiency_record("modadd", "harmonic", 0.4, [1.0] * 16 + [0.0] * 4)
+    for seed, epoch in zip(
+        many_seeds["seeds"], [400] * 4 + [1000] * 4 + [1500] * 4 + [6000] * 4 + [None] * 4
+    ):
+        seed["test_epoch"] = epoch
     records = [*main_curve, exponent_control, many_seeds]
     assert sorted(efficiency_curves(records)["permutation"]) == ["harmonic MLP", "standard MLP"]
     assert "modadd" not in efficiency_curves(records)  # the 20-seed control is not a 3-seed point
@@ -169,6 +173,9 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     assert text.split("\n\n") == [
         "| task | model | seeds | 0.4 |\n|---|---|---|---|\n"
         "| modadd | harmonic MLP | 20 | 0.80 ± 0.41 (16/20) |",
+        "modadd, 20 seeds: how many had generalised (test accuracy > 0.9, 20 epochs in a row) by epoch "
+        "500 / 1,000 / 2,000 / the end",
+        "| task | model | seeds | 0.4 |\n|---|---|---|---|\n| modadd | harmonic MLP | 20 | 4 / 8 / 12 / 16 |",
         "| task | model | seeds | 0.5 |\n|---|---|---|---|\n"
         "| permutation | harmonic MLP | 3 | 0.60 ± 0.40 (1/3) |\n"
         "| permutation | harmonic MLP, n=4 | 3 | 0.82 ± 0.28 (2/3) |\n"

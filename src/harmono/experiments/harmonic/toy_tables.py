@@ -28,7 +28,7 @@ from harmono.experiments.harmonic.toy_suite import (
     paper_configs,
     record_sampling,
 )
-from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
+from harmono.experiments.harmonic.toy_tasks import GROKKING_THRESHOLD, GROKKING_WINDOW, PAPER_SEEDS
 
 PAPER_EV_TOP2 = {
     "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
@@ -108,6 +108,8 @@ CONTROLS_SECTION = "toy-efficiency-controls"
 """Name of the marked section of the data-efficiency controls."""
 ACCURACY_BAR = 0.9
 """Test accuracy from which a model counts as having generalised."""
+BUDGETS = (500, 1000, 2000)
+"""Epochs at which the 20-seed controls count the seeds that had generalised (the training-budget control)."""
 EXPONENT_TASKS, SWEPT_EXPONENTS = ("modadd", "lattice"), (1.0, 2.0, 4.0, 8.0)
 """The exponent sweep: harmonic MLPs on these tasks with these exponents (harmono's ``p ∝ d^-n``)."""
 
@@ -216,7 +218,7 @@ def exponent_markdown(records: Sequence[dict]) -> str:
 
 
 def _efficiency_points(records: Sequence[dict], arch: str) -> dict[tuple[str, str, int], dict[float, list]]:
-    """``{(task, curve name, seed count): {train fraction: final test accuracy per seed}}``.
+    """``{(task, curve name, seed count): {train fraction: the record's per-seed results}}``.
 
     A data-efficiency record trained with an explicit train fraction on the
     official protocol otherwise; the curve name carries a non-default
@@ -231,8 +233,7 @@ def _efficiency_points(records: Sequence[dict], arch: str) -> dict[tuple[str, st
         if r["model"]["arch"] != arch or r["train"] != wanted or _official_training(r):
             continue
         label = efficiency_label(arch, r["model"]["head"], record_sampling(r), r["model"]["exponent"])
-        accuracy = [s["final_test_acc"] for s in r["seeds"]]
-        points.setdefault((r["task"], label, len(accuracy)), {})[r["train"]["train_fraction"]] = accuracy
+        points.setdefault((r["task"], label, len(r["seeds"])), {})[r["train"]["train_fraction"]] = r["seeds"]
     return points
 
 
@@ -242,28 +243,53 @@ def _is_control(label: str, seeds: int) -> bool:
 
 
 def efficiency_curves(
-    records: Sequence[dict], arch: str = "mlp", many_seeds: bool = False
+    records: Sequence[dict], arch: str = "mlp", many_seeds: bool = False, other_exponents: bool = False
 ) -> dict[str, dict[str, tuple]]:
     """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
 
-    The curves of :func:`_efficiency_points` at the default exponent with
-    fewer than 20 seeds (3 by default), or with 20 (``many_seeds``, the
-    seed-count control); fractions with no record are left out of a curve.
+    The curves of :func:`_efficiency_points` with fewer than 20 seeds (3 by
+    default), or with 20 (``many_seeds``, the seed-count control), at the
+    default exponent unless ``other_exponents`` (the exponent controls);
+    fractions with no record are left out of a curve.
     """
     curves: dict[str, dict[str, tuple]] = {}
     for task in TASKS:
         for (task_, label, seeds), by_fraction in _efficiency_points(records, arch).items():
-            if task_ != task or ", n=" in label or (seeds == len(PAPER_SEEDS)) != many_seeds:
+            if task_ != task or (", n=" in label and not other_exponents):
+                continue
+            if (seeds == len(PAPER_SEEDS)) != many_seeds:
                 continue
             fractions = sorted(by_fraction)
-            accuracy = np.array([by_fraction[f] for f in fractions]).T
+            accuracy = np.array([[s["final_test_acc"] for s in by_fraction[f]] for f in fractions]).T
             curves.setdefault(task, {})[label] = (np.array(fractions), accuracy)
     return curves
 
 
-def _passing_cell(accuracy: list[float]) -> str:
+def _passing_cell(seeds: list[dict]) -> str:
+    accuracy = [s["final_test_acc"] for s in seeds]
     passing = sum(a >= ACCURACY_BAR for a in accuracy)
     return f"{_mean_std(accuracy)} ({passing}/{len(accuracy)})"
+
+
+def _budget_cell(seeds: list[dict]) -> str:
+    reached = [s["test_epoch"] for s in seeds if s["test_epoch"] is not None]
+    return (
+        " / ".join(str(sum(epoch <= budget for epoch in reached)) for budget in BUDGETS)
+        + f" / {len(reached)}"
+    )
+
+
+def _budget_markdown(task: str, fractions: list[float], curves: dict[str, dict[float, list]]) -> str:
+    """The training-budget control: per 20-seed curve and fraction, the seeds generalised by each budget."""
+    caption = (
+        f"{task}, 20 seeds: how many had generalised (test accuracy > {GROKKING_THRESHOLD:g}, "
+        f"{GROKKING_WINDOW} epochs in a row) by epoch {' / '.join(f'{b:,}' for b in BUDGETS)} / the end"
+    )
+    rows = [
+        [task, label, "20", *(_budget_cell(by_fraction[f]) if f in by_fraction else "-" for f in fractions)]
+        for label, by_fraction in sorted(curves.items())
+    ]
+    return caption + "\n\n" + _table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows)
 
 
 def efficiency_controls_markdown(records: Sequence[dict]) -> str:
@@ -273,7 +299,8 @@ def efficiency_controls_markdown(records: Sequence[dict]) -> str:
     Rows: every curve of that task on the controls' samplings (with its seed
     count); columns: the controls' train fractions. A cell is the final test
     accuracy, mean ± std over seeds, and how many seeds reach
-    ``ACCURACY_BAR``; "-" where a curve has no point.
+    ``ACCURACY_BAR``; "-" where a curve has no point. A task with 20-seed
+    controls adds the training-budget table (:func:`_budget_markdown`).
     """
     points = _efficiency_points(records, "mlp")
     blocks = []
@@ -290,6 +317,13 @@ def efficiency_controls_markdown(records: Sequence[dict]) -> str:
             cells = [_passing_cell(by_fraction[f]) if f in by_fraction else "-" for f in fractions]
             rows.append([task, label, str(seeds), *cells])
         blocks.append(_table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows))
+        many = {
+            label: by_fraction
+            for (_, label, seeds), by_fraction in controls.items()
+            if seeds == len(PAPER_SEEDS)
+        }
+        if many:
+            blocks.append(_budget_markdown(task, fractions, many))
     return ("\n\n".join(blocks) if blocks else "No control has run yet.") + "\n"
 
 
