@@ -163,7 +163,7 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     exponent_control = _efficiency_record("permutation", "harmonic", 0.5, [1.0, 0.95, 0.5], exponent=4.0)
     many_seeds = _efficiency_record("modadd", "harmonic", 0.4, [1.0] * 16 + [0.0] * 4)
     for seed, epoch in zip(
-        many_seeds["seeds"], [400] * 4 + [1000] * 4 + [1500] * 4 + [6000] * 4 + [None] * 4
+        many_seeds["seeds"], [400] * 4 + [1000] * 4 + [1500] * 4 + [6000] * 4 + [None] * 4, strict=True
     ):
         seed["test_epoch"] = epoch
     records = [*main_curve, exponent_control, many_seeds]
