@@ -19,6 +19,7 @@ from harmono.experiments.harmonic.toy_suite import (
     run_config,
     run_suite,
     suite_figures,
+    training_seconds,
 )
 from harmono.experiments.harmonic.toy_tables import (
     CONTROLS_SECTION,
@@ -70,7 +71,7 @@ def _print_suite(records: list[dict], markdown: bool) -> None:
             ):
                 print(f"\n{title}; {where}")
                 print(format_table(*suite_rows(group, cell), markdown=markdown))
-    print(f"\ntraining wall time: {sum(r['seconds'] for r in records):.0f} s")
+    print(f"\ntraining wall time: {training_seconds(records):.0f} s")
 
 
 def _tables(args: argparse.Namespace) -> int:

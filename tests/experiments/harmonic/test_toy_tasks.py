@@ -15,6 +15,7 @@ from harmono.experiments.harmonic.toy_suite import (
     paper_configs,
     run_config,
     run_suite,
+    training_seconds,
 )
 from harmono.experiments.harmonic.toy_tables import suite_rows
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyTrainConfig, embedding_penalty
@@ -212,6 +213,7 @@ def test_a_task_used_whole_trains_its_paper_sampling_twin_once(tmp_path, monkeyp
     assert trained == [[False]]
     assert (leak_free["train"]["paper_sampling"], paper["train"]["paper_sampling"]) == (False, True)
     assert paper["seeds"] == leak_free["seeds"]
+    assert training_seconds([leak_free, paper]) == leak_free["seconds"] == paper["seconds"]
     # the paper-sampling twin is the model that sampling trains on its own (where sampling matters, not)
     model, train = paper_configs("permutation", "mlp", "harmonic", epochs=2, paper_sampling=True)
     alone = train_toy_seeds(toy_task("permutation"), model, train, (0, 52), progress=False)
@@ -222,6 +224,9 @@ def test_a_task_used_whole_trains_its_paper_sampling_twin_once(tmp_path, monkeyp
     run_suite(tmp_path / "runs", ["genealogy"], ["mlp"], (0,), False, heads=["harmonic"],
               samplings=["leak-free", "paper"], epochs=1)  # fmt: skip
     assert trained == [[False, True]]
+    genealogy = [json.loads((tmp_path / "runs" / name / RESULTS_FILE).read_text())
+                 for name in ("genealogy-mlp-harmonic", "genealogy-mlp-harmonic-paper")]  # fmt: skip
+    assert training_seconds(genealogy) == pytest.approx(sum(r["seconds"] for r in genealogy))
 
 
 def test_toy_clusters_command(tmp_path, capsys):

@@ -235,6 +235,21 @@ def _sampling_free(task: str, configuration: ToyConfiguration) -> ToyConfigurati
     return replace(configuration, train=replace(configuration.train, paper_sampling=False))
 
 
+def training_seconds(records: Sequence[dict]) -> float:
+    """Wall time of the training behind ``records``, each twin trained once (:func:`_sampling_free`) once."""
+
+    def key(record: dict) -> str:
+        train = {**record["train"], "paper_sampling": False}
+        return json.dumps([record["task"], record["model"], train], sort_keys=True)
+
+    leak_free = {key(r) for r in records if not r["train"]["paper_sampling"]}
+    return sum(
+        r["seconds"]
+        for r in records
+        if not (r["task"] in WHOLE_TASKS and r["train"]["paper_sampling"] and key(r) in leak_free)
+    )
+
+
 def run_config(
     task: str,
     arch: str,
