@@ -17,8 +17,7 @@ import numpy as np
 from harmono.analysis.toy_metrics import median_range
 from harmono.core.io import read_json
 from harmono.experiments.harmonic import gpt_summary, toy_tables
-from harmono.experiments.harmonic.toy_efficiency import efficiency_label
-from harmono.experiments.harmonic.toy_suite import record_sampling
+from harmono.experiments.harmonic.toy_suite import model_label, record_sampling
 
 SUITE_COMMAND = "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy`"
 EFFICIENCY_COMMAND = (
@@ -105,7 +104,7 @@ def _compare_first_fractions(curves: dict[str, tuple], points: int) -> tuple[lis
     """Per sampling, the smallest fraction at which each head passes the bar, once a curve has ``points``."""
     cells, verdicts = [], []
     for sampling in ("leak-free", "paper"):
-        pair = [curves.get(efficiency_label("mlp", head, sampling)) for head in ("harmonic", "standard")]
+        pair = [curves.get(model_label("mlp", head, sampling)) for head in ("harmonic", "standard")]
         if None in pair or any(len(p[0]) < points for p in pair):
             cells.append(f"{sampling}: pending")
             continue

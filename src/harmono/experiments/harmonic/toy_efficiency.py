@@ -14,7 +14,7 @@ import torch
 
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
-    MODEL_NAMES,
+    model_label,
     run_stack,
     suite_variants,
 )
@@ -23,14 +23,6 @@ from harmono.models.toy import HEADS
 
 EFFICIENCY_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 """Train fractions of harmono's data-efficiency curves."""
-
-
-def efficiency_label(arch: str, head: str, sampling: str, exponent: float = DEFAULT_EXPONENT) -> str:
-    """A data-efficiency curve name: the model, its exponent where not the default, the sampling."""
-    label = MODEL_NAMES[(arch, head)]
-    if head == "harmonic" and exponent != DEFAULT_EXPONENT:
-        label += f", n={exponent:g}"
-    return label + (", paper sampling" if sampling == "paper" else "")
 
 
 def run_efficiency(
@@ -64,7 +56,7 @@ def run_efficiency(
             for sampling in samplings:
                 for exponent in exponents if head == "harmonic" else (DEFAULT_EXPONENT,):
                     accuracy = [[s["final_test_acc"] for s in next(records)["seeds"]] for _ in fractions]
-                    curves[efficiency_label(arch, head, sampling, exponent)] = (
+                    curves[model_label(arch, head, sampling, exponent)] = (
                         np.asarray(fractions, dtype=float),
                         np.asarray(accuracy).T,
                     )

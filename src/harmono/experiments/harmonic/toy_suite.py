@@ -363,13 +363,18 @@ def record_run_name(record: dict) -> str:
     return run_name(record["task"], model["arch"], model["head"], record_sampling(record), model["exponent"])
 
 
+def model_label(arch: str, head: str, sampling: str, exponent: float = DEFAULT_EXPONENT) -> str:
+    """A figure or curve label: the model, and its exponent and sampling where not the default."""
+    label = MODEL_NAMES[(arch, head)]
+    if head == "harmonic" and exponent != DEFAULT_EXPONENT:
+        label += f", n={exponent:g}"
+    return label + (", paper sampling" if sampling == "paper" else "")
+
+
 def record_label(record: dict) -> str:
-    """A figure label for a run: the model, and its exponent and sampling where not the default."""
+    """The :func:`model_label` of a run's record."""
     model = record["model"]
-    label = MODEL_NAMES[(model["arch"], model["head"])]
-    if model["head"] == "harmonic" and model["exponent"] != DEFAULT_EXPONENT:
-        label += f", n={model['exponent']:g}"
-    return label + (", paper sampling" if record["train"]["paper_sampling"] else "")
+    return model_label(model["arch"], model["head"], record_sampling(record), model["exponent"])
 
 
 def suite_figures(

@@ -14,17 +14,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from harmono.analysis.toy_metrics import mean_std, median_range
 from harmono.data.toy import TASKS
-from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS, efficiency_label
+from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
     MODEL_NAMES,
     SAMPLINGS,
     SUITE_ORDER,
+    model_label,
     paper_configs,
     record_sampling,
 )
@@ -217,29 +219,44 @@ def exponent_markdown(records: Sequence[dict]) -> str:
     return _table(headers, rows) + "\n"
 
 
-def _efficiency_points(records: Sequence[dict], arch: str) -> dict[tuple[str, str, int], dict[float, list]]:
-    """``{(task, curve name, seed count): {train fraction: the record's per-seed results}}``.
+class _Curve(NamedTuple):
+    """One data-efficiency curve: a model, sampling and exponent, with its seed count."""
+
+    task: str
+    arch: str
+    head: str
+    sampling: str
+    exponent: float
+    seeds: int
+
+    @property
+    def label(self) -> str:
+        return model_label(self.arch, self.head, self.sampling, self.exponent)
+
+    @property
+    def is_control(self) -> bool:
+        """20 seeds, or a harmonic exponent other than the default."""
+        return self.seeds == len(PAPER_SEEDS) or self.exponent != DEFAULT_EXPONENT
+
+
+def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[float, list]]:
+    """``{curve: {train fraction: the record's per-seed results}}`` of the data-efficiency records.
 
     A data-efficiency record trained with an explicit train fraction on the
-    official protocol otherwise; the curve name carries a non-default
-    exponent. The 20-seed suite's own records (fraction 0.8, every exponent)
-    are left out.
+    official protocol otherwise. The 20-seed suite's own records (fraction
+    0.8, every exponent) are left out.
     """
-    points: dict[tuple[str, str, int], dict[float, list]] = {}
+    points: dict[_Curve, dict[float, list]] = {}
     for r in records:
         _, train = paper_configs(r["task"], arch, r["model"]["head"])
         wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
                   "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
         if r["model"]["arch"] != arch or r["train"] != wanted or _official_training(r):
             continue
-        label = efficiency_label(arch, r["model"]["head"], record_sampling(r), r["model"]["exponent"])
-        points.setdefault((r["task"], label, len(r["seeds"])), {})[r["train"]["train_fraction"]] = r["seeds"]
+        model = r["model"]
+        curve = _Curve(r["task"], arch, model["head"], record_sampling(r), model["exponent"], len(r["seeds"]))
+        points.setdefault(curve, {})[r["train"]["train_fraction"]] = r["seeds"]
     return points
-
-
-def _is_control(label: str, seeds: int) -> bool:
-    """Whether an efficiency curve is a control: 20 seeds, or a harmonic exponent other than 2."""
-    return seeds == len(PAPER_SEEDS) or ", n=" in label
 
 
 def efficiency_curves(
@@ -252,16 +269,17 @@ def efficiency_curves(
     default exponent unless ``other_exponents`` (the exponent controls);
     fractions with no record are left out of a curve.
     """
+    points = _efficiency_points(records, arch)
     curves: dict[str, dict[str, tuple]] = {}
     for task in TASKS:
-        for (task_, label, seeds), by_fraction in _efficiency_points(records, arch).items():
-            if task_ != task or (", n=" in label and not other_exponents):
+        for curve, by_fraction in points.items():
+            if curve.task != task or (curve.exponent != DEFAULT_EXPONENT and not other_exponents):
                 continue
-            if (seeds == len(PAPER_SEEDS)) != many_seeds:
+            if (curve.seeds == len(PAPER_SEEDS)) != many_seeds:
                 continue
             fractions = sorted(by_fraction)
             accuracy = np.array([[s["final_test_acc"] for s in by_fraction[f]] for f in fractions]).T
-            curves.setdefault(task, {})[label] = (np.array(fractions), accuracy)
+            curves.setdefault(task, {})[curve.label] = (np.array(fractions), accuracy)
     return curves
 
 
@@ -305,23 +323,21 @@ def efficiency_controls_markdown(records: Sequence[dict]) -> str:
     points = _efficiency_points(records, "mlp")
     blocks = []
     for task in TASKS:
-        controls = {key: value for key, value in points.items() if key[0] == task and _is_control(*key[1:])}
+        controls = {
+            curve: value for curve, value in points.items() if curve.task == task and curve.is_control
+        }
         if not controls:
             continue
         fractions = sorted({f for by_fraction in controls.values() for f in by_fraction})
-        paper = {", paper sampling" in label for _, label, _ in controls}
+        samplings = {curve.sampling for curve in controls}
         rows = []
-        for (task_, label, seeds), by_fraction in sorted(points.items()):
-            if task_ != task or (", paper sampling" in label) not in paper:
+        for curve, by_fraction in sorted(points.items(), key=lambda item: (item[0].label, item[0].seeds)):
+            if curve.task != task or curve.sampling not in samplings:
                 continue
             cells = [_passing_cell(by_fraction[f]) if f in by_fraction else "-" for f in fractions]
-            rows.append([task, label, str(seeds), *cells])
+            rows.append([task, curve.label, str(curve.seeds), *cells])
         blocks.append(_table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows))
-        many = {
-            label: by_fraction
-            for (_, label, seeds), by_fraction in controls.items()
-            if seeds == len(PAPER_SEEDS)
-        }
+        many = {curve.label: value for curve, value in controls.items() if curve.seeds == len(PAPER_SEEDS)}
         if many:
             blocks.append(_budget_markdown(task, fractions, many))
     return ("\n\n".join(blocks) if blocks else "No control has run yet.") + "\n"
@@ -331,7 +347,7 @@ def efficiency_markdown(records: Sequence[dict]) -> str:
     """Final test accuracy (mean ± std over seeds) per task and curve (rows) and train fraction (columns)."""
     curves = efficiency_curves(records)
     labels = [
-        efficiency_label("mlp", head, sampling) for head in ("standard", "harmonic") for sampling in SAMPLINGS
+        model_label("mlp", head, sampling) for head in ("standard", "harmonic") for sampling in SAMPLINGS
     ]
     rows = []
     for task in TASKS:
