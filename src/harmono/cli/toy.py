@@ -49,7 +49,7 @@ def _seeds(count: int) -> tuple[int, ...]:
 def _train_overrides(args: argparse.Namespace) -> dict:
     names = (
         "epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling",
-        "train_fraction",  # only `toy run` has this option
+        "eval_dropout", "train_fraction",  # only `toy run` has this option
     )  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
@@ -207,6 +207,11 @@ def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
     group.add_argument(
         "--paper-sampling", action="store_true", default=None,
         help="draw examples with replacement as the official code (test examples leak into training)",
+    )  # fmt: skip
+    group.add_argument(
+        "--eval-dropout", action="store_true", default=None,
+        help="measure accuracy with the training dropout on, as the official code (a control; "
+        "transformers only: MLPs have no dropout)",
     )  # fmt: skip
     parser.add_argument(
         "--device", default="auto", help="where to train: cpu, cuda, or auto (a GPU if any; default)"

@@ -9,7 +9,7 @@ seed draws its initialisation from its own ``torch.Generator``.
 Dropout is driven by explicit masks (:meth:`BatchedToyModel.dropout_masks`)
 so that a seed's masks, too, come from its own generator. It is off
 whenever no masks are passed, e.g. at evaluation (the official code left it
-on there).
+on there; :meth:`BatchedToyModel.predict` takes masks for that control).
 
 A stack may also mix configurations that share their shapes: standard and
 harmonic heads, several exponents (``BatchedToyModel([config, ...], seeds)``,
@@ -244,14 +244,14 @@ class BatchedToyModel(nn.Module):
         return {name: value[:count] for name, value in self.params.items()}
 
     @torch.no_grad()
-    def predict(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The most likely token ``(S, B)`` for ``tokens (S, B, T)``, dropout off.
+    def predict(self, tokens: torch.Tensor, masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The most likely token ``(S, B)`` for ``tokens (S, B, T)``; dropout off unless ``masks`` are given.
 
-        The same argmax as :meth:`forward`, without the logarithm of the
-        harmonic logits: the nearest center wins.
+        The same argmax as :meth:`forward` (with the same ``masks``), without
+        the logarithm of the harmonic logits: the nearest center wins.
         """
         p = self.params
-        h = self.features(tokens, None, params=p)
+        h = self.features(tokens, masks, params=p)
         if self.heads == "standard":
             return self._standard_logits(p, h).argmax(-1)
         nearest = _squared_distances(h, self._output_centers(p)).argmin(-1)

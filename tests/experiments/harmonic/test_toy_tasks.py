@@ -194,6 +194,12 @@ def test_suite_reuses_committed_results_and_never_overwrites_them(tmp_path, monk
     again = run_suite(tmp_path / "fresh-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
                       results_dir=results, epochs=2)  # fmt: skip
     assert [r["seeds"] for r in again] == json.loads(json.dumps([r["seeds"] for r in records]))
+    assert "eval_dropout" not in record["train"]  # left out at its default, as before the field existed
+    spelled_out = results / "genealogy-mlp-harmonic-paper.json"
+    spelled_out.write_text(json.dumps({**record, "train": {**record["train"], "eval_dropout": False}}))
+    run_suite(tmp_path / "fresh-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
+              results_dir=results, epochs=2)  # fmt: skip
+    spelled_out.write_bytes(saved[spelled_out.name])
     with pytest.raises(ValueError, match="genealogy-mlp-standard-paper.json holds a run with other settings"):
         run_suite(tmp_path / "other-runs", ["genealogy"], ["mlp"], (0, 52), False, samplings=["paper"],
                   results_dir=results, epochs=3)  # fmt: skip

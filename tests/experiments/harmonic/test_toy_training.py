@@ -9,6 +9,7 @@ import torch
 from harmono.data.toy import split_task, toy_task
 from harmono.experiments.harmonic import toy_training
 from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
+from harmono.experiments.harmonic.toy_batches import EvaluationSet
 from harmono.experiments.harmonic.toy_suite import paper_configs
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
 from harmono.experiments.harmonic.toy_training import train_toy_configs
@@ -111,12 +112,12 @@ def test_stacked_adamw_refuses_bad_shapes():
         StackedAdamW(param, torch.ones(2), torch.ones(2)).step()
 
 
-def test_a_killed_stack_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch):
+@pytest.mark.parametrize("eval_dropout", [False, True])
+def test_a_killed_stack_resumes_from_its_checkpoint_to_the_same_result(tmp_path, monkeypatch, eval_dropout):
+    common = {"epochs": 4, "data_size": 200, "eval_dropout": eval_dropout}
     configurations = [
-        _configuration("lattice", "transformer", "harmonic", (0, 52), epochs=4, data_size=200),
-        _configuration(
-            "lattice", "transformer", "standard", (0,), epochs=4, data_size=200, paper_sampling=True
-        ),
+        _configuration("lattice", "transformer", "harmonic", (0, 52), **common),
+        _configuration("lattice", "transformer", "standard", (0,), paper_sampling=True, **common),
     ]
     task = toy_task("lattice")
     whole = train_toy_configs(task, configurations, progress=False)
@@ -139,11 +140,13 @@ def test_a_killed_stack_resumes_from_its_checkpoint_to_the_same_result(tmp_path,
     resumed = train_toy_configs(
         task, configurations, progress=False, checkpoint=checkpoint, checkpoint_every=1
     )
-    for a, b in zip(whole, resumed, strict=True):  # dropout, shuffling and AdamW state all carried over
+    for a, b in zip(
+        whole, resumed, strict=True
+    ):  # dropout (of evaluation too), shuffling, AdamW carried over
         np.testing.assert_array_equal(a.embedding, b.embedding)
         np.testing.assert_array_equal(a.train_acc, b.train_acc)
         np.testing.assert_array_equal(a.test_acc, b.test_acc)
-    other = [_configuration("lattice", "transformer", "harmonic", (0,), epochs=4, data_size=200)]
+    other = [_configuration("lattice", "transformer", "harmonic", (0,), **common)]
     with pytest.raises(ValueError, match="checkpoint of another stack"):
         train_toy_configs(task, other, progress=False, checkpoint=checkpoint)
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated
@@ -194,3 +197,73 @@ def test_splits_report_the_rows_they_drew():
         np.testing.assert_array_equal(task.labels[split.test_ids], split.test_labels)
         leaked = np.isin(split.test_ids, split.train_ids).mean()
         assert split.leakage == pytest.approx(leaked)
+
+
+def _keep_masks(config, generator, rows):
+    """The masks of ``rows`` examples as documented: ``(rows, mask_width)`` uniforms, 0 or 1/(1-p), split."""
+    rate = config.dropout
+    keep = (torch.rand((rows, config.mask_width), generator=generator) >= rate) / (1 - rate)
+    t, d = config.seq_len, config.embed_dim
+    return keep.split([config.num_heads * t * t, t * d, t * config.ff_dim, t * d] * config.num_layers, dim=1)
+
+
+def test_accuracy_with_dropout_on_equals_a_loop_over_the_drawn_examples():
+    task = toy_task("modadd")
+    configs = [paper_configs("modadd", "transformer", head)[0] for head in ("harmonic", "standard")]
+    seeds = [0, 52]
+    # the paper's sampling draws examples twice (each distinct one gets one mask), the other split not
+    splits = [
+        split_task(task, 0.8, 0, data_size=120, paper_sampling=True),
+        split_task(task, 0.8, 52, data_size=90),
+    ]
+    model = BatchedToyModel(configs, seeds)
+    with torch.no_grad():
+        model.flat.add_(0.3 * torch.randn(model.flat.shape, generator=torch.Generator().manual_seed(1)))
+    inputs, labels = torch.tensor(task.inputs), torch.tensor(task.labels)
+    evaluation = EvaluationSet(splits, torch.device("cpu"), seeds)
+    passes = [evaluation.accuracy(model, inputs, labels) for _ in range(2)]
+    off = EvaluationSet(splits, torch.device("cpu")).accuracy(model, inputs, labels)
+    for k, (config, seed, split) in enumerate(zip(configs, seeds, splits, strict=True)):
+        alone = BatchedToyModel(config, [seed])
+        with torch.no_grad():  # model k's weights (a mixed stack holds more parameters than one head)
+            for name, value in alone.params.items():
+                value.copy_(model.params[name][k : k + 1])
+        distinct = np.unique(np.concatenate([split.train_ids, split.test_ids]))
+        stream = np.random.SeedSequence([seed, 2]).generate_state(1)[0]  # the seed's evaluation stream
+        generator = torch.Generator().manual_seed(int(stream))
+        for train_acc, test_acc in passes:  # the second pass draws the stream's next masks
+            parts = _keep_masks(config, generator, len(distinct))
+            correct = {}
+            for row, example in enumerate(distinct):
+                masks = [part[row].view(1, 1, -1) for part in parts]
+                logits = alone(torch.tensor(task.inputs[example]).view(1, 1, -1), masks)
+                correct[example] = logits.argmax(-1).item() == task.labels[example]
+            assert train_acc[k].item() == pytest.approx(np.mean([correct[i] for i in split.train_ids]))
+            assert test_acc[k].item() == pytest.approx(np.mean([correct[i] for i in split.test_ids]))
+        assert (passes[0][0][k], passes[0][1][k]) != (off[0][k], off[1][k])
+
+
+def test_dropout_at_evaluation_leaves_training_unchanged_and_stacks_as_alone():
+    common = {"epochs": 3, "data_size": 150, "eval_dropout": True}
+    configurations = [
+        _configuration("modadd", "transformer", "harmonic", (0, 52), **common),
+        _configuration("modadd", "transformer", "standard", (105,), paper_sampling=True, **common),
+    ]
+    task = toy_task("modadd")
+    stacked = train_toy_configs(task, configurations, progress=False)
+    for configuration, result in zip(configurations, stacked, strict=True):
+        _assert_same_run(result, train_toy_configs(task, [configuration], progress=False)[0])
+        dropout_off = replace(configuration, train=replace(configuration.train, eval_dropout=False))
+        off = train_toy_configs(task, [dropout_off], progress=False)[0]
+        np.testing.assert_array_equal(result.embedding, off.embedding)  # training drew the same masks
+        assert not np.array_equal(result.test_acc, off.test_acc)
+        assert result.record()["train"]["eval_dropout"] is True
+        assert "eval_dropout" not in off.record()["train"]  # as in the records written before the field
+    mlp = _configuration("modadd", "mlp", "harmonic", (0,), epochs=2, eval_dropout=True)
+    with pytest.raises(
+        ValueError, match="eval_dropout needs a transformer with dropout; configuration 0 has arch 'mlp'"
+    ):
+        train_toy_configs(task, [mlp])
+    on = _configuration("modadd", "transformer", "harmonic", (0,), epochs=2, eval_dropout=True)
+    with pytest.raises(ValueError, match="must share eval_dropout: configuration 0 has True"):
+        train_toy_configs(task, [on, _configuration("modadd", "transformer", "standard", (0,), epochs=2)])

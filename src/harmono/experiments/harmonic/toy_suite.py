@@ -32,6 +32,7 @@ from harmono.experiments.harmonic.toy_tasks import (
     ToyTrainConfig,
     paper_epochs,
     paper_weight_decay,
+    train_settings,
 )
 from harmono.experiments.harmonic.toy_training import train_toy_configs
 from harmono.models.toy import ARCHITECTURES, HEADS, ToyModelConfig
@@ -125,7 +126,7 @@ def _finished_record(path: Path, wanted: dict) -> dict | None:
     if not path.is_file():
         return None
     record = read_json(path, "a toy run record", ("task", "model", "train", "seeds"))
-    found = {key: record[key] for key in ("task", "model", "train")}
+    found = {"task": record["task"], "model": record["model"], "train": train_settings(record["train"])}
     try:
         found["seeds"] = [s["seed"] for s in record["seeds"]]
     except (KeyError, TypeError) as err:

@@ -30,7 +30,12 @@ from harmono.experiments.harmonic.toy_suite import (
     paper_configs,
     record_sampling,
 )
-from harmono.experiments.harmonic.toy_tasks import GROKKING_THRESHOLD, GROKKING_WINDOW, PAPER_SEEDS
+from harmono.experiments.harmonic.toy_tasks import (
+    GROKKING_THRESHOLD,
+    GROKKING_WINDOW,
+    PAPER_SEEDS,
+    train_settings,
+)
 
 PAPER_EV_TOP2 = {
     "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
@@ -140,7 +145,9 @@ def _official_training(record: dict) -> bool:
     """Whether a record trained by the official protocol (its sampling aside) on the 20 official seeds."""
     _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"])
     wanted = {**asdict(train), "paper_sampling": record["train"]["paper_sampling"]}
-    return record["train"] == wanted and [s["seed"] for s in record["seeds"]] == list(PAPER_SEEDS)
+    return train_settings(record["train"]) == wanted and [s["seed"] for s in record["seeds"]] == list(
+        PAPER_SEEDS
+    )
 
 
 def is_official(record: dict) -> bool:
@@ -251,7 +258,7 @@ def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[
         _, train = paper_configs(r["task"], arch, r["model"]["head"])
         wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
                   "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
-        if r["model"]["arch"] != arch or r["train"] != wanted or _official_training(r):
+        if r["model"]["arch"] != arch or train_settings(r["train"]) != wanted or _official_training(r):
             continue
         model = r["model"]
         curve = _Curve(r["task"], arch, model["head"], record_sampling(r), model["exponent"], len(r["seeds"]))

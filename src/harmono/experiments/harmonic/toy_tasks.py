@@ -11,7 +11,9 @@ the embedding regulariser ``0.01 * mean_j sqrt(mean_i E_ij^2)`` (named
 ``"rms"``; it favours few active dimensions, which raises the EV of both
 heads) on the input embedding. ``"l2"`` is the plain ``0.01 * mean E^2``.
 After every epoch the accuracy on the whole train and test sets is
-measured with dropout off.
+measured with dropout off (the official code, which never puts its
+transformers in eval mode, measured it with dropout on:
+``ToyTrainConfig.eval_dropout`` does that, as a control).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ EMBEDDING_REGULARISERS = ("rms", "l2", "none")
 PAPER_SEEDS = tuple(int(s) for s in np.linspace(0, 1000, 20))
 """The official 20 seeds: 0, 52, 105, ..., 1000."""
 GROKKING_THRESHOLD, GROKKING_WINDOW = 0.9, 20
+RECORDED_WHEN_SET = {"eval_dropout": False}
+"""Training fields added after results were committed, with the default a record leaves out."""
+
+
+def train_settings(recorded: dict) -> dict:
+    """A record's ``"train"`` with the fields it may leave out (``RECORDED_WHEN_SET``) at their default."""
+    return {**RECORDED_WHEN_SET, **recorded}
 
 
 def paper_epochs(task: str, arch: str) -> int:
@@ -63,6 +72,8 @@ class ToyTrainConfig:
     """Examples drawn per task (capped at the unique ones without ``paper_sampling``)."""
     paper_sampling: bool = False
     """Draw examples with replacement as the official code does (test examples leak into training)."""
+    eval_dropout: bool = False
+    """Measure the accuracies with the training dropout on, as the official code does (transformers)."""
 
     def __post_init__(self) -> None:
         checks.require_at_least(self, ("epochs", "batch_size", "data_size"), 1)
@@ -72,6 +83,18 @@ class ToyTrainConfig:
         checks.require_non_negative_number("reg_strength", self.reg_strength)
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+
+    def record(self) -> dict:
+        """The JSON form: every field, except those of ``RECORDED_WHEN_SET`` left at their default.
+
+        So a record written before such a field existed still equals the
+        record of the same settings now.
+        """
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name not in RECORDED_WHEN_SET or value != RECORDED_WHEN_SET[name]
+        }
 
 
 @dataclass(frozen=True)
@@ -124,7 +147,7 @@ class ToyRunResult:
         return {
             "task": self.task,
             "model": asdict(self.model),
-            "train": asdict(self.train),
+            "train": self.train.record(),
             "seconds": self.seconds,
             "seeds": [asdict(s) for s in self.seeds],
         }
@@ -149,7 +172,7 @@ class ToyConfiguration:
 
     def record(self) -> dict:
         """The JSON form: ``{"model": ..., "train": ..., "seeds": [...]}``."""
-        return {"model": asdict(self.model), "train": asdict(self.train), "seeds": list(self.seeds)}
+        return {"model": asdict(self.model), "train": self.train.record(), "seeds": list(self.seeds)}
 
 
 """Training fields every configuration of one stack shares."""

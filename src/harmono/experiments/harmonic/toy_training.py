@@ -12,7 +12,9 @@ would train alone (the tests check both). :func:`train_toy_seeds` is the
 one-configuration case.
 
 Protocol: see :mod:`harmono.experiments.harmonic.toy_tasks`. After every epoch the
-accuracy on the whole train and test sets is measured with dropout off.
+accuracy on the whole train and test sets is measured with dropout off, or
+on (``ToyTrainConfig.eval_dropout``, the official code's way) with masks
+from a third generator per seed, so that training itself is unchanged.
 Training runs with denormal floats flushed to zero (the setting is restored
 afterwards): a guard, as x86 CPUs are many times slower on denormals (a
 square root over a tensor of them, measured: 11x) and values below 1e-38
@@ -26,9 +28,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
@@ -36,6 +36,7 @@ from harmono.analysis.toy_metrics import explained_variance_ratios, grokking_epo
 from harmono.core.io import read_safetensors, write_atomically
 from harmono.data.toy import ToySplit, ToyTask, split_task
 from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
+from harmono.experiments.harmonic.toy_batches import EvaluationSet, StackBatches
 from harmono.experiments.harmonic.toy_tasks import (
     GROKKING_THRESHOLD,
     GROKKING_WINDOW,
@@ -44,22 +45,14 @@ from harmono.experiments.harmonic.toy_tasks import (
     ToyConfiguration,
     ToyRunResult,
     ToyTrainConfig,
-    embedding_penalty,
 )
 from harmono.models.toy import ToyModelConfig
 from harmono.models.toy_stack import BatchedToyModel
 
 STACK_LAYOUT = "members sorted by steps per epoch, longest first"
 """How a checkpoint's rows are ordered (part of its spec: a checkpoint of another layout is refused)."""
-STACK_SHARED_TRAINING = ("epochs", "batch_size")
+STACK_SHARED_TRAINING = ("epochs", "batch_size", "eval_dropout")
 """Training fields every configuration of one stack shares."""
-EVALUATION_ROWS = 8192
-"""Rows (examples x models) per evaluation chunk."""
-
-
-def _training_generator(seed: int) -> torch.Generator:
-    """Seed ``seed``'s stream for shuffling and dropout, apart from its initialisation stream."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
 
 
 def _check_stack(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> None:
@@ -73,124 +66,17 @@ def _check_stack(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> N
                 f"model_config expects vocab_size {model.vocab_size} and seq_len {model.seq_len}, "
                 f"task {task.name!r} has {task.vocab_size} and {task.seq_len}"
             )
+        if train.eval_dropout and (model.arch != "transformer" or model.dropout == 0.0):
+            raise ValueError(
+                f"eval_dropout needs a transformer with dropout; configuration {index} has arch "
+                f"{model.arch!r} and dropout {model.dropout:g}"
+            )
         for name in STACK_SHARED_TRAINING:
             if getattr(train, name) != getattr(first.train, name):
                 raise ValueError(
                     f"configurations of one stack must share {name}: configuration 0 has "
                     f"{getattr(first.train, name)}, configuration {index} has {getattr(train, name)}"
                 )
-
-
-def _padded(rows: list[np.ndarray], fill: int = 0) -> torch.Tensor:
-    """``rows`` of different lengths as one ``(len(rows), longest)`` int64 tensor padded with ``fill``."""
-    out = np.full((len(rows), max(len(r) for r in rows)), fill, dtype=np.int64)
-    for k, row in enumerate(rows):
-        out[k, : len(row)] = row
-    return torch.from_numpy(out)
-
-
-class _EvaluationSet:
-    """Each model's distinct examples, with how often each sits in its train and its test split.
-
-    Accuracy is then one pass over ``ids (S, U)`` weighted by the counts,
-    the same number as a pass over every drawn example (the paper's
-    sampling draws many examples twice).
-    """
-
-    def __init__(self, splits: Sequence[ToySplit], device: torch.device) -> None:
-        ids, train_counts, test_counts = [], [], []
-        for split in splits:
-            unique, inverse = np.unique(
-                np.concatenate([split.train_ids, split.test_ids]), return_inverse=True
-            )
-            n_train = len(split.train_ids)
-            ids.append(unique)
-            train_counts.append(np.bincount(inverse[:n_train], minlength=len(unique)))
-            test_counts.append(np.bincount(inverse[n_train:], minlength=len(unique)))
-        self.ids = _padded(ids).to(device)
-        self.train_counts = _padded(train_counts).double().to(device)
-        self.test_counts = _padded(test_counts).double().to(device)
-
-    @torch.no_grad()
-    def accuracy(
-        self, model: BatchedToyModel, inputs: torch.Tensor, labels: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(S,)`` train and test accuracy of each model (dropout off) from the task's examples.
-
-        Examples go through in chunks of about ``EVALUATION_ROWS`` rows (all
-        models together), whose activations stay in the CPU cache.
-        """
-        chunk = max(1, EVALUATION_ROWS // self.ids.shape[0])
-        correct = torch.cat(
-            [model.predict(inputs[ids]) == labels[ids] for ids in self.ids.split(chunk, dim=1)],
-            dim=1,
-        ).double()
-        return (
-            (correct * self.train_counts).sum(1) / self.train_counts.sum(1),
-            (correct * self.test_counts).sum(1) / self.test_counts.sum(1),
-        )
-
-
-class _Batches:
-    """Each model's shuffled batches of its own training split, padded to the longest epoch.
-
-    Model ``k`` shuffles its ``n_k`` training examples with its own
-    generator every epoch and takes ``ceil(n_k / batch_size)`` steps; in the
-    steps after its last one it is left out of the update, and the padding
-    rows of its last batch weigh nothing in its loss. The models come
-    sorted by their number of steps, longest first, so the models of a step
-    are the first ones of the stack and only those are computed.
-    """
-
-    def __init__(self, splits: Sequence[ToySplit], batch_size: int, seeds: list[int], device: torch.device):
-        self.batch_size = batch_size
-        self.train_ids = _padded([s.train_ids for s in splits]).to(device)
-        self.n_train = [len(s.train_ids) for s in splits]
-        self.steps = [-(-n // batch_size) for n in self.n_train]
-        self.longest = max(self.steps)
-        self.generators = [_training_generator(seed) for seed in seeds]
-        slots = torch.arange(self.longest * batch_size, device=device)
-        self.weight = (slots < torch.tensor(self.n_train, device=device)[:, None]).to(torch.float32)
-        if self.steps != sorted(self.steps, reverse=True):
-            raise ValueError(f"models must come sorted by steps per epoch, longest first, got {self.steps}")
-        self.active = torch.tensor([[step < count for count in self.steps] for step in range(self.longest)])
-        self.active = self.active.to(device)
-        self.taking = [int(row.sum()) for row in self.active]
-        """Models in each step: the first ``taking[step]`` of the stack."""
-
-    def train_epoch(
-        self,
-        model: BatchedToyModel,
-        optimizer: StackedAdamW,
-        reg_weights: dict[str, torch.Tensor],
-        inputs: torch.Tensor,
-        labels: torch.Tensor,
-    ) -> None:
-        """One epoch of every model: shuffle, draw dropout masks, one optimizer step per batch."""
-        b = self.batch_size
-        order = _padded(
-            [
-                torch.randperm(n, generator=g).numpy()
-                for n, g in zip(self.n_train, self.generators, strict=True)
-            ]
-        ).to(self.train_ids.device)
-        order = F.pad(order, (0, self.longest * b - order.shape[1]))
-        rows = self.train_ids.gather(1, order)
-        masks = model.dropout_masks(self.generators, self.steps, b)
-        masks = None if masks is None else [m.to(self.train_ids.device) for m in masks]
-        for step, count in enumerate(self.taking):
-            window = slice(step * b, (step + 1) * b)
-            ids, weight = rows[:count, window], self.weight[:count, window]
-            params = model.leading_params(count)
-            step_masks = None if masks is None else [m[:count, step] for m in masks]
-            logits = model(inputs[ids], step_masks, params=params)
-            loss = F.cross_entropy(logits.flatten(0, 1), labels[ids].flatten(), reduction="none")
-            total = ((loss.view_as(weight) * weight).sum(1) / weight.sum(1).clamp_min(1.0)).sum()
-            for kind, reg_weight in reg_weights.items():
-                total = total + (reg_weight[:count] * embedding_penalty(params["embedding"], kind)).sum()
-            model.flat.grad = None
-            total.backward()
-            optimizer.step(self.active[step])
 
 
 def _checkpoint_spec(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> str:
@@ -297,13 +183,15 @@ def train_toy_configs(
     trains = [c.train for c, _ in members]
     epochs = trains[0].epochs
     inputs, labels = torch.tensor(task.inputs, device=device), torch.tensor(task.labels, device=device)
-    batches = _Batches(splits, trains[0].batch_size, [seed for _, seed in members], device)
-    evaluation = _EvaluationSet(splits, device)
+    seeds = [seed for _, seed in members]
+    batches = StackBatches(splits, trains[0].batch_size, seeds, device)
+    evaluation = EvaluationSet(splits, device, seeds if trains[0].eval_dropout else None)
+    generators = batches.generators + (evaluation.generators or [])
 
     def per_model(name: str) -> torch.Tensor:
         return torch.tensor([float(getattr(t, name)) for t in trains], dtype=torch.float64)
 
-    model = BatchedToyModel([c.model for c, _ in members], [seed for _, seed in members]).to(device)
+    model = BatchedToyModel([c.model for c, _ in members], seeds).to(device)
     optimizer = StackedAdamW(model.flat, per_model("lr"), per_model("weight_decay"))
     reg_weights = {
         kind: torch.tensor(
@@ -321,7 +209,7 @@ def train_toy_configs(
     restored = None if path is None else _load_checkpoint(path, spec)
     if restored is not None:
         first_epoch, state = restored
-        elapsed = _restore(state, model, optimizer, batches.generators, (train_acc, test_acc))
+        elapsed = _restore(state, model, optimizer, generators, (train_acc, test_acc))
 
     start = time.perf_counter()
     flushing = torch.set_flush_denormal(True)
@@ -342,7 +230,7 @@ def train_toy_configs(
                 state = {
                     "flat": model.flat,
                     **optimizer.state_tensors(),
-                    "generators": torch.stack([g.get_state() for g in batches.generators]),
+                    "generators": torch.stack([g.get_state() for g in generators]),
                     "train_acc": train_acc[:, :done],
                     "test_acc": test_acc[:, :done],
                     "seconds": torch.tensor(elapsed + time.perf_counter() - start),
