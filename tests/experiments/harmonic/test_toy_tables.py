@@ -14,6 +14,7 @@ from harmono.experiments.harmonic.toy_tables import (
     efficiency_controls_markdown,
     efficiency_curves,
     efficiency_markdown,
+    evaluation_control_markdown,
     exponent_markdown,
     is_official,
     read_results,
@@ -28,10 +29,23 @@ MARK_BEGIN, MARK_END = markers(SECTION)
 def _record(task, arch, head, ev, grokking, paper_sampling=False, **train_overrides):
     model, train = paper_configs(task, arch, head, paper_sampling=paper_sampling, **train_overrides)
     seeds = [
-        {"seed": seed, "ev_top2": e, "train_epoch": a, "test_epoch": b, "final_test_acc": 1.0}
+        {
+            "seed": seed,
+            "ev_top2": e,
+            "train_epoch": a,
+            "test_epoch": b,
+            "final_train_acc": 1.0,
+            "final_test_acc": 1.0,
+        }  # fmt: skip
         for seed, e, (a, b) in zip(PAPER_SEEDS[: len(ev)], ev, grokking, strict=True)
     ]
     return {"task": task, "model": asdict(model), "train": asdict(train), "seeds": seeds}
+
+
+def _with_accuracy(record, train_acc, test_acc):
+    for seed, train, test in zip(record["seeds"], train_acc, test_acc, strict=True):
+        seed["final_train_acc"], seed["final_test_acc"] = train, test
+    return record
 
 
 def _cells(markdown: str, title_word: str, task: str) -> list[str]:
@@ -189,3 +203,40 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     (nested / "modadd-mlp-harmonic-f0.4.json").write_text(json.dumps(many_seeds))
     (tmp_path / "results" / "modadd-mlp-harmonic-f0.4.json").write_text(json.dumps(main_curve[1]))
     assert len(read_results(tmp_path / "results")) == 2  # the control does not replace the main file
+
+
+def test_evaluation_control_sits_beside_the_cell_it_tests():
+    permutation = [(600, 4000)] * 10 + [(700, None)] * 10
+    main = _with_accuracy(
+        _record("permutation", "transformer", "harmonic", [0.3] * 20, permutation), [1.0] * 20, [0.9] * 20
+    )
+    control = _with_accuracy(
+        _record("permutation", "transformer", "harmonic", [0.3] * 20, [(800, None)] * 20, eval_dropout=True),
+        [0.8] * 20, [0.6] * 10 + [0.8] * 10,
+    )  # fmt: skip
+    twin = {**control, "train": {**control["train"], "paper_sampling": True}}  # the same run: left out
+    genealogy = _record(
+        "genealogy",
+        "transformer",
+        "standard",
+        [0.3] * 20,
+        [(50, 60)] * 20,
+        paper_sampling=True,
+        eval_dropout=True,
+    )
+    shorter = _record(
+        "lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10, eval_dropout=True
+    )  # not the official protocol: no control
+    text = evaluation_control_markdown([genealogy, main, control, twin, shorter])
+    assert text.splitlines()[2:] == [
+        "| genealogy | standard transformer, paper sampling | off (harmono) | pending | pending | pending "
+        "| 71→498 (18/20) |",
+        "| genealogy | standard transformer, paper sampling | on (the official code) | 50→60 | 1.00 ± 0.00 "
+        "| 1.00 ± 0.00 | 71→498 (18/20) |",
+        "| permutation | harmonic transformer | off (harmono) | 650→4000 (10/20) | 1.00 ± 0.00 | 0.90 ± 0.00 "
+        "| - (0/20) |",
+        "| permutation | harmonic transformer | on (the official code) | - (0/20) | 0.80 ± 0.00 "
+        "| 0.70 ± 0.10 | - (0/20) |",
+    ]
+    assert results_markdown([main, control]) == results_markdown([main])  # the control is no main cell
+    assert evaluation_control_markdown([main]) == "No control has run yet.\n"

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from harmono.analysis.toy_metrics import mean_std, median_range
-from harmono.data.toy import TASKS
+from harmono.data.toy import TASKS, WHOLE_TASKS
 from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
@@ -113,6 +113,8 @@ EFFICIENCY_SECTION = "toy-efficiency"
 """Name of the marked section of the data-efficiency table."""
 CONTROLS_SECTION = "toy-efficiency-controls"
 """Name of the marked section of the data-efficiency controls."""
+EVALUATION_SECTION = "toy-evaluation-control"
+"""Name of the marked section of the suite measured with dropout on at evaluation."""
 ACCURACY_BAR = 0.9
 """Test accuracy from which a model counts as having generalised."""
 BUDGETS = (500, 1000, 2000)
@@ -141,13 +143,15 @@ def read_results(results_dir: str | Path) -> list[dict]:
     return records
 
 
-def _official_training(record: dict) -> bool:
-    """Whether a record trained by the official protocol (its sampling aside) on the 20 official seeds."""
-    _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"])
+def _official_training(record: dict, **overrides: object) -> bool:
+    """Whether a record trained on the 20 official seeds by the official protocol, its sampling aside.
+
+    ``overrides`` (training fields) are applied to the protocol first.
+    """
+    _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"], **overrides)
     wanted = {**asdict(train), "paper_sampling": record["train"]["paper_sampling"]}
-    return train_settings(record["train"]) == wanted and [s["seed"] for s in record["seeds"]] == list(
-        PAPER_SEEDS
-    )
+    seeds = [s["seed"] for s in record["seeds"]]
+    return train_settings(record["train"]) == wanted and seeds == list(PAPER_SEEDS)
 
 
 def is_official(record: dict) -> bool:
@@ -192,6 +196,44 @@ def results_markdown(records: Sequence[dict]) -> str:
                       "not all), the paper's in parentheses.")  # fmt: skip
         blocks.append(_table(*_full_rows(chosen, "grokking")))
     return "\n\n".join(blocks) + "\n"
+
+
+def _suite_key(record: dict) -> tuple[str, str, str, str]:
+    return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
+
+
+def evaluation_control_markdown(records: Sequence[dict]) -> str:
+    """Each suite cell run again with accuracy measured with dropout on (``eval_dropout``), beside off.
+
+    Rows: per control record (official protocol, 20 seeds, exponent 2, but
+    ``eval_dropout``) the main record (dropout off, "pending" if it has not
+    run) and the control. A task used whole shows its leak-free run only
+    (its paper-sampling run is the same). Columns: grokking (median epoch
+    train > 0.9 -> test > 0.9), final train and test accuracy (mean ± std
+    over seeds), the paper's grokking.
+    """
+    main = {_suite_key(r): r for r in records if is_official(r)}
+    controls = [
+        r for r in records
+        if r["model"]["exponent"] == DEFAULT_EXPONENT and _official_training(r, eval_dropout=True)
+    ]  # fmt: skip
+    rows = []
+    for control in controls:
+        key = _suite_key(control)
+        if key[0] in WHOLE_TASKS and key[3] == "paper":
+            continue
+        paper = PAPER_GROKKING[key[0]][SUITE_ORDER.index(key[1:3])]
+        for dropout, record in (("off (harmono)", main.get(key)), ("on (the official code)", control)):
+            cells = ["pending"] * 3
+            if record is not None:
+                seeds = record["seeds"]
+                cells = [_grokking_cell(seeds), _mean_std([s["final_train_acc"] for s in seeds]),
+                         _mean_std([s["final_test_acc"] for s in seeds])]  # fmt: skip
+            rows.append([key[0], model_label(*key[1:]), dropout, *cells, paper])
+    headers = ["task", "model", "dropout at evaluation", "epoch train > 0.9 → test > 0.9",
+               "final train accuracy", "final test accuracy", "paper's grokking"]  # fmt: skip
+    rows.sort(key=lambda row: (TASKS.index(row[0]), row[1]))  # stable: off before on
+    return (_table(headers, rows) if rows else "No control has run yet.") + "\n"
 
 
 def _mean_std(values: list[float]) -> str:
