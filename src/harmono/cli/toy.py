@@ -51,7 +51,8 @@ def _seeds(count: int) -> tuple[int, ...]:
 def _train_overrides(args: argparse.Namespace) -> dict:
     names = (
         "epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling",
-        "eval_dropout", "train_fraction",  # only `toy run` has this option
+        "eval_dropout",
+        "train_fraction",  # only `toy run` has this option
     )  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 

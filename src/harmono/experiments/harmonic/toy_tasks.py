@@ -175,9 +175,6 @@ class ToyConfiguration:
         return {"model": asdict(self.model), "train": self.train.record(), "seeds": list(self.seeds)}
 
 
-"""Training fields every configuration of one stack shares."""
-
-
 def embedding_penalty(embedding: torch.Tensor, kind: str) -> torch.Tensor:
     """The regulariser per seed: ``embedding (S, V, D)`` -> ``(S,)`` (see ``EMBEDDING_REGULARISERS``)."""
     if kind == "rms":
