@@ -30,8 +30,8 @@ def test_toy_tables_in_readme_and_guide_match_results_toy():
     ), stale
     controls = toy_tables.efficiency_controls_markdown(records).strip()
     assert _section(guide, toy_tables.CONTROLS_SECTION) == controls, stale
-    evaluation = toy_tables.evaluation_control_markdown(records).strip()
-    assert _section(guide, toy_tables.EVALUATION_SECTION) == evaluation, stale
+    evaluation = toy_tables.suite_controls_markdown(records).strip()
+    assert _section(guide, toy_tables.SUITE_CONTROLS_SECTION) == evaluation, stale
 
 
 def test_gpt_table_in_guide_matches_results_gpt():

@@ -24,16 +24,16 @@ from harmono.experiments.harmonic.toy_suite import (
 from harmono.experiments.harmonic.toy_tables import (
     CONTROLS_SECTION,
     EFFICIENCY_SECTION,
-    EVALUATION_SECTION,
     EXPONENT_SECTION,
     SECTION,
+    SUITE_CONTROLS_SECTION,
     efficiency_controls_markdown,
     efficiency_curves,
     efficiency_markdown,
-    evaluation_control_markdown,
     exponent_markdown,
     read_results,
     results_markdown,
+    suite_controls_markdown,
     suite_rows,
 )
 from harmono.experiments.harmonic.toy_tasks import EMBEDDING_REGULARISERS
@@ -86,7 +86,7 @@ def _tables(args: argparse.Namespace) -> int:
         EXPONENT_SECTION: exponent_markdown(records),
         EFFICIENCY_SECTION: efficiency_markdown(records),
         CONTROLS_SECTION: efficiency_controls_markdown(records),
-        EVALUATION_SECTION: evaluation_control_markdown(records),
+        SUITE_CONTROLS_SECTION: suite_controls_markdown(records),
     }
     for path in args.write or []:
         text = Path(path).read_text()

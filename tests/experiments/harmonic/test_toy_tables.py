@@ -14,11 +14,11 @@ from harmono.experiments.harmonic.toy_tables import (
     efficiency_controls_markdown,
     efficiency_curves,
     efficiency_markdown,
-    evaluation_control_markdown,
     exponent_markdown,
     is_official,
     read_results,
     results_markdown,
+    suite_controls_markdown,
 )
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 from harmono.report.marked_sections import markers, update_marked_section
@@ -205,7 +205,7 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     assert len(read_results(tmp_path / "results")) == 2  # the control does not replace the main file
 
 
-def test_evaluation_control_sits_beside_the_cell_it_tests():
+def test_suite_controls_sit_beneath_the_cell_they_test():
     permutation = [(600, 4000)] * 10 + [(700, None)] * 10
     main = _with_accuracy(
         _record("permutation", "transformer", "harmonic", [0.3] * 20, permutation), [1.0] * 20, [0.9] * 20
@@ -215,28 +215,31 @@ def test_evaluation_control_sits_beside_the_cell_it_tests():
         [0.8] * 20, [0.6] * 10 + [0.8] * 10,
     )  # fmt: skip
     twin = {**control, "train": {**control["train"], "paper_sampling": True}}  # the same run: left out
-    genealogy = _record(
-        "genealogy",
-        "transformer",
-        "standard",
-        [0.3] * 20,
-        [(50, 60)] * 20,
-        paper_sampling=True,
-        eval_dropout=True,
+    decay = _record(
+        "permutation", "transformer", "harmonic", [0.3] * 20, [(300, 310)] * 20, weight_decay=0.01
     )
-    shorter = _record(
-        "lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10, eval_dropout=True
-    )  # not the official protocol: no control
-    text = evaluation_control_markdown([genealogy, main, control, twin, shorter])
+    genealogy = _record("genealogy", "transformer", "standard", [0.3] * 20, [(50, 60)] * 20,
+                        paper_sampling=True, eval_dropout=True)  # fmt: skip
+    not_controls = [
+        _record(
+            "lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10, eval_dropout=True
+        ),
+        _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, weight_decay=0.01, lr=1e-3),
+        _record("lattice", "mlp", "standard", [0.3] * 20, [(5, 5)] * 20, weight_decay=0.01),  # the MLP's own
+    ]  # two settings changed, or none
+    text = suite_controls_markdown([genealogy, decay, main, control, twin, *not_controls])
+    harmono = "harmono (the official code's protocol, dropout off at evaluation)"
     assert text.splitlines()[2:] == [
-        "| genealogy | standard transformer, paper sampling | off (harmono) | pending | pending | pending "
+        f"| genealogy | standard transformer, paper sampling | {harmono} | pending | pending | pending "
         "| 71→498 (18/20) |",
-        "| genealogy | standard transformer, paper sampling | on (the official code) | 50→60 | 1.00 ± 0.00 "
-        "| 1.00 ± 0.00 | 71→498 (18/20) |",
-        "| permutation | harmonic transformer | off (harmono) | 650→4000 (10/20) | 1.00 ± 0.00 | 0.90 ± 0.00 "
+        "| genealogy | standard transformer, paper sampling | dropout on at evaluation (the official code) "
+        "| 50→60 | 1.00 ± 0.00 | 1.00 ± 0.00 | 71→498 (18/20) |",
+        f"| permutation | harmonic transformer | {harmono} | 650→4000 (10/20) | 1.00 ± 0.00 | 0.90 ± 0.00 "
         "| - (0/20) |",
-        "| permutation | harmonic transformer | on (the official code) | - (0/20) | 0.80 ± 0.00 "
-        "| 0.70 ± 0.10 | - (0/20) |",
+        "| permutation | harmonic transformer | dropout on at evaluation (the official code) | - (0/20) "
+        "| 0.80 ± 0.00 | 0.70 ± 0.10 | - (0/20) |",
+        "| permutation | harmonic transformer | weight decay 0.01 (the paper's text) | 300→310 | 1.00 ± 0.00 "
+        "| 1.00 ± 0.00 | - (0/20) |",
     ]
-    assert results_markdown([main, control]) == results_markdown([main])  # the control is no main cell
-    assert evaluation_control_markdown([main]) == "No control has run yet.\n"
+    assert results_markdown([main, control, decay]) == results_markdown([main])  # controls are no main cells
+    assert suite_controls_markdown([main, *not_controls]) == "No control has run yet.\n"

@@ -113,8 +113,15 @@ EFFICIENCY_SECTION = "toy-efficiency"
 """Name of the marked section of the data-efficiency table."""
 CONTROLS_SECTION = "toy-efficiency-controls"
 """Name of the marked section of the data-efficiency controls."""
-EVALUATION_SECTION = "toy-evaluation-control"
-"""Name of the marked section of the suite measured with dropout on at evaluation."""
+SUITE_CONTROLS_SECTION = "toy-suite-controls"
+"""Name of the marked section of the suite cells rerun with one setting changed."""
+SUITE_CONTROLS = {
+    "eval_dropout": (True, "dropout on at evaluation (the official code)"),
+    "weight_decay": (0.01, "weight decay 0.01 (the paper's text)"),
+}
+"""The settings a suite control changes: training field -> (its value, the row's label)."""
+MAIN_SETTING = "harmono (the official code's protocol, dropout off at evaluation)"
+"""The label of a controlled cell's own row."""
 ACCURACY_BAR = 0.9
 """Test accuracy from which a model counts as having generalised."""
 BUDGETS = (500, 1000, 2000)
@@ -202,37 +209,43 @@ def _suite_key(record: dict) -> tuple[str, str, str, str]:
     return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
 
 
-def evaluation_control_markdown(records: Sequence[dict]) -> str:
-    """Each suite cell run again with accuracy measured with dropout on (``eval_dropout``), beside off.
+def _control_setting(record: dict) -> str | None:
+    """The ``SUITE_CONTROLS`` label of a record that is a suite cell but for one such setting; else None."""
+    if record["model"]["exponent"] != DEFAULT_EXPONENT or _official_training(record):
+        return None
+    for field, (value, label) in SUITE_CONTROLS.items():
+        if _official_training(record, **{field: value}):
+            return label
+    return None
 
-    Rows: per control record (official protocol, 20 seeds, exponent 2, but
-    ``eval_dropout``) the main record (dropout off, "pending" if it has not
-    run) and the control. A task used whole shows its leak-free run only
-    (its paper-sampling run is the same). Columns: grokking (median epoch
-    train > 0.9 -> test > 0.9), final train and test accuracy (mean ± std
-    over seeds), the paper's grokking.
+
+def suite_controls_markdown(records: Sequence[dict]) -> str:
+    """Each suite cell rerun with one setting of ``SUITE_CONTROLS`` changed, beneath the cell itself.
+
+    Rows: per cell with a control, the main record (harmono's settings;
+    "pending" if it has not run), then each control. A task used whole
+    shows its leak-free runs only (its paper-sampling runs are the same).
+    Columns: grokking (median epoch train > 0.9 -> test > 0.9), final
+    train and test accuracy (mean ± std over seeds), the paper's grokking.
     """
     main = {_suite_key(r): r for r in records if is_official(r)}
-    controls = [
-        r for r in records
-        if r["model"]["exponent"] == DEFAULT_EXPONENT and _official_training(r, eval_dropout=True)
-    ]  # fmt: skip
+    controls: dict[tuple[str, str, str, str], list[tuple[str, dict]]] = {}
+    for record in records:
+        key, setting = _suite_key(record), _control_setting(record)
+        if setting is not None and not (key[0] in WHOLE_TASKS and key[3] == "paper"):
+            controls.setdefault(key, []).append((setting, record))
     rows = []
-    for control in controls:
-        key = _suite_key(control)
-        if key[0] in WHOLE_TASKS and key[3] == "paper":
-            continue
+    for key in sorted(controls, key=lambda k: (TASKS.index(k[0]), model_label(*k[1:]))):
         paper = PAPER_GROKKING[key[0]][SUITE_ORDER.index(key[1:3])]
-        for dropout, record in (("off (harmono)", main.get(key)), ("on (the official code)", control)):
+        for setting, record in [(MAIN_SETTING, main.get(key)), *sorted(controls[key], key=lambda c: c[0])]:
             cells = ["pending"] * 3
             if record is not None:
                 seeds = record["seeds"]
                 cells = [_grokking_cell(seeds), _mean_std([s["final_train_acc"] for s in seeds]),
                          _mean_std([s["final_test_acc"] for s in seeds])]  # fmt: skip
-            rows.append([key[0], model_label(*key[1:]), dropout, *cells, paper])
-    headers = ["task", "model", "dropout at evaluation", "epoch train > 0.9 → test > 0.9",
-               "final train accuracy", "final test accuracy", "paper's grokking"]  # fmt: skip
-    rows.sort(key=lambda row: (TASKS.index(row[0]), row[1]))  # stable: off before on
+            rows.append([key[0], model_label(*key[1:]), setting, *cells, paper])
+    headers = ["task", "model", "setting", "epoch train > 0.9 → test > 0.9", "final train accuracy",
+               "final test accuracy", "paper's grokking"]  # fmt: skip
     return (_table(headers, rows) if rows else "No control has run yet.") + "\n"
 
 
