@@ -86,7 +86,8 @@ class EvaluationSet:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(S,)`` train and test accuracy of each model from the task's examples.
 
-        Examples go through in chunks of about ``EVALUATION_ROWS`` rows (all
+        Dropout is on when the set was made with ``seeds`` (each call draws
+        new masks), off otherwise. Examples go through in chunks of about ``EVALUATION_ROWS`` rows (all
         models together), whose activations stay in the CPU cache.
         """
         chunk = max(1, EVALUATION_ROWS // self.ids.shape[0])
