@@ -5,7 +5,9 @@ models: per-seed top-2 EV as median [min-max], grokking epochs).
 :func:`results_markdown` makes the Markdown of every committed result, one
 table per sampling, with "pending" where a configuration has not run;
 ``harmono toy tables`` writes it into the README and the docs between the
-markers of the section ``toy-tables``.
+markers of the section ``toy-tables``, and the exponent sweep, the
+data-efficiency curves, their controls and the suite's controls into
+sections of their own.
 """
 
 from __future__ import annotations
