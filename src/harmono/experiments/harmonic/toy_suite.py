@@ -236,6 +236,11 @@ def _sampling_free(task: str, configuration: ToyConfiguration) -> ToyConfigurati
     return replace(configuration, train=replace(configuration.train, paper_sampling=False))
 
 
+def is_sampling_twin(record: dict) -> bool:
+    """Whether a record is the paper-sampling run of a task used whole (the models of its leak-free twin)."""
+    return record["task"] in WHOLE_TASKS and record["train"]["paper_sampling"]
+
+
 def training_seconds(records: Sequence[dict]) -> float:
     """Wall time of the training behind ``records``, each twin trained once (:func:`_sampling_free`) once."""
 
@@ -244,11 +249,7 @@ def training_seconds(records: Sequence[dict]) -> float:
         return json.dumps([record["task"], record["model"], train], sort_keys=True)
 
     leak_free = {key(r) for r in records if not r["train"]["paper_sampling"]}
-    return sum(
-        r["seconds"]
-        for r in records
-        if not (r["task"] in WHOLE_TASKS and r["train"]["paper_sampling"] and key(r) in leak_free)
-    )
+    return sum(r["seconds"] for r in records if not (is_sampling_twin(r) and key(r) in leak_free))
 
 
 def run_config(

@@ -21,13 +21,14 @@ from typing import NamedTuple
 import numpy as np
 
 from harmono.analysis.toy_metrics import mean_std, median_range
-from harmono.data.toy import TASKS, WHOLE_TASKS
+from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
     MODEL_NAMES,
     SAMPLINGS,
     SUITE_ORDER,
+    is_sampling_twin,
     model_label,
     paper_configs,
     record_sampling,
@@ -234,7 +235,7 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     controls: dict[tuple[str, str, str, str], list[tuple[str, dict]]] = {}
     for record in records:
         key, setting = _suite_key(record), _control_setting(record)
-        if setting is not None and not (key[0] in WHOLE_TASKS and key[3] == "paper"):
+        if setting is not None and not is_sampling_twin(record):
             controls.setdefault(key, []).append((setting, record))
     rows = []
     for key in sorted(controls, key=lambda k: (TASKS.index(k[0]), model_label(*k[1:]))):
