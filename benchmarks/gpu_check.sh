@@ -28,6 +28,6 @@ step gpt_throughput 60 "$PY" benchmarks/gpt_throughput.py --device cuda --size g
 step toy_seeds 60 "$PY" benchmarks/toy_seeds.py --device cuda --json "$OUT/toy_seeds.json"
 step feature_store 40 "$PY" benchmarks/feature_store.py --gib 0.25 --json "$OUT/feature_store.json"
 # what is left of the 10 minutes goes to the toy MLP suite; finished tasks are kept, the rest resume
-step toy_suite $((570 - SECONDS > 30 ? 570 - SECONDS : 30)) .venv/bin/harmono toy suite --archs mlp \
+step toy_suite $((570 - SECONDS > 30 ? 570 - SECONDS : 30)) "$PY" -m harmono.cli toy suite --archs mlp \
     --samplings leak-free paper --device cuda --no-progress --out "$OUT/toy-suite" --results "$OUT/toy"
 exit $status
