@@ -218,6 +218,9 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     decay = _record(
         "permutation", "transformer", "harmonic", [0.3] * 20, [(300, 310)] * 20, weight_decay=0.01
     )
+    no_reg = _record(
+        "permutation", "transformer", "harmonic", [0.3] * 20, [(200, 220)] * 20, embedding_reg="none"
+    )
     genealogy = _record("genealogy", "transformer", "standard", [0.3] * 20, [(50, 60)] * 20,
                         paper_sampling=True, eval_dropout=True)  # fmt: skip
     not_controls = [
@@ -226,8 +229,9 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
         ),
         _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, weight_decay=0.01, lr=1e-3),
         _record("lattice", "mlp", "standard", [0.3] * 20, [(5, 5)] * 20, weight_decay=0.01),  # the MLP's own
-    ]  # two settings changed, or none
-    text = suite_controls_markdown([genealogy, decay, main, control, twin, *not_controls])
+        _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, embedding_reg="l2"),
+    ]  # two settings changed, none, or another value
+    text = suite_controls_markdown([genealogy, decay, no_reg, main, control, twin, *not_controls])
     harmono = "harmono (the official code's protocol, dropout off at evaluation)"
     assert text.splitlines()[2:] == [
         f"| genealogy | standard transformer, paper sampling | {harmono} | pending | pending | pending "
@@ -238,6 +242,8 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
         "| - (0/20) |",
         "| permutation | harmonic transformer | dropout on at evaluation (the official code) | - (0/20) "
         "| 0.80 ± 0.00 | 0.70 ± 0.10 | - (0/20) |",
+        "| permutation | harmonic transformer | no embedding regulariser | 200→220 | 1.00 ± 0.00 "
+        "| 1.00 ± 0.00 | - (0/20) |",
         "| permutation | harmonic transformer | weight decay 0.01 (the paper's text) | 300→310 | 1.00 ± 0.00 "
         "| 1.00 ± 0.00 | - (0/20) |",
     ]

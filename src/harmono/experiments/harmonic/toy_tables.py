@@ -121,6 +121,7 @@ SUITE_CONTROLS_SECTION = "toy-suite-controls"
 SUITE_CONTROLS = {
     "eval_dropout": (True, "dropout on at evaluation (the official code)"),
     "weight_decay": (0.01, "weight decay 0.01 (the paper's text)"),
+    "embedding_reg": ("none", "no embedding regulariser"),
 }
 """The settings a suite control changes: training field -> (its value, the row's label)."""
 MAIN_SETTING = "harmono (the official code's protocol, dropout off at evaluation)"
