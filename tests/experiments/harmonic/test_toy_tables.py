@@ -223,6 +223,9 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     )
     genealogy = _record("genealogy", "transformer", "standard", [0.3] * 20, [(50, 60)] * 20,
                         paper_sampling=True, eval_dropout=True)  # fmt: skip
+    longer = _record("permutation", "mlp", "harmonic", [0.3] * 20, [(900, 950)] * 20, epochs=10_000)
+    longer_noisy = _record("permutation", "mlp", "harmonic", [0.3] * 20, [(900, 8000)] * 20,
+                           epochs=10_000, eval_dropout=True)  # fmt: skip
     not_controls = [
         _record(
             "lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10, eval_dropout=True
@@ -230,14 +233,22 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
         _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, weight_decay=0.01, lr=1e-3),
         _record("lattice", "mlp", "standard", [0.3] * 20, [(5, 5)] * 20, weight_decay=0.01),  # the MLP's own
         _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, embedding_reg="l2"),
-    ]  # two settings changed, none, or another value
-    text = suite_controls_markdown([genealogy, decay, no_reg, main, control, twin, *not_controls])
+        _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10_000,
+                weight_decay=0.01),
+    ]  # two settings changed that no control lists, none, or another value  # fmt: skip
+    controls = [genealogy, decay, no_reg, main, control, twin, longer, longer_noisy]
+    text = suite_controls_markdown([*controls, *not_controls])
     harmono = "harmono (the official code's protocol, dropout off at evaluation)"
     assert text.splitlines()[2:] == [
         f"| genealogy | standard transformer, paper sampling | {harmono} | pending | pending | pending "
         "| 71→498 (18/20) |",
         "| genealogy | standard transformer, paper sampling | dropout on at evaluation (the official code) "
         "| 50→60 | 1.00 ± 0.00 | 1.00 ± 0.00 | 71→498 (18/20) |",
+        f"| permutation | harmonic MLP | {harmono} | pending | pending | pending | 913→1049 (18/20) |",
+        "| permutation | harmonic MLP | 10,000 epochs (the paper's text for transformers) | 900→950 "
+        "| 1.00 ± 0.00 | 1.00 ± 0.00 | 913→1049 (18/20) |",
+        "| permutation | harmonic MLP | dropout on at evaluation and 10,000 epochs | 900→8000 "
+        "| 1.00 ± 0.00 | 1.00 ± 0.00 | 913→1049 (18/20) |",
         f"| permutation | harmonic transformer | {harmono} | 650→4000 (10/20) | 1.00 ± 0.00 | 0.90 ± 0.00 "
         "| - (0/20) |",
         "| permutation | harmonic transformer | dropout on at evaluation (the official code) | - (0/20) "

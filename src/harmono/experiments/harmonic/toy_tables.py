@@ -118,12 +118,14 @@ CONTROLS_SECTION = "toy-efficiency-controls"
 """Name of the marked section of the data-efficiency controls."""
 SUITE_CONTROLS_SECTION = "toy-suite-controls"
 """Name of the marked section of the suite cells rerun with one setting changed."""
-SUITE_CONTROLS = {
-    "eval_dropout": (True, "dropout on at evaluation (the official code)"),
-    "weight_decay": (0.01, "weight decay 0.01 (the paper's text)"),
-    "embedding_reg": ("none", "no embedding regulariser"),
-}
-"""The settings a suite control changes: training field -> (its value, the row's label)."""
+SUITE_CONTROLS = (
+    ({"eval_dropout": True}, "dropout on at evaluation (the official code)"),
+    ({"weight_decay": 0.01}, "weight decay 0.01 (the paper's text)"),
+    ({"embedding_reg": "none"}, "no embedding regulariser"),
+    ({"epochs": 10_000}, "10,000 epochs (the paper's text for transformers)"),
+    ({"eval_dropout": True, "epochs": 10_000}, "dropout on at evaluation and 10,000 epochs"),
+)
+"""The settings a suite control changes: (training fields -> their values, the row's label)."""
 MAIN_SETTING = "harmono (the official code's protocol, dropout off at evaluation)"
 """The label of a controlled cell's own row."""
 ACCURACY_BAR = 0.9
@@ -214,17 +216,17 @@ def _suite_key(record: dict) -> tuple[str, str, str, str]:
 
 
 def _control_setting(record: dict) -> str | None:
-    """The ``SUITE_CONTROLS`` label of a record that is a suite cell but for one such setting; else None."""
+    """The ``SUITE_CONTROLS`` label of a record that is a suite cell but for such settings; else None."""
     if record["model"]["exponent"] != DEFAULT_EXPONENT or _official_training(record):
         return None
-    for field, (value, label) in SUITE_CONTROLS.items():
-        if _official_training(record, **{field: value}):
+    for overrides, label in SUITE_CONTROLS:
+        if _official_training(record, **overrides):
             return label
     return None
 
 
 def suite_controls_markdown(records: Sequence[dict]) -> str:
-    """Each suite cell rerun with one setting of ``SUITE_CONTROLS`` changed, beneath the cell itself.
+    """Each suite cell rerun with the settings of one of ``SUITE_CONTROLS`` changed, beneath the cell itself.
 
     Rows: per cell with a control, the main record (harmono's settings;
     "pending" if it has not run), then each control. A task used whole
