@@ -117,7 +117,7 @@ EFFICIENCY_SECTION = "toy-efficiency"
 CONTROLS_SECTION = "toy-efficiency-controls"
 """Name of the marked section of the data-efficiency controls."""
 SUITE_CONTROLS_SECTION = "toy-suite-controls"
-"""Name of the marked section of the suite cells rerun with one setting changed."""
+"""Name of the marked section of the suite cells rerun with the settings of one control changed."""
 SUITE_CONTROLS = (
     ({"eval_dropout": True}, "dropout on at evaluation (the official code)"),
     ({"weight_decay": 0.01}, "weight decay 0.01 (the paper's text)"),
