@@ -1,4 +1,4 @@
-"""``harmono toy run | suite | efficiency | clusters | tables``: thin wrappers over the toy experiments."""
+"""``harmono toy run | suite | efficiency | clusters | tables | dropout-gap``: the toy experiments."""
 
 from __future__ import annotations
 
@@ -113,6 +113,23 @@ def _clusters(args: argparse.Namespace) -> int:
                      " ".join(f"{v:.3f}" for v in spectrum)))  # fmt: skip
     headers = ["run", "within / between class distance, median [min-max]", "EV of the class means (median)"]
     print(format_table(headers, rows, markdown=args.markdown))
+    return 0
+
+
+def _dropout_gap(args: argparse.Namespace) -> int:
+    from harmono.core.io import write_json_atomically
+    from harmono.core.provenance import provenance
+    from harmono.experiments.harmonic.toy_checkpoint import dropout_gap, dropout_gap_rows
+
+    if args.json is not None and args.json.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.json} exists (a dropout-gap report?): pass --overwrite to replace it")
+    report = dropout_gap(args.checkpoint, args.draws)
+    print(f"{report['task']}, epoch {report['epoch']}, dropout on: the mean of {report['draws']} draws")
+    print(format_table(*dropout_gap_rows(report), markdown=args.markdown))
+    if args.json is not None:
+        record = {**report, "command": f"harmono toy dropout-gap CHECKPOINT --draws {args.draws}",
+                  "provenance": provenance()}  # fmt: skip
+        print(f"report: {write_json_atomically(args.json, record, indent=1)}")
     return 0
 
 
@@ -243,7 +260,7 @@ def _add_exponents(parser: argparse.ArgumentParser, each: str) -> None:
 
 
 def add_toy_commands(sub: argparse._SubParsersAction) -> None:
-    """Add ``harmono toy run | suite | efficiency`` to the ``harmono`` parser."""
+    """Add ``harmono toy run | suite | efficiency | clusters | tables | dropout-gap`` to the parser."""
     toy = sub.add_parser("toy", help="harmonic loss on the paper's algorithmic tasks").add_subparsers(
         dest="toy_command", required=True
     )
@@ -294,3 +311,18 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.set_defaults(func=_tables)
+    gap = toy.add_parser(
+        "dropout-gap",
+        help="a toy transformer stack's accuracies with dropout off and on, from a checkpoint",
+        description="Rebuild the models of a stack checkpoint (stack-*.safetensors in a suite's --out "
+        "folder) and measure each model's train and test accuracy with dropout off (harmono's evaluation) "
+        "and on (the mode it trains in, and the official code's evaluation; the mean of --draws passes).",
+    )
+    gap.add_argument("checkpoint", type=Path, help="a stack checkpoint, stack-*.safetensors")
+    gap.add_argument("--draws", type=int, default=20, help="passes with dropout on to average (default 20)")
+    gap.add_argument("--json", type=Path, help="also write the per-seed report to this JSON file")
+    gap.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --json file (default: refuse)"
+    )
+    gap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    gap.set_defaults(func=_dropout_gap)

@@ -79,6 +79,27 @@ def _check_stack(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> N
                 )
 
 
+def stack_layout(
+    task: ToyTask, configurations: Sequence[ToyConfiguration]
+) -> tuple[list[tuple[ToyConfiguration, int]], list[ToySplit], list[int]]:
+    """The stack's rows (``STACK_LAYOUT``): ``(members, splits, rows)``, the first two in stack order.
+
+    A member is ``(configuration, seed)``, configurations in order and each
+    seed in order; the stack sorts them by steps per epoch, longest first
+    (stably). ``rows[r]`` is the member (in that first order) on row ``r``.
+    """
+    members = [(c, seed) for c in configurations for seed in c.seeds]
+    splits = [
+        split_task(task, c.train.train_fraction, seed, data_size=c.train.data_size,
+                   paper_sampling=c.train.paper_sampling)
+        for c, seed in members
+    ]  # fmt: skip
+    batch_size = configurations[0].train.batch_size
+    steps = [-(-len(split.train_ids) // batch_size) for split in splits]
+    rows = sorted(range(len(members)), key=lambda k: -steps[k])
+    return [members[k] for k in rows], [splits[k] for k in rows], rows
+
+
 def _checkpoint_spec(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> str:
     record = {
         "task": task.name,
@@ -169,17 +190,7 @@ def train_toy_configs(
     """
     _check_stack(task, configurations)
     device = torch.device(device)
-    members = [(c, seed) for c in configurations for seed in c.seeds]
-    splits = [
-        split_task(task, c.train.train_fraction, seed, data_size=c.train.data_size,
-                   paper_sampling=c.train.paper_sampling)
-        for c, seed in members
-    ]  # fmt: skip
-    # the stack's rows: members sorted by their steps per epoch, longest first (stable)
-    batch_size = configurations[0].train.batch_size
-    steps = [-(-len(split.train_ids) // batch_size) for split in splits]
-    rows = sorted(range(len(members)), key=lambda k: -steps[k])
-    members, splits = [members[k] for k in rows], [splits[k] for k in rows]
+    members, splits, rows = stack_layout(task, configurations)
     trains = [c.train for c, _ in members]
     epochs = trains[0].epochs
     inputs, labels = torch.tensor(task.inputs, device=device), torch.tensor(task.labels, device=device)

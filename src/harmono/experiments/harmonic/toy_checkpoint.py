@@ -1,0 +1,175 @@
+"""Read a toy stack's checkpoint back as models and measure them with dropout off and on.
+
+``harmono toy suite`` keeps the whole state of a stack in
+``stack-*.safetensors`` (in its ``--out`` folder) while it trains, with the
+stack's spec in the metadata. :func:`load_stack_checkpoint` rebuilds the
+models from it. :func:`dropout_gap` measures each model's train and test
+accuracy with dropout off (PyTorch's eval mode, harmono's evaluation) and
+on (the mode it trains in, as the official code evaluates), averaged over
+many draws of the masks: a small post-LN transformer trained with dropout
+can fit its training set in one mode and not in the other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harmono.core.io import read_safetensors
+from harmono.data.toy import ToySplit, ToyTask, toy_task
+from harmono.experiments.harmonic.toy_batches import EvaluationSet
+from harmono.experiments.harmonic.toy_tasks import ToyConfiguration, ToyTrainConfig
+from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, stack_layout
+from harmono.models.toy import ToyModelConfig
+from harmono.models.toy_stack import BatchedToyModel
+
+
+@dataclass(frozen=True)
+class StackCheckpoint:
+    """The models of a toy stack at a checkpoint, with their task and data."""
+
+    task: ToyTask
+    """The task the stack trains on."""
+    configurations: tuple[ToyConfiguration, ...]
+    """The stack's configurations, in their order."""
+    epoch: int
+    """Epochs done when the checkpoint was written."""
+    model: BatchedToyModel
+    """Every model of the stack, one row each, in stack order."""
+    members: tuple[tuple[ToyConfiguration, int], ...]
+    """``(configuration, seed)`` of each row."""
+    splits: tuple[ToySplit, ...]
+    """The train/test split of each row."""
+
+
+def load_stack_checkpoint(path: str | Path) -> StackCheckpoint:
+    """The stack saved in the checkpoint ``path``, its parameters restored.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is damaged, is not a toy-stack checkpoint, was written with
+        another row layout, or its parameters do not fit its spec (the
+        message names the file and what it expected).
+    """
+    path = Path(path)
+    state, metadata = read_safetensors(path)
+    try:
+        spec = json.loads(metadata["spec"])
+        epoch = int(metadata["epoch"])
+        layout = spec["layout"]
+        task = toy_task(spec["task"])
+        configurations = tuple(
+            ToyConfiguration(ToyModelConfig(**c["model"]), ToyTrainConfig(**c["train"]), tuple(c["seeds"]))
+            for c in spec["configurations"]
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path}: not a toy-stack checkpoint: expected the metadata 'spec' (the stack as JSON) and "
+            f"'epoch', got the keys {sorted(metadata)} ({error!r})"
+        ) from error
+    if layout != STACK_LAYOUT:
+        raise ValueError(f"{path}: expected a stack of layout {STACK_LAYOUT!r}, got {layout!r}")
+    members, splits, _ = stack_layout(task, configurations)
+    model = BatchedToyModel([c.model for c, _ in members], [seed for _, seed in members])
+    flat = state.get("flat")
+    if flat is None or flat.shape != model.flat.shape:
+        found = None if flat is None else tuple(flat.shape)
+        raise ValueError(f"{path}: expected a tensor 'flat' of shape {tuple(model.flat.shape)}, got {found}")
+    with torch.no_grad():
+        model.flat.copy_(flat)
+    return StackCheckpoint(task, configurations, epoch, model, tuple(members), tuple(splits))
+
+
+def dropout_gap(path: str | Path, draws: int = 20) -> dict:
+    """Each model's accuracies with dropout off and on (the mean of ``draws`` passes), and its embedding RMS.
+
+    Returns
+    -------
+    dict
+        ``{"checkpoint", "task", "epoch", "draws", "configurations"}``; each
+        configuration ``{"model", "train", "seeds"}``, each seed
+        ``{"seed", "train_acc_off", "test_acc_off", "train_acc_on",
+        "test_acc_on", "embedding_rms"}`` (the RMS of the input embedding).
+
+    Raises
+    ------
+    ValueError
+        ``draws`` is below 1, the checkpoint is unreadable, or its models
+        have no dropout (MLPs): then both modes are the same.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    stack = load_stack_checkpoint(path)
+    if any(c.model.arch != "transformer" or c.model.dropout == 0.0 for c in stack.configurations):
+        raise ValueError(
+            f"{path}: expected transformers with dropout, got models without (MLPs or dropout 0)"
+        )
+    inputs, labels = torch.tensor(stack.task.inputs), torch.tensor(stack.task.labels)
+    cpu = torch.device("cpu")
+    seeds = [seed for _, seed in stack.members]
+    train_off, test_off = EvaluationSet(list(stack.splits), cpu).accuracy(stack.model, inputs, labels)
+    noisy = EvaluationSet(list(stack.splits), cpu, seeds)
+    passes = [noisy.accuracy(stack.model, inputs, labels) for _ in range(draws)]
+    train_on = torch.stack([train for train, _ in passes]).mean(0)
+    test_on = torch.stack([test for _, test in passes]).mean(0)
+    rms = stack.model.embedding.detach().square().mean((1, 2)).sqrt()
+    configurations = []
+    for configuration in stack.configurations:
+        rows = [row for row, (c, _) in enumerate(stack.members) if c is configuration]
+        configurations.append(
+            {
+                **configuration.record(),
+                "seeds": [
+                    {
+                        "seed": seeds[row],
+                        "train_acc_off": float(train_off[row]),
+                        "test_acc_off": float(test_off[row]),
+                        "train_acc_on": float(train_on[row]),
+                        "test_acc_on": float(test_on[row]),
+                        "embedding_rms": float(rms[row]),
+                    }
+                    for row in sorted(rows, key=lambda r: configuration.seeds.index(seeds[r]))
+                ],
+            }
+        )
+    return {
+        "checkpoint": Path(path).name,
+        "task": stack.task.name,
+        "epoch": stack.epoch,
+        "draws": draws,
+        "configurations": configurations,
+    }
+
+
+def _mean_std_count(values: list[float], bar: float) -> str:
+    above = sum(v > bar for v in values)
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f} ({above}/{len(values)} > {bar:g})"
+
+
+def dropout_gap_rows(report: dict, bar: float = 0.9) -> tuple[list[str], list[list[str]]]:
+    """A table of :func:`dropout_gap`'s report: per configuration, both modes' accuracies.
+
+    Cells are mean ± std over seeds (seeds above ``bar``); the last column
+    is the correlation over seeds of the embedding RMS with the training
+    accuracy with dropout off.
+    """
+    headers = ["head", "sampling", "train acc, dropout off", "train acc, dropout on", "test acc, dropout off",
+               "test acc, dropout on", "corr(embedding RMS, train acc off)"]  # fmt: skip
+    rows = []
+    for configuration in report["configurations"]:
+        seeds = configuration["seeds"]
+        column = {key: [s[key] for s in seeds] for key in seeds[0]}
+        corr = np.corrcoef(column["embedding_rms"], column["train_acc_off"])[0, 1] if len(seeds) > 1 else None
+        rows.append([
+            configuration["model"]["head"],
+            "paper" if configuration["train"]["paper_sampling"] else "leak-free",
+            *(_mean_std_count(column[key], bar)
+              for key in ("train_acc_off", "train_acc_on", "test_acc_off", "test_acc_on")),
+            "-" if corr is None or not np.isfinite(corr) else f"{corr:.2f}",
+        ])  # fmt: skip
+    return headers, rows

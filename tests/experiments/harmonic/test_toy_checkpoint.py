@@ -1,0 +1,140 @@
+"""A stack checkpoint read back: the trained models, and their accuracy with dropout off and on."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from harmono.cli.main import main
+from harmono.data.toy import toy_task
+from harmono.experiments.harmonic.toy_checkpoint import dropout_gap, dropout_gap_rows, load_stack_checkpoint
+from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
+from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, train_toy_configs
+
+
+def _configurations(eval_dropout, arch="transformer"):
+    common = {"epochs": 1, "data_size": 200, "eval_dropout": eval_dropout}
+    standard = paper_configs("lattice", arch, "standard", **common)
+    # a smaller train fraction: fewer steps per epoch, so the stack puts its seed on the last row
+    harmonic = paper_configs("lattice", arch, "harmonic", paper_sampling=True, train_fraction=0.4, **common)
+    return [ToyConfiguration(*harmonic, (105,)), ToyConfiguration(*standard, (0, 52))]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One epoch of a stack measured with dropout on (checkpointed), and the same without."""
+    path = tmp_path_factory.mktemp("stack") / "stack.safetensors"
+    task = toy_task("lattice")
+    noisy = train_toy_configs(task, _configurations(True), progress=False, checkpoint=path)
+    quiet = train_toy_configs(task, _configurations(False), progress=False)
+    return path, noisy, quiet
+
+
+def test_the_checkpoint_gives_back_the_trained_models(trained):
+    path, noisy, _ = trained
+    stack = load_stack_checkpoint(path)
+    assert stack.epoch == 1
+    assert stack.configurations == tuple(_configurations(True))
+    assert [seed for _, seed in stack.members] == [0, 52, 105]  # the stack's rows: longest epochs first
+    for configuration, result in zip(stack.configurations, noisy, strict=True):
+        rows = [r for r, (c, _) in enumerate(stack.members) if c is configuration]
+        np.testing.assert_array_equal(stack.model.embedding[rows].detach().numpy(), result.embedding)
+
+
+def test_dropout_gap_measures_as_the_training_loop_does_in_each_mode(trained):
+    path, noisy, quiet = trained
+    report = dropout_gap(path, draws=1)
+    assert (report["task"], report["epoch"], report["draws"]) == ("lattice", 1, 1)
+    for configuration, on, off in zip(report["configurations"], noisy, quiet, strict=True):
+        seeds = configuration["seeds"]
+        assert [s["seed"] for s in seeds] == [s.seed for s in on.seeds]
+        # one draw with dropout on is the training loop's own first evaluation; dropout off is the
+        # evaluation of the run that measured with dropout off (eval_dropout does not change training)
+        np.testing.assert_array_equal([s["train_acc_on"] for s in seeds], on.train_acc[:, 0])
+        np.testing.assert_array_equal([s["test_acc_on"] for s in seeds], on.test_acc[:, 0])
+        np.testing.assert_array_equal([s["train_acc_off"] for s in seeds], off.train_acc[:, 0])
+        np.testing.assert_array_equal([s["test_acc_off"] for s in seeds], off.test_acc[:, 0])
+        rms = np.sqrt(np.mean(on.embedding.astype(np.float64) ** 2, axis=(1, 2)))
+        np.testing.assert_allclose([s["embedding_rms"] for s in seeds], rms, rtol=1e-6)
+    many = dropout_gap(path, draws=5)["configurations"][1]["seeds"]
+    assert any(s["train_acc_on"] != first["train_acc_on"]
+               for s, first in zip(many, report["configurations"][1]["seeds"], strict=True))  # fmt: skip
+
+
+def test_the_table_gives_each_mode_over_seeds_and_the_correlation():
+    seeds = [
+        {"seed": 0, "train_acc_off": 1.0, "test_acc_off": 0.5, "train_acc_on": 0.95, "test_acc_on": 0.9,
+         "embedding_rms": 0.4},
+        {"seed": 1, "train_acc_off": 0.5, "test_acc_off": 0.5, "train_acc_on": 0.97, "test_acc_on": 0.8,
+         "embedding_rms": 0.2},
+        {"seed": 2, "train_acc_off": 0.6, "test_acc_off": 0.2, "train_acc_on": 0.80, "test_acc_on": 0.5,
+         "embedding_rms": 0.3},
+    ]  # fmt: skip
+    report = {
+        "configurations": [{"model": {"head": "harmonic"}, "train": {"paper_sampling": True}, "seeds": seeds}]
+    }
+    headers, rows = dropout_gap_rows(report)
+    assert headers[0:2] == ["head", "sampling"]
+    corr = np.corrcoef([0.4, 0.2, 0.3], [1.0, 0.5, 0.6])[0, 1]
+    assert rows == [[
+        "harmonic", "paper", f"0.70 ± {np.std([1.0, 0.5, 0.6]):.2f} (1/3 > 0.9)",
+        f"0.91 ± {np.std([0.95, 0.97, 0.8]):.2f} (2/3 > 0.9)",
+        f"0.40 ± {np.std([0.5, 0.5, 0.2]):.2f} (0/3 > 0.9)",
+        f"0.73 ± {np.std([0.9, 0.8, 0.5]):.2f} (0/3 > 0.9)", f"{corr:.2f}",
+    ]]  # fmt: skip
+
+
+def test_damaged_or_foreign_checkpoints_are_refused_with_the_file_named(trained, tmp_path):
+    path, _, _ = trained
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated.safetensors is truncated"):
+        load_stack_checkpoint(truncated)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"flat": torch.zeros(3)}, foreign)  # a safetensors file without the stack's spec
+    with pytest.raises(ValueError, match="foreign.safetensors: not a toy-stack checkpoint"):
+        load_stack_checkpoint(foreign)
+    stack = load_stack_checkpoint(path)
+    spec = {"task": "lattice", "layout": "another layout",
+            "configurations": [c.record() for c in stack.configurations]}  # fmt: skip
+    other = tmp_path / "other.safetensors"
+    save_file({"flat": stack.model.flat.detach()}, other, {"spec": json.dumps(spec), "epoch": "1"})
+    with pytest.raises(ValueError, match="expected a stack of layout"):
+        load_stack_checkpoint(other)
+    spec["layout"] = STACK_LAYOUT
+    save_file({"flat": stack.model.flat.detach()[:-1]}, other, {"spec": json.dumps(spec), "epoch": "1"})
+    with pytest.raises(ValueError, match="expected a tensor 'flat' of shape"):
+        load_stack_checkpoint(other)
+    with pytest.raises(ValueError, match="draws must be at least 1, got 0"):
+        dropout_gap(path, draws=0)
+
+
+def test_a_stack_without_dropout_is_refused(tmp_path):
+    path = tmp_path / "mlp.safetensors"
+    configuration = ToyConfiguration(
+        *paper_configs("lattice", "mlp", "harmonic", epochs=1, data_size=100), (0,)
+    )
+    train_toy_configs(toy_task("lattice"), [configuration], progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="mlp.safetensors: expected transformers with dropout"):
+        dropout_gap(path)
+
+
+def test_the_command_writes_the_report_and_keeps_an_existing_one(trained, tmp_path, capsys):
+    path, _, _ = trained
+    out = tmp_path / "gap.json"
+    assert main(["toy", "dropout-gap", str(path), "--draws", "2", "--json", str(out), "--markdown"]) == 0
+    record = json.loads(out.read_text())
+    assert record["draws"] == 2 and "harmono_commit" in record["provenance"]
+    assert record["configurations"] == dropout_gap(path, draws=2)["configurations"]
+    assert re.search(
+        r"\| harmonic +\| paper +\| .* \| - +\|", capsys.readouterr().out
+    )  # one seed: no correlation
+    out.write_text("{}")
+    assert main(["toy", "dropout-gap", str(path), "--json", str(out)]) != 0
+    assert "pass --overwrite" in capsys.readouterr().err and out.read_text() == "{}"
+    assert main(["toy", "dropout-gap", str(path), "--draws", "1", "--json", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["draws"] == 1
