@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from harmono.cli.main import main
 from harmono.data.toy import toy_task
 from harmono.experiments.harmonic.toy_checkpoint import dropout_gap, dropout_gap_rows, load_stack_checkpoint
-from harmono.experiments.harmonic.toy_suite import paper_configs
+from harmono.experiments.harmonic.toy_suite import load_run, paper_configs, run_suite
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
 from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, train_toy_configs
 
@@ -138,3 +138,14 @@ def test_the_command_writes_the_report_and_keeps_an_existing_one(trained, tmp_pa
     assert "pass --overwrite" in capsys.readouterr().err and out.read_text() == "{}"
     assert main(["toy", "dropout-gap", str(path), "--draws", "1", "--json", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text())["draws"] == 1
+
+
+def test_the_suite_keeps_each_stacks_final_state(tmp_path):
+    run_suite(tmp_path, ["genealogy"], ["mlp"], (0, 52), False, epochs=2)
+    (path,) = tmp_path.glob("stack-*.safetensors")
+    stack = load_stack_checkpoint(path)
+    assert stack.epoch == 2
+    for configuration in stack.configurations:
+        rows = [r for r, (c, _) in enumerate(stack.members) if c is configuration]
+        _, arrays = load_run(tmp_path / f"genealogy-mlp-{configuration.model.head}")
+        np.testing.assert_array_equal(stack.model.embedding[rows].detach().numpy(), arrays["embedding"])

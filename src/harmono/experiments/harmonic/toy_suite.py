@@ -170,8 +170,10 @@ def run_stack(
         One configuration each: the official settings (:func:`paper_configs`)
         with the overrides, in ``out_dir/<name>``.
     out_dir : str or Path
-        Holds one run directory per variant, and while the stack trains a
-        checkpoint ``stack-<digest>.safetensors`` to resume from.
+        Holds one run directory per variant and the stack's checkpoint
+        ``stack-<digest>.safetensors``: the state to resume from while it
+        trains, every model's final state afterwards (``harmono toy
+        dropout-gap`` reads it).
     seeds : sequence of int
         The seeds of every variant.
     progress : bool
@@ -225,7 +227,6 @@ def run_stack(
                 write_json_atomically(
                     Path(results_dir) / f"{name}.json", results_record(records[name], origin), indent=1
                 )
-        checkpoint.unlink(missing_ok=True)
     return [records[name] for name, _, _ in planned]
 
 
