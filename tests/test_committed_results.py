@@ -34,6 +34,17 @@ def test_toy_tables_in_readme_and_guide_match_results_toy():
     assert _section(guide, toy_tables.SUITE_CONTROLS_SECTION) == evaluation, stale
 
 
+def test_dropout_gap_table_in_guide_matches_results_toy_dropout_gap():
+    from harmono.experiments.harmonic import toy_checkpoint
+
+    reports = toy_checkpoint.read_dropout_gap_reports(ROOT / "results" / "toy-dropout-gap")
+    found = _section(ROOT / "docs" / "harmonic-loss.md", toy_checkpoint.DROPOUT_GAP_SECTION)
+    assert found == toy_checkpoint.dropout_gap_markdown(reports).strip(), (
+        "docs/harmonic-loss.md is stale: run `harmono toy tables results/toy --dropout-gap "
+        "results/toy-dropout-gap --write README.md docs/harmonic-loss.md`"
+    )
+
+
 def test_gpt_table_in_guide_matches_results_gpt():
     records = sorted((ROOT / "results" / "gpt").glob("*.json"))
     found = _section(ROOT / "docs" / "gpt.md", gpt_summary.SECTION)

@@ -88,6 +88,14 @@ def _tables(args: argparse.Namespace) -> int:
         CONTROLS_SECTION: efficiency_controls_markdown(records),
         SUITE_CONTROLS_SECTION: suite_controls_markdown(records),
     }
+    if args.dropout_gap is not None:
+        from harmono.experiments.harmonic.toy_checkpoint import (
+            DROPOUT_GAP_SECTION,
+            dropout_gap_markdown,
+            read_dropout_gap_reports,
+        )
+
+        sections[DROPOUT_GAP_SECTION] = dropout_gap_markdown(read_dropout_gap_reports(args.dropout_gap))
     for path in args.write or []:
         text = Path(path).read_text()
         for name, section in sections.items():
@@ -125,7 +133,7 @@ def _dropout_gap(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.json} exists (a dropout-gap report?): pass --overwrite to replace it")
     report = dropout_gap(args.checkpoint, args.draws)
     print(f"{report['task']}, epoch {report['epoch']}, dropout on: the mean of {report['draws']} draws")
-    print(format_table(*dropout_gap_rows(report), markdown=args.markdown))
+    print(format_table(*dropout_gap_rows([report]), markdown=args.markdown))
     if args.json is not None:
         record = {**report, "command": f"harmono toy dropout-gap CHECKPOINT --draws {args.draws}",
                   "provenance": provenance()}  # fmt: skip
@@ -306,10 +314,14 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     )
     tables.add_argument(
         "--write", nargs="+", type=Path,
-        help="files whose toy-tables, toy-exponents, toy-efficiency, toy-efficiency-controls markers "
-        "to fill (default: print)",
+        help="files whose toy-tables, toy-exponents, toy-efficiency, toy-efficiency-controls, "
+        "toy-suite-controls (and toy-dropout-gap) markers to fill (default: print)",
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
+    tables.add_argument(
+        "--dropout-gap", type=Path,
+        help="also fill the toy-dropout-gap markers from this folder of `toy dropout-gap --json` reports",
+    )  # fmt: skip
     tables.set_defaults(func=_tables)
     gap = toy.add_parser(
         "dropout-gap",

@@ -10,10 +10,18 @@ from safetensors.torch import save_file
 
 from harmono.cli.main import main
 from harmono.data.toy import toy_task
-from harmono.experiments.harmonic.toy_checkpoint import dropout_gap, dropout_gap_rows, load_stack_checkpoint
+from harmono.experiments.harmonic.toy_checkpoint import (
+    DROPOUT_GAP_SECTION,
+    dropout_gap,
+    dropout_gap_markdown,
+    dropout_gap_rows,
+    load_stack_checkpoint,
+    read_dropout_gap_reports,
+)
 from harmono.experiments.harmonic.toy_suite import load_run, paper_configs, run_suite
-from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
+from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyConfiguration
 from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, train_toy_configs
+from harmono.report.marked_sections import markers
 
 
 def _configurations(eval_dropout, arch="transformer"):
@@ -65,27 +73,55 @@ def test_dropout_gap_measures_as_the_training_loop_does_in_each_mode(trained):
                for s, first in zip(many, report["configurations"][1]["seeds"], strict=True))  # fmt: skip
 
 
-def test_the_table_gives_each_mode_over_seeds_and_the_correlation():
-    seeds = [
-        {"seed": 0, "train_acc_off": 1.0, "test_acc_off": 0.5, "train_acc_on": 0.95, "test_acc_on": 0.9,
-         "embedding_rms": 0.4},
-        {"seed": 1, "train_acc_off": 0.5, "test_acc_off": 0.5, "train_acc_on": 0.97, "test_acc_on": 0.8,
-         "embedding_rms": 0.2},
-        {"seed": 2, "train_acc_off": 0.6, "test_acc_off": 0.2, "train_acc_on": 0.80, "test_acc_on": 0.5,
-         "embedding_rms": 0.3},
-    ]  # fmt: skip
-    report = {
-        "configurations": [{"model": {"head": "harmonic"}, "train": {"paper_sampling": True}, "seeds": seeds}]
+def _report(seeds, **train_overrides):
+    model, train = paper_configs("lattice", "transformer", "harmonic", paper_sampling=True, **train_overrides)
+    configuration = ToyConfiguration(model, train, [s["seed"] for s in seeds]).record()
+    return {
+        "task": "lattice",
+        "epoch": 6750,
+        "draws": 20,
+        "configurations": [{**configuration, "seeds": seeds}],
     }
-    headers, rows = dropout_gap_rows(report)
-    assert headers[0:2] == ["head", "sampling"]
-    corr = np.corrcoef([0.4, 0.2, 0.3], [1.0, 0.5, 0.6])[0, 1]
-    assert rows == [[
-        "harmonic", "paper", f"0.70 ± {np.std([1.0, 0.5, 0.6]):.2f} (1/3 > 0.9)",
-        f"0.91 ± {np.std([0.95, 0.97, 0.8]):.2f} (2/3 > 0.9)",
-        f"0.40 ± {np.std([0.5, 0.5, 0.2]):.2f} (0/3 > 0.9)",
-        f"0.73 ± {np.std([0.9, 0.8, 0.5]):.2f} (0/3 > 0.9)", f"{corr:.2f}",
-    ]]  # fmt: skip
+
+
+def test_the_table_gives_each_mode_over_seeds_the_setting_and_the_correlation(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.3, 1.0, size=(20, 5))
+    keys = ["train_acc_off", "test_acc_off", "train_acc_on", "test_acc_on", "embedding_rms"]
+    seeds = [{"seed": seed, **dict(zip(keys, row, strict=True))}
+             for seed, row in zip(PAPER_SEEDS, values.tolist(), strict=True)]  # fmt: skip
+    control, few = _report(seeds, embedding_reg="none"), _report(seeds[:3])
+    headers, rows = dropout_gap_rows([control, few])
+    assert headers[:4] == ["task", "model", "setting", "epoch"]
+
+    def cells(block):
+        return [f"{block[:, k].mean():.2f} ± {block[:, k].std():.2f} "
+                f"({(block[:, k] > 0.9).sum()}/{len(block)} > 0.9)" for k in (0, 2, 1, 3)]  # fmt: skip
+
+    corr = np.corrcoef(values[:, 4], values[:, 0])[0, 1]
+    few_corr = np.corrcoef(values[:3, 4], values[:3, 0])[0, 1]
+    model = "harmonic transformer, paper sampling"
+    assert rows == [
+        ["lattice", model, "no embedding regulariser", "6750", *cells(values), f"{corr:.2f}"],
+        ["lattice", model, "other settings", "6750", *cells(values[:3]), f"{few_corr:.2f}"],
+    ]
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for name, report in (("a.json", control), ("b.json", few)):
+        (folder / name).write_text(json.dumps(report))
+    markdown = dropout_gap_markdown(read_dropout_gap_reports(folder))
+    assert markdown.splitlines()[2:] == ["| " + " | ".join(row) + " |" for row in rows]
+    doc = tmp_path / "doc.md"
+    begin, end = markers(DROPOUT_GAP_SECTION)
+    doc.write_text(f"text\n{begin}\nold\n{end}\n")
+    results = tmp_path / "results"
+    results.mkdir()
+    assert main(["toy", "tables", str(results), "--dropout-gap", str(folder), "--write", str(doc)]) == 0
+    assert markdown.strip() in doc.read_text() and "old" not in doc.read_text()
+    (folder / "c.json").write_text(json.dumps({"task": "lattice"}))
+    with pytest.raises(ValueError, match="c.json"):
+        read_dropout_gap_reports(folder)
+    capsys.readouterr()
 
 
 def test_damaged_or_foreign_checkpoints_are_refused_with_the_file_named(trained, tmp_path):
@@ -130,9 +166,11 @@ def test_the_command_writes_the_report_and_keeps_an_existing_one(trained, tmp_pa
     record = json.loads(out.read_text())
     assert record["draws"] == 2 and "harmono_commit" in record["provenance"]
     assert record["configurations"] == dropout_gap(path, draws=2)["configurations"]
+    printed = capsys.readouterr().out
     assert re.search(
-        r"\| harmonic +\| paper +\| .* \| - +\|", capsys.readouterr().out
-    )  # one seed: no correlation
+        r"\| lattice +\| harmonic transformer, paper sampling +\| other settings +\| 1 +\|", printed
+    )
+    assert re.search(r"\| - +\|\n", printed)  # one seed: no correlation
     out.write_text("{}")
     assert main(["toy", "dropout-gap", str(path), "--json", str(out)]) != 0
     assert "pass --overwrite" in capsys.readouterr().err and out.read_text() == "{}"

@@ -13,19 +13,25 @@ can fit its training set in one mode and not in the other.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from harmono.core.io import read_safetensors
+from harmono.core.io import read_json, read_safetensors
 from harmono.data.toy import ToySplit, ToyTask, toy_task
 from harmono.experiments.harmonic.toy_batches import EvaluationSet
+from harmono.experiments.harmonic.toy_suite import model_label, record_sampling
+from harmono.experiments.harmonic.toy_tables import markdown_table, setting_label
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration, ToyTrainConfig
 from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, stack_layout
 from harmono.models.toy import ToyModelConfig
 from harmono.models.toy_stack import BatchedToyModel
+
+DROPOUT_GAP_SECTION = "toy-dropout-gap"
+"""Name of the marked section of the committed dropout-gap reports."""
 
 
 @dataclass(frozen=True)
@@ -151,25 +157,51 @@ def _mean_std_count(values: list[float], bar: float) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values):.2f} ({above}/{len(values)} > {bar:g})"
 
 
-def dropout_gap_rows(report: dict, bar: float = 0.9) -> tuple[list[str], list[list[str]]]:
-    """A table of :func:`dropout_gap`'s report: per configuration, both modes' accuracies.
+def dropout_gap_rows(reports: Sequence[dict], bar: float = 0.9) -> tuple[list[str], list[list[str]]]:
+    """A table of :func:`dropout_gap` reports: per configuration, its accuracies in both modes.
 
-    Cells are mean ± std over seeds (seeds above ``bar``); the last column
-    is the correlation over seeds of the embedding RMS with the training
-    accuracy with dropout off.
+    Cells are mean ± std over seeds (seeds above ``bar``); "setting" says
+    whether the configuration is a suite cell, a suite control (which) or
+    neither; the last column is the correlation over seeds of the embedding
+    RMS with the training accuracy with dropout off.
     """
-    headers = ["head", "sampling", "train acc, dropout off", "train acc, dropout on", "test acc, dropout off",
-               "test acc, dropout on", "corr(embedding RMS, train acc off)"]  # fmt: skip
+    headers = ["task", "model", "setting", "epoch", "train acc, dropout off", "train acc, dropout on",
+               "test acc, dropout off", "test acc, dropout on",
+               "corr(embedding RMS, train acc off)"]  # fmt: skip
     rows = []
-    for configuration in report["configurations"]:
-        seeds = configuration["seeds"]
-        column = {key: [s[key] for s in seeds] for key in seeds[0]}
-        corr = np.corrcoef(column["embedding_rms"], column["train_acc_off"])[0, 1] if len(seeds) > 1 else None
-        rows.append([
-            configuration["model"]["head"],
-            "paper" if configuration["train"]["paper_sampling"] else "leak-free",
-            *(_mean_std_count(column[key], bar)
-              for key in ("train_acc_off", "train_acc_on", "test_acc_off", "test_acc_on")),
-            "-" if corr is None or not np.isfinite(corr) else f"{corr:.2f}",
-        ])  # fmt: skip
+    for report in reports:
+        for configuration in report["configurations"]:
+            seeds, model = configuration["seeds"], configuration["model"]
+            column = {key: [s[key] for s in seeds] for key in seeds[0]}
+            corr = (
+                np.corrcoef(column["embedding_rms"], column["train_acc_off"])[0, 1]
+                if len(seeds) > 1
+                else None
+            )
+            record = {**configuration, "task": report["task"]}
+            rows.append([
+                report["task"],
+                model_label(model["arch"], model["head"], record_sampling(record), model["exponent"]),
+                setting_label(record) or "other settings",
+                str(report["epoch"]),
+                *(_mean_std_count(column[key], bar)
+                  for key in ("train_acc_off", "train_acc_on", "test_acc_off", "test_acc_on")),
+                "-" if corr is None or not np.isfinite(corr) else f"{corr:.2f}",
+            ])  # fmt: skip
     return headers, rows
+
+
+def read_dropout_gap_reports(folder: str | Path) -> list[dict]:
+    """The :func:`dropout_gap` reports (``*.json``) in ``folder``, by file name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"expected a folder of dropout-gap reports (*.json), got {folder}")
+    keys = ("task", "epoch", "configurations")
+    return [read_json(path, "a dropout-gap report", keys) for path in sorted(folder.glob("*.json"))]
+
+
+def dropout_gap_markdown(reports: Sequence[dict]) -> str:
+    """The Markdown table of :func:`dropout_gap_rows` (``DROPOUT_GAP_SECTION`` of the docs)."""
+    if not reports:
+        return "No dropout-gap report yet.\n"
+    return markdown_table(*dropout_gap_rows(reports)) + "\n"

@@ -172,7 +172,8 @@ def is_official(record: dict) -> bool:
     return _official_training(record) and record["model"]["exponent"] == DEFAULT_EXPONENT
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table, cells unpadded (the docs' committed tables)."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
@@ -203,11 +204,11 @@ def results_markdown(records: Sequence[dict]) -> str:
         count = f"{'/'.join(map(str, seeds))} seeds" if seeds else "no run yet"
         blocks.append(f"**Top-2 PCA explained variance (%) of the embeddings, {SAMPLING_TITLES[sampling]}**: "
                       f"median [min-max] over seeds ({count}), the paper's in parentheses.")  # fmt: skip
-        blocks.append(_table(*_full_rows(chosen, "ev")))
+        blocks.append(markdown_table(*_full_rows(chosen, "ev")))
         blocks.append(f"**Grokking, {SAMPLING_TITLES[sampling]}**: median first epoch of 20 in a row with "
                       "train accuracy > 0.9 → the same for test (seeds whose test accuracy got there, when "
                       "not all), the paper's in parentheses.")  # fmt: skip
-        blocks.append(_table(*_full_rows(chosen, "grokking")))
+        blocks.append(markdown_table(*_full_rows(chosen, "grokking")))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -223,6 +224,11 @@ def _control_setting(record: dict) -> str | None:
         if _official_training(record, **overrides):
             return label
     return None
+
+
+def setting_label(record: dict) -> str | None:
+    """``MAIN_SETTING`` for a suite cell, its ``SUITE_CONTROLS`` label for a control of one, else None."""
+    return MAIN_SETTING if is_official(record) else _control_setting(record)
 
 
 def suite_controls_markdown(records: Sequence[dict]) -> str:
@@ -252,7 +258,7 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
             rows.append([key[0], model_label(*key[1:]), setting, *cells, paper])
     headers = ["task", "model", "setting", "epoch train > 0.9 → test > 0.9", "final train accuracy",
                "final test accuracy", "paper's grokking"]  # fmt: skip
-    return (_table(headers, rows) if rows else "No control has run yet.") + "\n"
+    return (markdown_table(headers, rows) if rows else "No control has run yet.") + "\n"
 
 
 def _mean_std(values: list[float]) -> str:
@@ -284,7 +290,7 @@ def exponent_markdown(records: Sequence[dict]) -> str:
                              _mean_std([s["final_test_acc"] for s in seeds])]  # fmt: skip
                 rows.append([task, sampling, f"{n:g}", *cells])
     headers = ["task", "sampling", "n", "top-2 EV %", "epoch train > 0.9 → test > 0.9", "final test accuracy"]
-    return _table(headers, rows) + "\n"
+    return markdown_table(headers, rows) + "\n"
 
 
 class _Curve(NamedTuple):
@@ -375,7 +381,7 @@ def _budget_markdown(task: str, fractions: list[float], curves: dict[str, dict[f
         [task, label, "20", *(_budget_cell(by_fraction[f]) if f in by_fraction else "-" for f in fractions)]
         for label, by_fraction in sorted(curves.items())
     ]
-    return caption + "\n\n" + _table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows)
+    return caption + "\n\n" + markdown_table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows)
 
 
 def efficiency_controls_markdown(records: Sequence[dict]) -> str:
@@ -404,7 +410,7 @@ def efficiency_controls_markdown(records: Sequence[dict]) -> str:
                 continue
             cells = [_passing_cell(by_fraction[f]) if f in by_fraction else "-" for f in fractions]
             rows.append([task, curve.label, str(curve.seeds), *cells])
-        blocks.append(_table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows))
+        blocks.append(markdown_table(["task", "model", "seeds", *(f"{f:g}" for f in fractions)], rows))
         many = {curve.label: value for curve, value in controls.items() if curve.seeds == len(PAPER_SEEDS)}
         if many:
             blocks.append(_budget_markdown(task, fractions, many))
@@ -426,4 +432,4 @@ def efficiency_markdown(records: Sequence[dict]) -> str:
                 hits = [k for k, f in enumerate(fractions) if abs(f - fraction) < 1e-9]
                 row.append(_mean_std(list(accuracy[:, hits[0]])) if hits else "pending")
             rows.append(row)
-    return _table(["task", "model", *(f"{f:g}" for f in EFFICIENCY_FRACTIONS)], rows) + "\n"
+    return markdown_table(["task", "model", *(f"{f:g}" for f in EFFICIENCY_FRACTIONS)], rows) + "\n"
