@@ -1,8 +1,9 @@
 """Read a toy stack's checkpoint back as models and measure them with dropout off and on.
 
 ``harmono toy suite`` keeps the whole state of a stack in
-``stack-*.safetensors`` (in its ``--out`` folder) while it trains, with the
-stack's spec in the metadata. :func:`load_stack_checkpoint` rebuilds the
+``stack-*.safetensors`` (in its ``--out`` folder), with the stack's spec in
+the metadata: the latest state while it trains, the final one afterwards.
+:func:`load_stack_checkpoint` rebuilds the
 models from it. :func:`dropout_gap` measures each model's train and test
 accuracy with dropout off (PyTorch's eval mode, harmono's evaluation) and
 on (the mode it trains in, as the official code evaluates), averaged over
