@@ -48,8 +48,8 @@ def test_the_checkpoint_gives_back_the_trained_models(trained):
     assert stack.epoch == 1
     assert stack.configurations == tuple(_configurations(True))
     assert [seed for _, seed in stack.members] == [0, 52, 105]  # the stack's rows: longest epochs first
-    for configuration, result in zip(stack.configurations, noisy, strict=True):
-        rows = [r for r, (c, _) in enumerate(stack.members) if c is configuration]
+    assert stack.rows_of == ([2], [0, 1])
+    for rows, result in zip(stack.rows_of, noisy, strict=True):
         np.testing.assert_array_equal(stack.model.embedding[rows].detach().numpy(), result.embedding)
 
 
@@ -183,7 +183,6 @@ def test_the_suite_keeps_each_stacks_final_state(tmp_path):
     (path,) = tmp_path.glob("stack-*.safetensors")
     stack = load_stack_checkpoint(path)
     assert stack.epoch == 2
-    for configuration in stack.configurations:
-        rows = [r for r, (c, _) in enumerate(stack.members) if c is configuration]
+    for configuration, rows in zip(stack.configurations, stack.rows_of, strict=True):
         _, arrays = load_run(tmp_path / f"genealogy-mlp-{configuration.model.head}")
         np.testing.assert_array_equal(stack.model.embedding[rows].detach().numpy(), arrays["embedding"])

@@ -27,7 +27,7 @@ from harmono.experiments.harmonic.toy_batches import EvaluationSet
 from harmono.experiments.harmonic.toy_suite import model_label, record_sampling
 from harmono.experiments.harmonic.toy_tables import markdown_table, setting_label
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration, ToyTrainConfig
-from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, stack_layout
+from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, configuration_rows, stack_layout
 from harmono.models.toy import ToyModelConfig
 from harmono.models.toy_stack import BatchedToyModel
 
@@ -49,6 +49,8 @@ class StackCheckpoint:
     """Every model of the stack, one row each, in stack order."""
     members: tuple[tuple[ToyConfiguration, int], ...]
     """``(configuration, seed)`` of each row."""
+    rows_of: tuple[list[int], ...]
+    """The rows of each configuration, in its seed order."""
     splits: tuple[ToySplit, ...]
     """The train/test split of each row."""
 
@@ -81,7 +83,7 @@ def load_stack_checkpoint(path: str | Path) -> StackCheckpoint:
         ) from error
     if layout != STACK_LAYOUT:
         raise ValueError(f"{path}: expected a stack of layout {STACK_LAYOUT!r}, got {layout!r}")
-    members, splits, _ = stack_layout(task, configurations)
+    members, splits, rows = stack_layout(task, configurations)
     model = BatchedToyModel([c.model for c, _ in members], [seed for _, seed in members])
     flat = state.get("flat")
     if flat is None or flat.shape != model.flat.shape:
@@ -89,7 +91,8 @@ def load_stack_checkpoint(path: str | Path) -> StackCheckpoint:
         raise ValueError(f"{path}: expected a tensor 'flat' of shape {tuple(model.flat.shape)}, got {found}")
     with torch.no_grad():
         model.flat.copy_(flat)
-    return StackCheckpoint(task, configurations, epoch, model, tuple(members), tuple(splits))
+    rows_of = tuple(configuration_rows(configurations, rows))
+    return StackCheckpoint(task, configurations, epoch, model, tuple(members), rows_of, tuple(splits))
 
 
 def dropout_gap(path: str | Path, draws: int = 20) -> dict:
@@ -126,21 +129,20 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
     test_on = torch.stack([test for _, test in passes]).mean(0)
     rms = stack.model.embedding.detach().square().mean((1, 2)).sqrt()
     configurations = []
-    for configuration in stack.configurations:
-        rows = [row for row, (c, _) in enumerate(stack.members) if c is configuration]
+    for configuration, rows in zip(stack.configurations, stack.rows_of, strict=True):
         configurations.append(
             {
                 **configuration.record(),
                 "seeds": [
                     {
-                        "seed": seeds[row],
+                        "seed": seed,
                         "train_acc_off": float(train_off[row]),
                         "test_acc_off": float(test_off[row]),
                         "train_acc_on": float(train_on[row]),
                         "test_acc_on": float(test_on[row]),
                         "embedding_rms": float(rms[row]),
                     }
-                    for row in sorted(rows, key=lambda r: configuration.seeds.index(seeds[r]))
+                    for row, seed in zip(rows, configuration.seeds, strict=True)
                 ],
             }
         )

@@ -100,6 +100,16 @@ def stack_layout(
     return [members[k] for k in rows], [splits[k] for k in rows], rows
 
 
+def configuration_rows(configurations: Sequence[ToyConfiguration], rows: Sequence[int]) -> list[list[int]]:
+    """The stack rows of each configuration, in its seed order, from :func:`stack_layout`'s ``rows``."""
+    stack_row = {member: row for row, member in enumerate(rows)}
+    result, first = [], 0
+    for configuration in configurations:
+        result.append([stack_row[k] for k in range(first, first + len(configuration.seeds))])
+        first += len(configuration.seeds)
+    return result
+
+
 def _checkpoint_spec(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> str:
     record = {
         "task": task.name,
@@ -251,8 +261,8 @@ def train_toy_configs(
         if flushing:
             torch.set_flush_denormal(False)
     seconds = elapsed + time.perf_counter() - start
-    stack_row = {member: row for row, member in enumerate(rows)}
-    return _results(task, configurations, model, splits, train_acc, test_acc, seconds, stack_row)
+    rows_of = configuration_rows(configurations, rows)
+    return _results(task, configurations, model, splits, train_acc, test_acc, seconds, rows_of)
 
 
 def _results(
@@ -263,21 +273,18 @@ def _results(
     train_acc: torch.Tensor,
     test_acc: torch.Tensor,
     seconds: float,
-    stack_row: dict[int, int],
+    rows_of: list[list[int]],
 ) -> list[ToyRunResult]:
     """Cut the stack back into one result per configuration (wall time shared by model count).
 
-    ``stack_row[k]`` is the stack's row of member ``k`` (configurations in
-    order, each seed in order); ``splits`` are in stack order.
+    ``rows_of`` is :func:`configuration_rows`; ``splits`` are in stack order.
     """
     embedding = model.embedding.detach().cpu()
     centers = model.output_centers.detach().cpu()
     ratios = explained_variance_ratios(embedding[:, list(task.analysed_tokens)].double().numpy())
     total_models = embedding.shape[0]
-    results, first = [], 0
-    for configuration in configurations:
-        rows = [stack_row[k] for k in range(first, first + len(configuration.seeds))]
-        first += len(configuration.seeds)
+    results = []
+    for configuration, rows in zip(configurations, rows_of, strict=True):
         seeds = tuple(
             SeedResult(
                 seed=seed,
