@@ -226,6 +226,10 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     longer = _record("permutation", "mlp", "harmonic", [0.3] * 20, [(900, 950)] * 20, epochs=10_000)
     longer_noisy = _record("permutation", "mlp", "harmonic", [0.3] * 20, [(900, 8000)] * 20,
                            epochs=10_000, eval_dropout=True)  # fmt: skip
+    paper_text = _record("permutation", "transformer", "harmonic", [0.3] * 20, [(700, 9000)] * 20,
+                         epochs=10_000, eval_dropout=True, weight_decay=0.01)  # fmt: skip
+    no_decay = _record("permutation", "transformer", "harmonic", [0.3] * 20, [(500, 500)] * 20,
+                       weight_decay=0.0)  # fmt: skip
     not_controls = [
         _record(
             "lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10, eval_dropout=True
@@ -236,7 +240,7 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
         _record("lattice", "transformer", "standard", [0.3] * 20, [(5, 5)] * 20, epochs=10_000,
                 weight_decay=0.01),
     ]  # two settings changed that no control lists, none, or another value  # fmt: skip
-    controls = [genealogy, decay, no_reg, main, control, twin, longer, longer_noisy]
+    controls = [genealogy, decay, no_reg, main, control, twin, longer, longer_noisy, paper_text, no_decay]
     text = suite_controls_markdown([*controls, *not_controls])
     harmono = "harmono (the official code's protocol, dropout off at evaluation)"
     assert text.splitlines()[2:] == [
@@ -255,6 +259,10 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
         "| 0.80 ± 0.00 | 0.70 ± 0.10 | - (0/20) |",
         "| permutation | harmonic transformer | no embedding regulariser | 200→220 | 1.00 ± 0.00 "
         "| 1.00 ± 0.00 | - (0/20) |",
+        "| permutation | harmonic transformer | no weight decay | 500→500 | 1.00 ± 0.00 | 1.00 ± 0.00 "
+        "| - (0/20) |",
+        "| permutation | harmonic transformer | the paper's text (weight decay 0.01, 10,000 epochs), "
+        "dropout on at evaluation | 700→9000 | 1.00 ± 0.00 | 1.00 ± 0.00 | - (0/20) |",
         "| permutation | harmonic transformer | weight decay 0.01 (the paper's text) | 300→310 | 1.00 ± 0.00 "
         "| 1.00 ± 0.00 | - (0/20) |",
     ]

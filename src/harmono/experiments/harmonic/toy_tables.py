@@ -124,6 +124,11 @@ SUITE_CONTROLS = (
     ({"embedding_reg": "none"}, "no embedding regulariser"),
     ({"epochs": 10_000}, "10,000 epochs (the paper's text for transformers)"),
     ({"eval_dropout": True, "epochs": 10_000}, "dropout on at evaluation and 10,000 epochs"),
+    (
+        {"weight_decay": 0.01, "eval_dropout": True, "epochs": 10_000},
+        "the paper's text (weight decay 0.01, 10,000 epochs), dropout on at evaluation",
+    ),
+    ({"weight_decay": 0.0}, "no weight decay"),
 )
 """The settings a suite control changes: (training fields -> their values, the row's label)."""
 MAIN_SETTING = "harmono (the official code's protocol, dropout off at evaluation)"
