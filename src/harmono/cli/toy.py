@@ -91,11 +91,15 @@ def _tables(args: argparse.Namespace) -> int:
     if args.dropout_gap is not None:
         from harmono.experiments.harmonic.toy_checkpoint import (
             DROPOUT_GAP_SECTION,
+            DROPOUT_SITES_SECTION,
             dropout_gap_markdown,
+            dropout_site_markdown,
             read_dropout_gap_reports,
         )
 
-        sections[DROPOUT_GAP_SECTION] = dropout_gap_markdown(read_dropout_gap_reports(args.dropout_gap))
+        reports = read_dropout_gap_reports(args.dropout_gap)
+        sections[DROPOUT_GAP_SECTION] = dropout_gap_markdown(reports)
+        sections[DROPOUT_SITES_SECTION] = dropout_site_markdown(reports)
     for path in args.write or []:
         text = Path(path).read_text()
         for name, section in sections.items():
@@ -127,13 +131,15 @@ def _clusters(args: argparse.Namespace) -> int:
 def _dropout_gap(args: argparse.Namespace) -> int:
     from harmono.core.io import write_json_atomically
     from harmono.core.provenance import provenance
-    from harmono.experiments.harmonic.toy_checkpoint import dropout_gap, dropout_gap_rows
+    from harmono.experiments.harmonic.toy_checkpoint import dropout_gap, dropout_gap_rows, dropout_site_rows
 
     if args.json is not None and args.json.exists() and not args.overwrite:
         raise FileExistsError(f"{args.json} exists (a dropout-gap report?): pass --overwrite to replace it")
     report = dropout_gap(args.checkpoint, args.draws)
     print(f"{report['task']}, epoch {report['epoch']}, dropout on: the mean of {report['draws']} draws")
     print(format_table(*dropout_gap_rows([report]), markdown=args.markdown))
+    print("\ntraining accuracy with dropout on at one group of sites only")
+    print(format_table(*dropout_site_rows([report]), markdown=args.markdown))
     if args.json is not None:
         record = {**report, "command": f"harmono toy dropout-gap CHECKPOINT --draws {args.draws}",
                   "provenance": provenance()}  # fmt: skip
@@ -315,12 +321,13 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     tables.add_argument(
         "--write", nargs="+", type=Path,
         help="files whose toy-tables, toy-exponents, toy-efficiency, toy-efficiency-controls, "
-        "toy-suite-controls (and toy-dropout-gap) markers to fill (default: print)",
+        "toy-suite-controls (and toy-dropout-gap, toy-dropout-sites) markers to fill (default: print)",
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.add_argument(
         "--dropout-gap", type=Path,
-        help="also fill the toy-dropout-gap markers from this folder of `toy dropout-gap --json` reports",
+        help="also fill the toy-dropout-gap and toy-dropout-sites markers from this folder of "
+        "`toy dropout-gap --json` reports",
     )  # fmt: skip
     tables.set_defaults(func=_tables)
     gap = toy.add_parser(

@@ -57,6 +57,13 @@ def _dropout(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x if mask is None else x * mask.view(x.shape)
 
 
+DROPOUT_SITES = ("attention weights", "attention output", "feed-forward hidden", "feed-forward output")
+"""Where a transformer layer drops out, in the order of its masks in :meth:`BatchedToyModel.dropout_masks`.
+
+The attention and feed-forward outputs are dropped before each is added to
+the residual stream and layer-normalised (post-LN).
+"""
+
 SHARED_FIELDS = (
     "arch", "vocab_size", "seq_len", "embed_dim", "mlp_hidden", "num_heads", "ff_dim", "num_layers",
     "dropout",
@@ -193,8 +200,7 @@ class BatchedToyModel(nn.Module):
         Model ``k`` draws ``(steps[k], batch_size, mask_width)`` uniform values
         from ``generators[k]`` (CPU; an entry is kept when its value is at
         least ``dropout``) and is padded with ones to the longest epoch.
-        Returns, per layer, the four masks (attention weights, attention
-        output, hidden, feed-forward output), each contiguous
+        Returns, per layer, the four masks of ``DROPOUT_SITES``, each contiguous
         ``(S, max(steps), batch_size, width)`` with entries ``0`` or
         ``1 / (1 - dropout)``: ``None`` when the model has no dropout (MLPs,
         or rate 0).

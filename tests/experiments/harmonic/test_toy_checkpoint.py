@@ -10,11 +10,16 @@ from safetensors.torch import save_file
 
 from harmono.cli.main import main
 from harmono.data.toy import toy_task
+from harmono.experiments.harmonic.toy_batches import EvaluationSet
 from harmono.experiments.harmonic.toy_checkpoint import (
     DROPOUT_GAP_SECTION,
+    DROPOUT_SITE_GROUPS,
+    DROPOUT_SITES_SECTION,
     dropout_gap,
     dropout_gap_markdown,
     dropout_gap_rows,
+    dropout_site_markdown,
+    dropout_site_rows,
     load_stack_checkpoint,
     read_dropout_gap_reports,
 )
@@ -68,6 +73,17 @@ def test_dropout_gap_measures_as_the_training_loop_does_in_each_mode(trained):
         np.testing.assert_array_equal([s["test_acc_off"] for s in seeds], off.test_acc[:, 0])
         rms = np.sqrt(np.mean(on.embedding.astype(np.float64) ** 2, axis=(1, 2)))
         np.testing.assert_allclose([s["embedding_rms"] for s in seeds], rms, rtol=1e-6)
+    stack = load_stack_checkpoint(path)
+    inputs, labels = torch.tensor(stack.task.inputs), torch.tensor(stack.task.labels)
+    for group, sites in DROPOUT_SITE_GROUPS.items():  # one draw at those sites, from the evaluation streams
+        evaluation = EvaluationSet(
+            list(stack.splits), torch.device("cpu"), [s for _, s in stack.members], sites
+        )
+        train, test = evaluation.accuracy(stack.model, inputs, labels)
+        for configuration, rows in zip(report["configurations"], stack.rows_of, strict=True):
+            assert [s["on_at"][group] for s in configuration["seeds"]] == [
+                {"train_acc": float(train[row]), "test_acc": float(test[row])} for row in rows
+            ]
     many = dropout_gap(path, draws=5)["configurations"][1]["seeds"]
     assert any(s["train_acc_on"] != first["train_acc_on"]
                for s, first in zip(many, report["configurations"][1]["seeds"], strict=True))  # fmt: skip
@@ -90,13 +106,19 @@ def test_the_table_gives_each_mode_over_seeds_the_setting_and_the_correlation(tm
     keys = ["train_acc_off", "test_acc_off", "train_acc_on", "test_acc_on", "embedding_rms"]
     seeds = [{"seed": seed, **dict(zip(keys, row, strict=True))}
              for seed, row in zip(PAPER_SEEDS, values.tolist(), strict=True)]  # fmt: skip
-    control, few = _report(seeds, embedding_reg="none"), _report(seeds[:3])
+    groups = rng.uniform(0.3, 1.0, size=(20, len(DROPOUT_SITE_GROUPS)))
+    measured = [{**seed, "on_at": {group: {"train_acc": value, "test_acc": 0.0}
+                                   for group, value in zip(DROPOUT_SITE_GROUPS, row, strict=True)}}
+                for seed, row in zip(seeds, groups.tolist(), strict=True)]  # fmt: skip
+    control, few = _report(measured, embedding_reg="none"), _report(seeds[:3])
     headers, rows = dropout_gap_rows([control, few])
     assert headers[:4] == ["task", "model", "setting", "epoch"]
 
+    def cell(column):
+        return f"{column.mean():.2f} ± {column.std():.2f} ({(column > 0.9).sum()}/{len(column)} > 0.9)"
+
     def cells(block):
-        return [f"{block[:, k].mean():.2f} ± {block[:, k].std():.2f} "
-                f"({(block[:, k] > 0.9).sum()}/{len(block)} > 0.9)" for k in (0, 2, 1, 3)]  # fmt: skip
+        return [cell(block[:, k]) for k in (0, 2, 1, 3)]
 
     corr = np.corrcoef(values[:, 4], values[:, 0])[0, 1]
     few_corr = np.corrcoef(values[:3, 4], values[:3, 0])[0, 1]
@@ -111,13 +133,24 @@ def test_the_table_gives_each_mode_over_seeds_the_setting_and_the_correlation(tm
         (folder / name).write_text(json.dumps(report))
     markdown = dropout_gap_markdown(read_dropout_gap_reports(folder))
     assert markdown.splitlines()[2:] == ["| " + " | ".join(row) + " |" for row in rows]
+    site_headers, site_rows = dropout_site_rows([control, few])  # the report without sites is left out
+    assert site_headers[4:] == ["dropout off", "on only: attention weights", "on only: feed-forward hidden",
+                                "on only: before LayerNorm", "dropout on"]  # fmt: skip
+    by_site = np.column_stack([values[:, 0], groups, values[:, 2]])  # off, each group alone, on
+    cells_by_site = [cell(column) for column in by_site.T]
+    assert site_rows == [["lattice", model, "no embedding regulariser", "6750", *cells_by_site]]
+    sites_markdown = dropout_site_markdown(read_dropout_gap_reports(folder))
+    assert sites_markdown.splitlines()[2:] == ["| " + " | ".join(site_rows[0]) + " |"]
+    assert dropout_site_markdown([few]) == "No report measures dropout by site yet.\n"
     doc = tmp_path / "doc.md"
     begin, end = markers(DROPOUT_GAP_SECTION)
-    doc.write_text(f"text\n{begin}\nold\n{end}\n")
+    site_begin, site_end = markers(DROPOUT_SITES_SECTION)
+    doc.write_text(f"text\n{begin}\nold\n{end}\n{site_begin}\nold\n{site_end}\n")
     results = tmp_path / "results"
     results.mkdir()
     assert main(["toy", "tables", str(results), "--dropout-gap", str(folder), "--write", str(doc)]) == 0
-    assert markdown.strip() in doc.read_text() and "old" not in doc.read_text()
+    assert markdown.strip() in doc.read_text() and sites_markdown.strip() in doc.read_text()
+    assert "old" not in doc.read_text()
     (folder / "c.json").write_text(json.dumps({"task": "lattice"}))
     with pytest.raises(ValueError, match="c.json"):
         read_dropout_gap_reports(folder)

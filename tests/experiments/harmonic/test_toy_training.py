@@ -13,7 +13,7 @@ from harmono.experiments.harmonic.toy_batches import EvaluationSet
 from harmono.experiments.harmonic.toy_suite import paper_configs
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration
 from harmono.experiments.harmonic.toy_training import train_toy_configs
-from harmono.models.toy_stack import BatchedToyModel
+from harmono.models.toy_stack import DROPOUT_SITES, BatchedToyModel
 
 
 def _configuration(task, arch, head, seeds, model_overrides=None, **train_overrides):
@@ -207,7 +207,8 @@ def _keep_masks(config, generator, rows):
     return keep.split([config.num_heads * t * t, t * d, t * config.ff_dim, t * d] * config.num_layers, dim=1)
 
 
-def test_accuracy_with_dropout_on_equals_a_loop_over_the_drawn_examples():
+@pytest.mark.parametrize("sites", [DROPOUT_SITES, ("attention output", "feed-forward output")])
+def test_accuracy_with_dropout_on_equals_a_loop_over_the_drawn_examples(sites):
     task = toy_task("modadd")
     configs = [paper_configs("modadd", "transformer", head)[0] for head in ("harmonic", "standard")]
     seeds = [0, 52]
@@ -220,7 +221,7 @@ def test_accuracy_with_dropout_on_equals_a_loop_over_the_drawn_examples():
     with torch.no_grad():
         model.flat.add_(0.3 * torch.randn(model.flat.shape, generator=torch.Generator().manual_seed(1)))
     inputs, labels = torch.tensor(task.inputs), torch.tensor(task.labels)
-    evaluation = EvaluationSet(splits, torch.device("cpu"), seeds)
+    evaluation = EvaluationSet(splits, torch.device("cpu"), seeds, sites)
     passes = [evaluation.accuracy(model, inputs, labels) for _ in range(2)]
     off = EvaluationSet(splits, torch.device("cpu")).accuracy(model, inputs, labels)
     for k, (config, seed, split) in enumerate(zip(configs, seeds, splits, strict=True)):
@@ -235,12 +236,30 @@ def test_accuracy_with_dropout_on_equals_a_loop_over_the_drawn_examples():
             parts = _keep_masks(config, generator, len(distinct))
             correct = {}
             for row, example in enumerate(distinct):
-                masks = [part[row].view(1, 1, -1) for part in parts]
+                masks = [
+                    part[row].view(1, 1, -1)
+                    if DROPOUT_SITES[j % 4] in sites
+                    else torch.ones(1, 1, part.shape[1])
+                    for j, part in enumerate(parts)
+                ]  # the layers' masks in the documented order, dropout at the chosen sites only
                 logits = alone(torch.tensor(task.inputs[example]).view(1, 1, -1), masks)
                 correct[example] = logits.argmax(-1).item() == task.labels[example]
             assert train_acc[k].item() == pytest.approx(np.mean([correct[i] for i in split.train_ids]))
             assert test_acc[k].item() == pytest.approx(np.mean([correct[i] for i in split.test_ids]))
         assert (passes[0][0][k], passes[0][1][k]) != (off[0][k], off[1][k])
+
+
+def test_dropout_at_no_site_is_dropout_off_and_unknown_sites_are_refused():
+    task = toy_task("modadd")
+    model = BatchedToyModel(paper_configs("modadd", "transformer", "harmonic")[0], [0, 52])
+    splits = [split_task(task, 0.8, seed, data_size=60) for seed in (0, 52)]
+    inputs, labels = torch.tensor(task.inputs), torch.tensor(task.labels)
+    nowhere = EvaluationSet(splits, torch.device("cpu"), [0, 52], sites=())
+    off = EvaluationSet(splits, torch.device("cpu"))
+    mine, reference = nowhere.accuracy(model, inputs, labels), off.accuracy(model, inputs, labels)
+    torch.testing.assert_close(mine, reference, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"sites must be among .* got \['attention'\]"):
+        EvaluationSet(splits, torch.device("cpu"), [0, 52], ["attention"])
 
 
 def test_dropout_at_evaluation_leaves_training_unchanged_and_stacks_as_alone():

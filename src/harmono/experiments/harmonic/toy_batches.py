@@ -8,7 +8,7 @@ initialisation's; so a model sees the same batches and masks in any stack.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from harmono.data.toy import ToySplit
 from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
 from harmono.experiments.harmonic.toy_tasks import embedding_penalty
-from harmono.models.toy_stack import BatchedToyModel
+from harmono.models.toy_stack import DROPOUT_SITES, BatchedToyModel
 
 EVALUATION_ROWS = 8192
 """Rows (examples x models) per evaluation chunk."""
@@ -49,12 +49,21 @@ class EvaluationSet:
     examples in order, ``(U_k, mask_width)`` values as in
     :meth:`~harmono.models.toy_stack.BatchedToyModel.dropout_masks`, from
     the evaluation generator of ``seeds[k]`` (an example drawn twice counts
-    one mask twice).
+    one mask twice). ``sites`` (names from ``DROPOUT_SITES``; default all)
+    keeps dropout on at those sites only: the masks are drawn as before and
+    the others set to one, so each site sees the same masks in any choice.
     """
 
     def __init__(
-        self, splits: Sequence[ToySplit], device: torch.device, seeds: Sequence[int] | None = None
+        self,
+        splits: Sequence[ToySplit],
+        device: torch.device,
+        seeds: Sequence[int] | None = None,
+        sites: Collection[str] = DROPOUT_SITES,
     ) -> None:
+        unknown = sorted(set(sites) - set(DROPOUT_SITES))
+        if unknown:
+            raise ValueError(f"sites must be among {DROPOUT_SITES}, got {unknown}")
         ids, train_counts, test_counts = [], [], []
         for split in splits:
             unique, inverse = np.unique(
@@ -71,12 +80,17 @@ class EvaluationSet:
         self.generators = (
             None if seeds is None else [seed_generator(seed, EVALUATION_STREAM) for seed in seeds]
         )
+        self.sites = frozenset(sites)
 
     def _mask_chunks(self, model: BatchedToyModel, chunk: int) -> list[list[torch.Tensor]] | None:
         """The dropout masks of one pass, per chunk of ``chunk`` examples; ``None`` when dropout is off."""
         masks = None if self.generators is None else model.dropout_masks(self.generators, self.distinct, 1)
         if masks is None:
             return None
+        masks = [
+            mask if DROPOUT_SITES[k % len(DROPOUT_SITES)] in self.sites else torch.ones_like(mask)
+            for k, mask in enumerate(masks)
+        ]
         pieces = [m[:, :, 0].to(self.ids.device).split(chunk, dim=1) for m in masks]
         return [list(parts) for parts in zip(*pieces, strict=True)]
 

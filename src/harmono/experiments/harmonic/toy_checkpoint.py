@@ -8,7 +8,9 @@ models from it. :func:`dropout_gap` measures each model's train and test
 accuracy with dropout off (PyTorch's eval mode, harmono's evaluation) and
 on (the mode it trains in, as the official code evaluates), averaged over
 many draws of the masks: a small post-LN transformer trained with dropout
-can fit its training set in one mode and not in the other.
+can fit its training set in one mode and not in the other. It also
+measures them with dropout on at one group of sites only
+(``DROPOUT_SITE_GROUPS``), which shows where the difference comes from.
 """
 
 from __future__ import annotations
@@ -29,10 +31,19 @@ from harmono.experiments.harmonic.toy_tables import markdown_table, setting_labe
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration, ToyTrainConfig
 from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, configuration_rows, stack_layout
 from harmono.models.toy import ToyModelConfig
-from harmono.models.toy_stack import BatchedToyModel
+from harmono.models.toy_stack import DROPOUT_SITES, BatchedToyModel
 
 DROPOUT_GAP_SECTION = "toy-dropout-gap"
 """Name of the marked section of the committed dropout-gap reports."""
+DROPOUT_SITES_SECTION = "toy-dropout-sites"
+"""Name of the marked section of the reports' accuracies with dropout on at one group of sites."""
+DROPOUT_SITE_GROUPS = {
+    "attention weights": ("attention weights",),
+    "feed-forward hidden": ("feed-forward hidden",),
+    "before LayerNorm": ("attention output", "feed-forward output"),
+}
+"""Groups of ``DROPOUT_SITES`` measured alone: the two outputs are dropped where they join the residual
+stream, right before its LayerNorm."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +115,9 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
         ``{"checkpoint", "task", "epoch", "draws", "configurations"}``; each
         configuration ``{"model", "train", "seeds"}``, each seed
         ``{"seed", "train_acc_off", "test_acc_off", "train_acc_on",
-        "test_acc_on", "embedding_rms"}`` (the RMS of the input embedding).
+        "test_acc_on", "embedding_rms", "on_at"}`` (the RMS of the input
+        embedding; ``on_at`` maps each of ``DROPOUT_SITE_GROUPS`` to
+        ``{"train_acc", "test_acc"}`` with dropout on there only).
 
     Raises
     ------
@@ -123,10 +136,16 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
     cpu = torch.device("cpu")
     seeds = [seed for _, seed in stack.members]
     train_off, test_off = EvaluationSet(list(stack.splits), cpu).accuracy(stack.model, inputs, labels)
-    noisy = EvaluationSet(list(stack.splits), cpu, seeds)
-    passes = [noisy.accuracy(stack.model, inputs, labels) for _ in range(draws)]
-    train_on = torch.stack([train for train, _ in passes]).mean(0)
-    test_on = torch.stack([test for _, test in passes]).mean(0)
+
+    def mean_accuracy(sites: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        noisy = EvaluationSet(list(stack.splits), cpu, seeds, sites)
+        passes = [noisy.accuracy(stack.model, inputs, labels) for _ in range(draws)]
+        return torch.stack([train for train, _ in passes]).mean(0), torch.stack([t for _, t in passes]).mean(
+            0
+        )
+
+    train_on, test_on = mean_accuracy(DROPOUT_SITES)
+    on_at = {group: mean_accuracy(sites) for group, sites in DROPOUT_SITE_GROUPS.items()}
     rms = stack.model.embedding.detach().square().mean((1, 2)).sqrt()
     configurations = []
     for configuration, rows in zip(stack.configurations, stack.rows_of, strict=True):
@@ -141,6 +160,10 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
                         "train_acc_on": float(train_on[row]),
                         "test_acc_on": float(test_on[row]),
                         "embedding_rms": float(rms[row]),
+                        "on_at": {
+                            group: {"train_acc": float(train[row]), "test_acc": float(test[row])}
+                            for group, (train, test) in on_at.items()
+                        },
                     }
                     for row, seed in zip(rows, configuration.seeds, strict=True)
                 ],
@@ -160,6 +183,17 @@ def _mean_std_count(values: list[float], bar: float) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values):.2f} ({above}/{len(values)} > {bar:g})"
 
 
+def _configuration_cells(report: dict, configuration: dict) -> list[str]:
+    """Task, model, setting (suite cell, which suite control, or neither) and epoch of one configuration."""
+    model, record = configuration["model"], {**configuration, "task": report["task"]}
+    return [
+        report["task"],
+        model_label(model["arch"], model["head"], record_sampling(record), model["exponent"]),
+        setting_label(record) or "other settings",
+        str(report["epoch"]),
+    ]
+
+
 def dropout_gap_rows(reports: Sequence[dict], bar: float = 0.9) -> tuple[list[str], list[list[str]]]:
     """A table of :func:`dropout_gap` reports: per configuration, its accuracies in both modes.
 
@@ -174,19 +208,15 @@ def dropout_gap_rows(reports: Sequence[dict], bar: float = 0.9) -> tuple[list[st
     rows = []
     for report in reports:
         for configuration in report["configurations"]:
-            seeds, model = configuration["seeds"], configuration["model"]
+            seeds = configuration["seeds"]
             column = {key: [s[key] for s in seeds] for key in seeds[0]}
             corr = (
                 np.corrcoef(column["embedding_rms"], column["train_acc_off"])[0, 1]
                 if len(seeds) > 1
                 else None
             )
-            record = {**configuration, "task": report["task"]}
             rows.append([
-                report["task"],
-                model_label(model["arch"], model["head"], record_sampling(record), model["exponent"]),
-                setting_label(record) or "other settings",
-                str(report["epoch"]),
+                *_configuration_cells(report, configuration),
                 *(_mean_std_count(column[key], bar)
                   for key in ("train_acc_off", "train_acc_on", "test_acc_off", "test_acc_on")),
                 "-" if corr is None or not np.isfinite(corr) else f"{corr:.2f}",
@@ -208,3 +238,36 @@ def dropout_gap_markdown(reports: Sequence[dict]) -> str:
     if not reports:
         return "No dropout-gap report yet.\n"
     return markdown_table(*dropout_gap_rows(reports)) + "\n"
+
+
+def dropout_site_rows(reports: Sequence[dict], bar: float = 0.9) -> tuple[list[str], list[list[str]]]:
+    """A table of each configuration's training accuracy with dropout on at one group of sites only.
+
+    Columns: dropout off, on at each of ``DROPOUT_SITE_GROUPS`` only, on
+    everywhere (mean ± std over seeds, seeds above ``bar``). Reports
+    without ``on_at`` are left out.
+    """
+    headers = ["task", "model", "setting", "epoch", "dropout off",
+               *(f"on only: {group}" for group in DROPOUT_SITE_GROUPS), "dropout on"]  # fmt: skip
+    rows = []
+    for report in reports:
+        for configuration in report["configurations"]:
+            seeds = configuration["seeds"]
+            if "on_at" not in seeds[0]:
+                continue
+            on_at = [[s["on_at"][group]["train_acc"] for s in seeds] for group in DROPOUT_SITE_GROUPS]
+            rows.append([
+                *_configuration_cells(report, configuration),
+                _mean_std_count([s["train_acc_off"] for s in seeds], bar),
+                *(_mean_std_count(values, bar) for values in on_at),
+                _mean_std_count([s["train_acc_on"] for s in seeds], bar),
+            ])  # fmt: skip
+    return headers, rows
+
+
+def dropout_site_markdown(reports: Sequence[dict]) -> str:
+    """The Markdown table of :func:`dropout_site_rows` (``DROPOUT_SITES_SECTION`` of the docs)."""
+    headers, rows = dropout_site_rows(reports)
+    if not rows:
+        return "No report measures dropout by site yet.\n"
+    return markdown_table(headers, rows) + "\n"
