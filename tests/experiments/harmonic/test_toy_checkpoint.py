@@ -13,7 +13,6 @@ from harmono.data.toy import toy_task
 from harmono.experiments.harmonic.toy_batches import EvaluationSet
 from harmono.experiments.harmonic.toy_checkpoint import (
     DROPOUT_GAP_SECTION,
-    DROPOUT_SITE_GROUPS,
     DROPOUT_SITES_SECTION,
     dropout_gap,
     dropout_gap_markdown,
@@ -26,6 +25,7 @@ from harmono.experiments.harmonic.toy_checkpoint import (
 from harmono.experiments.harmonic.toy_suite import load_run, paper_configs, run_suite
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS, ToyConfiguration
 from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, train_toy_configs
+from harmono.models.toy_stack import DROPOUT_SITES
 from harmono.report.marked_sections import markers
 
 
@@ -75,13 +75,13 @@ def test_dropout_gap_measures_as_the_training_loop_does_in_each_mode(trained):
         np.testing.assert_allclose([s["embedding_rms"] for s in seeds], rms, rtol=1e-6)
     stack = load_stack_checkpoint(path)
     inputs, labels = torch.tensor(stack.task.inputs), torch.tensor(stack.task.labels)
-    for group, sites in DROPOUT_SITE_GROUPS.items():  # one draw at those sites, from the evaluation streams
+    for site in DROPOUT_SITES:  # one draw at that site, from the evaluation streams
         evaluation = EvaluationSet(
-            list(stack.splits), torch.device("cpu"), [s for _, s in stack.members], sites
+            list(stack.splits), torch.device("cpu"), [s for _, s in stack.members], [site]
         )
         train, test = evaluation.accuracy(stack.model, inputs, labels)
         for configuration, rows in zip(report["configurations"], stack.rows_of, strict=True):
-            assert [s["on_at"][group] for s in configuration["seeds"]] == [
+            assert [s["on_at"][site] for s in configuration["seeds"]] == [
                 {"train_acc": float(train[row]), "test_acc": float(test[row])} for row in rows
             ]
     many = dropout_gap(path, draws=5)["configurations"][1]["seeds"]
@@ -106,10 +106,10 @@ def test_the_table_gives_each_mode_over_seeds_the_setting_and_the_correlation(tm
     keys = ["train_acc_off", "test_acc_off", "train_acc_on", "test_acc_on", "embedding_rms"]
     seeds = [{"seed": seed, **dict(zip(keys, row, strict=True))}
              for seed, row in zip(PAPER_SEEDS, values.tolist(), strict=True)]  # fmt: skip
-    groups = rng.uniform(0.3, 1.0, size=(20, len(DROPOUT_SITE_GROUPS)))
-    measured = [{**seed, "on_at": {group: {"train_acc": value, "test_acc": 0.0}
-                                   for group, value in zip(DROPOUT_SITE_GROUPS, row, strict=True)}}
-                for seed, row in zip(seeds, groups.tolist(), strict=True)]  # fmt: skip
+    by_site = rng.uniform(0.3, 1.0, size=(20, len(DROPOUT_SITES)))
+    measured = [{**seed, "on_at": {site: {"train_acc": value, "test_acc": 0.0}
+                                   for site, value in zip(DROPOUT_SITES, row, strict=True)}}
+                for seed, row in zip(seeds, by_site.tolist(), strict=True)]  # fmt: skip
     control, few = _report(measured, embedding_reg="none"), _report(seeds[:3])
     headers, rows = dropout_gap_rows([control, few])
     assert headers[:4] == ["task", "model", "setting", "epoch"]
@@ -134,10 +134,12 @@ def test_the_table_gives_each_mode_over_seeds_the_setting_and_the_correlation(tm
     markdown = dropout_gap_markdown(read_dropout_gap_reports(folder))
     assert markdown.splitlines()[2:] == ["| " + " | ".join(row) + " |" for row in rows]
     site_headers, site_rows = dropout_site_rows([control, few])  # the report without sites is left out
-    assert site_headers[4:] == ["dropout off", "on only: attention weights", "on only: feed-forward hidden",
-                                "on only: before LayerNorm", "dropout on"]  # fmt: skip
-    by_site = np.column_stack([values[:, 0], groups, values[:, 2]])  # off, each group alone, on
-    cells_by_site = [cell(column) for column in by_site.T]
+    assert site_headers[4:] == [
+        "dropout off", "on only: attention weights", "on only: attention output",
+        "on only: feed-forward hidden", "on only: feed-forward output", "dropout on",
+    ]  # fmt: skip
+    columns = np.column_stack([values[:, 0], by_site, values[:, 2]])  # off, each site alone, on
+    cells_by_site = [cell(column) for column in columns.T]
     assert site_rows == [["lattice", model, "no embedding regulariser", "6750", *cells_by_site]]
     sites_markdown = dropout_site_markdown(read_dropout_gap_reports(folder))
     assert sites_markdown.splitlines()[2:] == ["| " + " | ".join(site_rows[0]) + " |"]

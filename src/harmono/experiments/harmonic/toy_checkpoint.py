@@ -9,8 +9,8 @@ accuracy with dropout off (PyTorch's eval mode, harmono's evaluation) and
 on (the mode it trains in, as the official code evaluates), averaged over
 many draws of the masks: a small post-LN transformer trained with dropout
 can fit its training set in one mode and not in the other. It also
-measures them with dropout on at one group of sites only
-(``DROPOUT_SITE_GROUPS``), which shows where the difference comes from.
+measures them with dropout on at one of ``DROPOUT_SITES`` only, which shows
+where the difference comes from.
 """
 
 from __future__ import annotations
@@ -36,14 +36,7 @@ from harmono.models.toy_stack import DROPOUT_SITES, BatchedToyModel
 DROPOUT_GAP_SECTION = "toy-dropout-gap"
 """Name of the marked section of the committed dropout-gap reports."""
 DROPOUT_SITES_SECTION = "toy-dropout-sites"
-"""Name of the marked section of the reports' accuracies with dropout on at one group of sites."""
-DROPOUT_SITE_GROUPS = {
-    "attention weights": ("attention weights",),
-    "feed-forward hidden": ("feed-forward hidden",),
-    "before LayerNorm": ("attention output", "feed-forward output"),
-}
-"""Groups of ``DROPOUT_SITES`` measured alone: the two outputs are dropped where they join the residual
-stream, right before its LayerNorm."""
+"""Name of the marked section of the reports' accuracies with dropout on at one site only."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +109,7 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
         configuration ``{"model", "train", "seeds"}``, each seed
         ``{"seed", "train_acc_off", "test_acc_off", "train_acc_on",
         "test_acc_on", "embedding_rms", "on_at"}`` (the RMS of the input
-        embedding; ``on_at`` maps each of ``DROPOUT_SITE_GROUPS`` to
+        embedding; ``on_at`` maps each of ``DROPOUT_SITES`` to
         ``{"train_acc", "test_acc"}`` with dropout on there only).
 
     Raises
@@ -145,7 +138,7 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
         )
 
     train_on, test_on = mean_accuracy(DROPOUT_SITES)
-    on_at = {group: mean_accuracy(sites) for group, sites in DROPOUT_SITE_GROUPS.items()}
+    on_at = {site: mean_accuracy((site,)) for site in DROPOUT_SITES}
     rms = stack.model.embedding.detach().square().mean((1, 2)).sqrt()
     configurations = []
     for configuration, rows in zip(stack.configurations, stack.rows_of, strict=True):
@@ -161,8 +154,8 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
                         "test_acc_on": float(test_on[row]),
                         "embedding_rms": float(rms[row]),
                         "on_at": {
-                            group: {"train_acc": float(train[row]), "test_acc": float(test[row])}
-                            for group, (train, test) in on_at.items()
+                            site: {"train_acc": float(train[row]), "test_acc": float(test[row])}
+                            for site, (train, test) in on_at.items()
                         },
                     }
                     for row, seed in zip(rows, configuration.seeds, strict=True)
@@ -241,21 +234,21 @@ def dropout_gap_markdown(reports: Sequence[dict]) -> str:
 
 
 def dropout_site_rows(reports: Sequence[dict], bar: float = 0.9) -> tuple[list[str], list[list[str]]]:
-    """A table of each configuration's training accuracy with dropout on at one group of sites only.
+    """A table of each configuration's training accuracy with dropout on at one site only.
 
-    Columns: dropout off, on at each of ``DROPOUT_SITE_GROUPS`` only, on
+    Columns: dropout off, on at each of ``DROPOUT_SITES`` only, on
     everywhere (mean ± std over seeds, seeds above ``bar``). Reports
     without ``on_at`` are left out.
     """
     headers = ["task", "model", "setting", "epoch", "dropout off",
-               *(f"on only: {group}" for group in DROPOUT_SITE_GROUPS), "dropout on"]  # fmt: skip
+               *(f"on only: {site}" for site in DROPOUT_SITES), "dropout on"]  # fmt: skip
     rows = []
     for report in reports:
         for configuration in report["configurations"]:
             seeds = configuration["seeds"]
             if "on_at" not in seeds[0]:
                 continue
-            on_at = [[s["on_at"][group]["train_acc"] for s in seeds] for group in DROPOUT_SITE_GROUPS]
+            on_at = [[s["on_at"][site]["train_acc"] for s in seeds] for site in DROPOUT_SITES]
             rows.append([
                 *_configuration_cells(report, configuration),
                 _mean_std_count([s["train_acc_off"] for s in seeds], bar),
