@@ -138,7 +138,7 @@ def _dropout_gap(args: argparse.Namespace) -> int:
     report = dropout_gap(args.checkpoint, args.draws)
     print(f"{report['task']}, epoch {report['epoch']}, dropout on: the mean of {report['draws']} draws")
     print(format_table(*dropout_gap_rows([report]), markdown=args.markdown))
-    print("\ntraining accuracy with dropout on at one group of sites only")
+    print("\ntraining accuracy with dropout on at one site only")
     print(format_table(*dropout_site_rows([report]), markdown=args.markdown))
     if args.json is not None:
         record = {**report, "command": f"harmono toy dropout-gap CHECKPOINT --draws {args.draws}",
