@@ -34,15 +34,19 @@ def test_toy_tables_in_readme_and_guide_match_results_toy():
     assert _section(guide, toy_tables.SUITE_CONTROLS_SECTION) == evaluation, stale
 
 
-def test_dropout_gap_table_in_guide_matches_results_toy_dropout_gap():
+def test_dropout_gap_tables_in_guide_match_results_toy_dropout_gap():
     from harmono.experiments.harmonic import toy_checkpoint
 
     reports = toy_checkpoint.read_dropout_gap_reports(ROOT / "results" / "toy-dropout-gap")
-    found = _section(ROOT / "docs" / "harmonic-loss.md", toy_checkpoint.DROPOUT_GAP_SECTION)
-    assert found == toy_checkpoint.dropout_gap_markdown(reports).strip(), (
+    guide = ROOT / "docs" / "harmonic-loss.md"
+    stale = (
         "docs/harmonic-loss.md is stale: run `harmono toy tables results/toy --dropout-gap "
         "results/toy-dropout-gap --write README.md docs/harmonic-loss.md`"
     )
+    found = _section(guide, toy_checkpoint.DROPOUT_GAP_SECTION)
+    assert found == toy_checkpoint.dropout_gap_markdown(reports).strip(), stale
+    found = _section(guide, toy_checkpoint.DROPOUT_SITES_SECTION)
+    assert found == toy_checkpoint.dropout_site_markdown(reports).strip(), stale
 
 
 def test_gpt_table_in_guide_matches_results_gpt():
