@@ -132,10 +132,8 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
 
     def mean_accuracy(sites: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         noisy = EvaluationSet(list(stack.splits), cpu, seeds, sites)
-        passes = [noisy.accuracy(stack.model, inputs, labels) for _ in range(draws)]
-        return torch.stack([train for train, _ in passes]).mean(0), torch.stack([t for _, t in passes]).mean(
-            0
-        )
+        train, test = zip(*(noisy.accuracy(stack.model, inputs, labels) for _ in range(draws)), strict=True)
+        return torch.stack(train).mean(0), torch.stack(test).mean(0)
 
     train_on, test_on = mean_accuracy(DROPOUT_SITES)
     on_at = {site: mean_accuracy((site,)) for site in DROPOUT_SITES}
