@@ -115,7 +115,7 @@ def test_the_table_gives_each_mode_over_seeds_the_setting_and_the_correlation(tm
     assert headers[:4] == ["task", "model", "setting", "epoch"]
 
     def cell(column):
-        return f"{column.mean():.2f} ± {column.std():.2f} ({(column > 0.9).sum()}/{len(column)} > 0.9)"
+        return f"{column.mean():.2f} ± {column.std(ddof=1):.2f} ({(column > 0.9).sum()}/{len(column)} > 0.9)"
 
     def cells(block):
         return [cell(block[:, k]) for k in (0, 2, 1, 3)]

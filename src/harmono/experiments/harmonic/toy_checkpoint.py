@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harmono.analysis.toy_metrics import mean_std
 from harmono.core.io import read_json, read_safetensors
 from harmono.data.toy import ToySplit, ToyTask, toy_task
 from harmono.experiments.harmonic.toy_batches import EvaluationSet
@@ -171,7 +172,8 @@ def dropout_gap(path: str | Path, draws: int = 20) -> dict:
 
 def _mean_std_count(values: list[float], bar: float) -> str:
     above = sum(v > bar for v in values)
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f} ({above}/{len(values)} > {bar:g})"
+    mean, std = mean_std(values)
+    return f"{mean:.2f} ± {std:.2f} ({above}/{len(values)} > {bar:g})"
 
 
 def _configuration_cells(report: dict, configuration: dict) -> list[str]:
