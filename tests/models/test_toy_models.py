@@ -4,7 +4,7 @@ from torch import nn
 
 from harmono import harmonic_logits
 from harmono.models.toy import ToyModelConfig
-from harmono.models.toy_stack import BatchedToyModel, batched_harmonic_logits
+from harmono.models.toy_stack import DROPOUT_SITES, BatchedToyModel, batched_harmonic_logits
 
 
 def _reference_layer(model: BatchedToyModel, seed: int, layer: int) -> nn.TransformerEncoderLayer:
@@ -110,6 +110,45 @@ def test_dropout_only_with_noise():
     torch.testing.assert_close(model(tokens, ones), model(tokens))  # keeping everything changes nothing
     mlp = BatchedToyModel(ToyModelConfig(), [0])
     assert mlp.dropout_masks([torch.Generator()], 1, 4) is None
+
+
+class _FixedMask(nn.Module):
+    """Stands in for one of PyTorch's dropout modules: multiplies by a given scaled keep mask."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask.view(x.shape)
+
+
+@pytest.mark.parametrize(
+    ("site", "module"),
+    [
+        ("attention output", "dropout1"),
+        ("feed-forward hidden", "dropout"),
+        ("feed-forward output", "dropout2"),
+    ],
+)
+def test_each_named_dropout_site_drops_where_pytorchs_encoder_layer_does(site, module):
+    config = ToyModelConfig(arch="transformer", head="standard", vocab_size=25, seq_len=3, dropout=0.5)
+    model = BatchedToyModel(config, [3])
+    _perturb(model)
+    tokens = torch.randint(0, 25, (1, 5, 3), generator=torch.Generator().manual_seed(0))
+    step = [m[:, 0] for m in model.dropout_masks([torch.Generator().manual_seed(1)], 1, 5)]
+    index = DROPOUT_SITES.index(site)
+    only_there = [m if k % 4 == index else torch.ones_like(m) for k, m in enumerate(step)]
+    x = model.embedding[0].detach()[tokens[0]] + model.params["position"][0].detach()
+    for layer in range(config.num_layers):
+        reference = _reference_layer(model, 0, layer)
+        setattr(reference, module, _FixedMask(step[4 * layer + index][0]))
+        x = x + reference(x)
+    expected = x[:, -1] @ model.embedding[0].detach().T
+    torch.testing.assert_close(model(tokens, only_there)[0].detach(), expected, atol=2e-5, rtol=1e-5)
+    t = config.seq_len
+    widths = [config.num_heads * t * t, t * config.embed_dim, t * config.ff_dim, t * config.embed_dim]
+    assert [m.shape[-1] for m in step[:4]] == widths  # the attention weights: one per head, query and key
 
 
 def test_bad_config_and_input():
