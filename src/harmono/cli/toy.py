@@ -42,10 +42,19 @@ from harmono.report.marked_sections import markers, update_marked_section
 from harmono.report.text_table import format_table
 
 
-def _seeds(count: int) -> tuple[int, ...]:
-    if not 1 <= count <= len(PAPER_SEEDS):
-        raise ValueError(f"--seeds must be in [1, {len(PAPER_SEEDS)}] (the paper's seeds), got {count}")
-    return PAPER_SEEDS[:count]
+def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
+    """``--seed-list`` as given, or the first ``--seeds`` of the paper's seeds."""
+    if args.seed_list is not None:
+        negative = [s for s in args.seed_list if s < 0]
+        if negative:
+            raise ValueError(f"--seed-list takes seeds >= 0, got {negative}")
+        repeated = sorted({s for s in args.seed_list if args.seed_list.count(s) > 1})
+        if repeated:
+            raise ValueError(f"--seed-list names seeds {repeated} more than once; each seed trains one model")
+        return tuple(args.seed_list)
+    if not 1 <= args.seeds <= len(PAPER_SEEDS):
+        raise ValueError(f"--seeds must be in [1, {len(PAPER_SEEDS)}] (the paper's seeds), got {args.seeds}")
+    return PAPER_SEEDS[: args.seeds]
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
@@ -150,7 +159,7 @@ def _dropout_gap(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     overrides = {"exponent": args.exponent} if args.exponent is not None else None
     record = run_config(
-        args.task, args.arch, args.head, args.out, _seeds(args.seeds), not args.no_progress, overrides,
+        args.task, args.arch, args.head, args.out, _seeds(args), not args.no_progress, overrides,
         device=resolve_device(args.device), **_train_overrides(args),
     )  # fmt: skip
     figures = suite_figures(args.out, [record], [Path(args.out)])
@@ -177,7 +186,7 @@ def _suite(args: argparse.Namespace) -> int:
         args.out,
         args.tasks,
         args.archs,
-        _seeds(args.seeds),
+        _seeds(args),
         not args.no_progress,
         device=resolve_device(args.device),
         heads=args.heads,
@@ -199,7 +208,7 @@ def _efficiency(args: argparse.Namespace) -> int:
 
     _refuse_paper_sampling_flag(args)
     curves = run_efficiency(
-        args.task, args.out, args.fractions, args.archs, _seeds(args.seeds), not args.no_progress,
+        args.task, args.out, args.fractions, args.archs, _seeds(args), not args.no_progress,
         device=resolve_device(args.device), samplings=args.samplings, results_dir=args.results,
         exponents=args.exponents, **_train_overrides(args),
     )  # fmt: skip
@@ -221,9 +230,14 @@ def _efficiency(args: argparse.Namespace) -> int:
 
 def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
     parser.add_argument("--out", required=True, help="output directory (finished runs in it are reused)")
-    parser.add_argument(
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument(
         "--seeds", type=int, default=seeds, help=f"the first N of the paper's 20 seeds (default {seeds})"
     )
+    chosen.add_argument(
+        "--seed-list", type=int, nargs="+", metavar="SEED",
+        help="train these seeds instead of the paper's (e.g. more seeds for a control)",
+    )  # fmt: skip
     group = parser.add_argument_group("training (default: the official protocol)")
     group.add_argument(
         "--epochs", type=int, help="epochs (default 7000; 10000 for the permutation transformer)"

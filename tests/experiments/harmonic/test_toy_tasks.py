@@ -146,6 +146,25 @@ def test_toy_run_command_end_to_end(tmp_path, capsys):
     assert main(["toy", "run", "--task", "modadd", "--seeds", "21", "--out", str(out)]) == 2
 
 
+def test_seed_list_trains_those_seeds_and_refuses_repeats_negatives_and_seeds(tmp_path, capsys):
+    args = ["toy", "run", "--task", "equivalence", "--head", "standard", "--epochs", "2", "--no-progress"]
+    out = tmp_path / "run"
+    assert main([*args, "--seed-list", "1001", "7", "--out", str(out)]) == 0
+    record = json.loads((out / RESULTS_FILE).read_text())
+    assert [s["seed"] for s in record["seeds"]] == [1001, 7]
+    run_config("equivalence", "mlp", "standard", tmp_path / "alone", [7], False, epochs=2)
+    alone = json.loads((tmp_path / "alone" / RESULTS_FILE).read_text())
+    assert record["seeds"][1] == alone["seeds"][0]
+    capsys.readouterr()
+    assert main([*args, "--seed-list", "3", "4", "3", "--out", str(tmp_path / "b")]) == 2
+    assert "--seed-list names seeds [3] more than once" in capsys.readouterr().err
+    assert main([*args, "--seed-list", "-1", "--out", str(tmp_path / "c")]) == 2
+    assert "--seed-list takes seeds >= 0, got [-1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--seed-list", "3", "--seeds", "2", "--out", str(tmp_path / "d")])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_toy_efficiency_command(tmp_path, capsys):
     argv = [
         "toy",
