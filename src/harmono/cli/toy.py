@@ -37,6 +37,7 @@ from harmono.experiments.harmonic.toy_tables import (
     suite_rows,
 )
 from harmono.experiments.harmonic.toy_tasks import EMBEDDING_REGULARISERS
+from harmono.experiments.harmonic.toy_vs_paper import VS_PAPER_SECTION, vs_paper_markdown
 from harmono.models.toy import ARCHITECTURES, HEADS
 from harmono.report.marked_sections import markers, update_marked_section
 from harmono.report.text_table import format_table
@@ -96,6 +97,7 @@ def _tables(args: argparse.Namespace) -> int:
         EFFICIENCY_SECTION: efficiency_markdown(records),
         CONTROLS_SECTION: efficiency_controls_markdown(records),
         SUITE_CONTROLS_SECTION: suite_controls_markdown(records),
+        VS_PAPER_SECTION: vs_paper_markdown(records),
     }
     if args.dropout_gap is not None:
         from harmono.experiments.harmonic.toy_checkpoint import (

@@ -23,6 +23,7 @@ import numpy as np
 from harmono.analysis.toy_metrics import mean_std, median_range
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS
+from harmono.experiments.harmonic.toy_paper import PAPER_EV_TOP2, PAPER_GROKKING, p_text, paper_comparison
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
     MODEL_NAMES,
@@ -39,24 +40,6 @@ from harmono.experiments.harmonic.toy_tasks import (
     PAPER_SEEDS,
     train_settings,
 )
-
-PAPER_EV_TOP2 = {
-    "lattice": ("90 [89-92]", "100 [100-100]", "76 [68-81]", "100 [99-100]"),
-    "modadd": ("45.5 [35-63]", "100 [51-100]", "60.5 [38-80]", "64 [30-96]"),
-    "equivalence": ("96.5 [86-98]", "80.5 [64-92]", "91.5 [87-97]", "94 [79-97]"),
-    "genealogy": ("29 [27-32]", "51 [41-60]", "26 [24-27]", "39 [34-46]"),
-    "permutation": ("38.5 [32-46]", "37.5 [27-86]", "32.5 [29-41]", "37 [27-42]"),
-}
-"""Top-2 EV (%) per seed, median [min-max] over 20 seeds, in ``SUITE_ORDER`` (the paper's Fig. 7)."""
-
-PAPER_GROKKING = {
-    "lattice": ("12→12", "10→10", "412→716", "488→679 (18/20)"),
-    "modadd": ("68→1032", "307→308", "486→781 (19/20)", "test 4172 (8/20)"),
-    "equivalence": ("70→73", "47→59", "56→61", "1568→1617 (19/20)"),
-    "genealogy": ("26→242 (18/20)", "98→298", "71→498 (18/20)", "test 3124 (5/20)"),
-    "permutation": ("95→2861 (14/20)", "913→1049 (18/20)", "test 5398 (11/20)", "- (0/20)"),
-}
-"""Median epoch train > 0.9 -> test > 0.9 (seeds reaching test > 0.9), in ``SUITE_ORDER`` (the paper's)."""
 
 
 def _percent_range(values: list[float]) -> str:
@@ -243,7 +226,9 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     "pending" if it has not run), then each control. A task used whole
     shows its leak-free runs only (its paper-sampling runs are the same).
     Columns: grokking (median epoch train > 0.9 -> test > 0.9), final
-    train and test accuracy (mean ± std over seeds), the paper's grokking.
+    train and test accuracy (mean ± std over seeds), the p-values of
+    :func:`~harmono.experiments.harmonic.toy_paper.paper_comparison` (the
+    test epochs; the seeds that got there), the paper's grokking.
     """
     main = {_suite_key(r): r for r in records if is_official(r)}
     controls: dict[tuple[str, str, str, str], list[tuple[str, dict]]] = {}
@@ -255,14 +240,16 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     for key in sorted(controls, key=lambda k: (TASKS.index(k[0]), model_label(*k[1:]))):
         paper = PAPER_GROKKING[key[0]][SUITE_ORDER.index(key[1:3])]
         for setting, record in [(MAIN_SETTING, main.get(key)), *sorted(controls[key], key=lambda c: c[0])]:
-            cells = ["pending"] * 3
+            cells = ["pending"] * 4
             if record is not None:
                 seeds = record["seeds"]
+                test = paper_comparison(*key[:3], seeds)
                 cells = [_grokking_cell(seeds), _mean_std([s["final_train_acc"] for s in seeds]),
-                         _mean_std([s["final_test_acc"] for s in seeds])]  # fmt: skip
+                         _mean_std([s["final_test_acc"] for s in seeds]),
+                         f"{p_text(test.epochs_p)}; {p_text(test.reached_p)}"]  # fmt: skip
             rows.append([key[0], model_label(*key[1:]), setting, *cells, paper])
     headers = ["task", "model", "setting", "epoch train > 0.9 → test > 0.9", "final train accuracy",
-               "final test accuracy", "paper's grokking"]  # fmt: skip
+               "final test accuracy", "p vs the paper: test epochs; seeds", "paper's grokking"]  # fmt: skip
     return (markdown_table(headers, rows) if rows else "No control has run yet.") + "\n"
 
 

@@ -1,0 +1,48 @@
+import re
+
+import numpy as np
+
+from harmono.experiments.harmonic.toy_paper import (
+    PAPER_GROKKING,
+    PAPER_TEST_EPOCHS,
+    p_text,
+    paper_comparison,
+    paper_test_epochs,
+)
+from harmono.experiments.harmonic.toy_suite import SUITE_ORDER
+
+
+def test_the_paper_grokking_cells_agree_with_its_per_seed_test_epochs():
+    """Two transcriptions, the figure's summary and the notebook's lists: the same medians and counts."""
+    for task, cells in PAPER_GROKKING.items():
+        for (arch, head), cell in zip(SUITE_ORDER, cells, strict=True):
+            epochs = paper_test_epochs(task, arch, head)
+            count = re.search(r"\((\d+)/20\)", cell)
+            assert len(epochs) == (int(count.group(1)) if count else 20), (task, arch, head)
+            if epochs:
+                assert re.search(r"(?:→|test )(\d+)", cell).group(1) == f"{np.median(epochs):.0f}", cell
+
+
+def test_the_paper_against_itself_is_no_difference_and_a_slower_copy_is():
+    task, arch, head = "equivalence", "transformer", "harmonic"
+    paper = PAPER_TEST_EPOCHS[task][3]
+    seeds = [{"test_epoch": e} for e in paper] + [{"test_epoch": None}]
+    same = paper_comparison(task, arch, head, seeds)
+    assert same == (19, 20, 19, 1.0, 1.0)
+    slower = paper_comparison(
+        task, arch, head, [{"test_epoch": 3 * e} for e in paper] + [{"test_epoch": None}]
+    )
+    assert slower.epochs_p < 1e-3 and slower.reached_p == 1.0
+    fewer = paper_comparison(task, arch, head, seeds[:5] + [{"test_epoch": None}] * 15)
+    assert fewer.reached_p < 1e-4 and fewer.epochs_p > 0.05  # 5 of 20 against 19 of 20, alike epochs
+
+
+def test_no_seed_that_got_there_leaves_no_epoch_test_but_counts_the_seeds():
+    result = paper_comparison("permutation", "transformer", "harmonic", [{"test_epoch": 900}] * 14)
+    assert result.epochs_p is None and result.paper_reached == 0
+    assert result.reached_p < 1e-6  # 14 of 14 against 0 of 20
+    assert paper_comparison("modadd", "mlp", "harmonic", [{"test_epoch": None}] * 3).epochs_p is None
+
+
+def test_p_text():
+    assert [p_text(p) for p in (None, 0.0004, 0.0294, 0.66, 1.0)] == ["-", "<0.001", "0.029", "0.66", "1"]
