@@ -337,7 +337,8 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     tables.add_argument(
         "--write", nargs="+", type=Path,
         help="files whose toy-tables, toy-exponents, toy-efficiency, toy-efficiency-controls, "
-        "toy-suite-controls (and toy-dropout-gap, toy-dropout-sites) markers to fill (default: print)",
+        "toy-suite-controls, toy-vs-paper (and toy-dropout-gap, toy-dropout-sites) markers to fill "
+        "(default: print)",
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.add_argument(

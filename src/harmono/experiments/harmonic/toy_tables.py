@@ -7,7 +7,8 @@ table per sampling, with "pending" where a configuration has not run;
 ``harmono toy tables`` writes it into the README and the docs between the
 markers of the section ``toy-tables``, and the exponent sweep, the
 data-efficiency curves, their controls and the suite's controls into
-sections of their own.
+sections of their own (and each cell tested against the paper's seeds,
+:mod:`harmono.experiments.harmonic.toy_vs_paper`).
 """
 
 from __future__ import annotations
