@@ -145,15 +145,24 @@ def read_results(results_dir: str | Path) -> list[dict]:
     return records
 
 
-def _official_training(record: dict, **overrides: object) -> bool:
-    """Whether a record trained on the 20 official seeds by the official protocol, its sampling aside.
+def _protocol(record: dict, **overrides: object) -> bool:
+    """Whether a record trained by the official protocol, its sampling and seeds aside.
 
     ``overrides`` (training fields) are applied to the protocol first.
     """
     _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"], **overrides)
     wanted = {**asdict(train), "paper_sampling": record["train"]["paper_sampling"]}
-    seeds = [s["seed"] for s in record["seeds"]]
-    return train_settings(record["train"]) == wanted and seeds == list(PAPER_SEEDS)
+    return train_settings(record["train"]) == wanted
+
+
+def on_paper_seeds(record: dict) -> bool:
+    """Whether a record trained the paper's 20 seeds."""
+    return [s["seed"] for s in record["seeds"]] == list(PAPER_SEEDS)
+
+
+def _official_training(record: dict, **overrides: object) -> bool:
+    """Whether a record trained on the 20 official seeds by the official protocol (``overrides`` applied)."""
+    return _protocol(record, **overrides) and on_paper_seeds(record)
 
 
 def is_official(record: dict) -> bool:
@@ -205,19 +214,27 @@ def _suite_key(record: dict) -> tuple[str, str, str, str]:
     return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
 
 
-def _control_setting(record: dict) -> str | None:
-    """The ``SUITE_CONTROLS`` label of a record that is a suite cell but for such settings; else None."""
-    if record["model"]["exponent"] != DEFAULT_EXPONENT or _official_training(record):
+def protocol_label(record: dict) -> str | None:
+    """What a record trained with, whatever its seeds: ``MAIN_SETTING``, a ``SUITE_CONTROLS`` label, or None.
+
+    None for another exponent or settings that no control lists.
+    """
+    if record["model"]["exponent"] != DEFAULT_EXPONENT:
         return None
-    for overrides, label in SUITE_CONTROLS:
-        if _official_training(record, **overrides):
-            return label
-    return None
+    if _protocol(record):
+        return MAIN_SETTING
+    return next((label for overrides, label in SUITE_CONTROLS if _protocol(record, **overrides)), None)
 
 
 def setting_label(record: dict) -> str | None:
     """``MAIN_SETTING`` for a suite cell, its ``SUITE_CONTROLS`` label for a control of one, else None."""
-    return MAIN_SETTING if is_official(record) else _control_setting(record)
+    return protocol_label(record) if on_paper_seeds(record) else None
+
+
+def _control_setting(record: dict) -> str | None:
+    """The ``SUITE_CONTROLS`` label of a record that is a suite cell but for such settings; else None."""
+    label = setting_label(record)
+    return None if label == MAIN_SETTING else label
 
 
 def suite_controls_markdown(records: Sequence[dict]) -> str:

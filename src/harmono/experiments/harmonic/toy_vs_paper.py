@@ -4,7 +4,9 @@
 ``toy-vs-paper``: per task and model, the paper's median test epoch and
 seed count beside harmono's on each sampling, with the two p-values of
 :func:`~harmono.experiments.harmonic.toy_paper.paper_comparison` (the test
-epochs of the seeds that generalised; how many did).
+epochs of the seeds that generalised; how many did). Below it, a
+configuration also trained on other seeds than the paper's (``toy suite
+--seed-list``) is tested alone and pooled with its 20-seed record.
 """
 
 from __future__ import annotations
@@ -15,8 +17,20 @@ import numpy as np
 
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_paper import p_text, paper_comparison, paper_test_epochs
-from harmono.experiments.harmonic.toy_suite import MODEL_NAMES, SAMPLINGS, SUITE_ORDER, record_sampling
-from harmono.experiments.harmonic.toy_tables import is_official, markdown_table
+from harmono.experiments.harmonic.toy_suite import (
+    MODEL_NAMES,
+    SAMPLINGS,
+    SUITE_ORDER,
+    model_label,
+    record_sampling,
+)
+from harmono.experiments.harmonic.toy_tables import (
+    is_official,
+    markdown_table,
+    on_paper_seeds,
+    protocol_label,
+    setting_label,
+)
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 
 VS_PAPER_SECTION = "toy-vs-paper"
@@ -36,11 +50,7 @@ def vs_paper_markdown(records: Sequence[dict]) -> str:
     per sampling, harmono's, then ``p`` as "test epochs; seeds", both
     two-sided. "pending" where a cell has not run.
     """
-    cells = {
-        (r["task"], r["model"]["arch"], r["model"]["head"], record_sampling(r)): r["seeds"]
-        for r in records
-        if is_official(r)
-    }
+    cells = {_key(r): r["seeds"] for r in records if is_official(r)}
     rows = []
     for task in TASKS:
         for arch, head in SUITE_ORDER:
@@ -54,14 +64,49 @@ def vs_paper_markdown(records: Sequence[dict]) -> str:
                 if seeds is None:
                     row += ["pending", "pending"]
                     continue
-                test = paper_comparison(task, arch, head, seeds)
-                reached = [s["test_epoch"] for s in seeds if s["test_epoch"] is not None]
-                row += [
-                    _epoch_cell(reached, len(seeds)),
-                    f"{p_text(test.epochs_p)}; {p_text(test.reached_p)}",
-                ]
+                row += _tested_cells(task, arch, head, seeds)
             rows.append(row)
     headers = ["task", "model", "the paper"]
     for sampling in SAMPLINGS:
         headers += [f"harmono, {sampling} sampling" if sampling == "paper" else f"harmono, {sampling}", "p"]
-    return markdown_table(headers, rows) + "\n"
+    return markdown_table(headers, rows) + "\n" + _more_seeds_markdown(records)
+
+
+def _key(record: dict) -> tuple[str, str, str, str]:
+    return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
+
+
+def _tested_cells(task: str, arch: str, head: str, seeds: Sequence[dict]) -> list[str]:
+    """The median test epoch of the seeds that got there, and ``p`` ("test epochs; seeds")."""
+    test = paper_comparison(task, arch, head, seeds)
+    reached = [s["test_epoch"] for s in seeds if s["test_epoch"] is not None]
+    return [_epoch_cell(reached, len(seeds)), f"{p_text(test.epochs_p)}; {p_text(test.reached_p)}"]
+
+
+def _tested_row(key: tuple[str, str, str, str], setting: str, which: str, seeds: list[dict]) -> list[str]:
+    return [key[0], model_label(*key[1:]), setting, which, *_tested_cells(*key[:3], seeds)]
+
+
+def _more_seeds_markdown(records: Sequence[dict]) -> str:
+    """Records of the protocol or a control of it on none of the paper's seeds, alone and pooled; or ""."""
+    twenty = {(_key(r), setting_label(r)): r["seeds"] for r in records if on_paper_seeds(r)}
+    rows = []
+    for record in records:
+        setting, seeds = protocol_label(record), record["seeds"]
+        numbers = [s["seed"] for s in seeds]
+        if setting is None or set(numbers) & set(PAPER_SEEDS):  # a subset of the paper's seeds is no more
+            continue
+        key = _key(record)
+        rows.append(_tested_row(key, setting, f"{len(seeds)} others ({min(numbers)}-{max(numbers)})", seeds))
+        base = twenty.get((key, setting))
+        if base is not None:
+            rows.append(
+                _tested_row(key, setting, f"with the paper's 20 ({len(seeds) + len(base)})", base + seeds)
+            )
+    if not rows:
+        return ""
+    headers = ["task", "model", "setting", "seeds", "harmono", "p"]
+    title = (
+        "\n**More seeds**: configurations also trained on seeds other than the paper's, alone and pooled.\n\n"
+    )
+    return title + markdown_table(headers, rows) + "\n"
