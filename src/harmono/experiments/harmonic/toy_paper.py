@@ -103,6 +103,11 @@ class PaperComparison(NamedTuple):
     reached_p: float
     """Fisher's exact p of how many seeds got there, of how many."""
 
+    @property
+    def p_cell(self) -> str:
+        """Both p-values for a table: ``"<test epochs>; <seeds>"``."""
+        return f"{p_text(self.epochs_p)}; {p_text(self.reached_p)}"
+
 
 def paper_test_epochs(task: str, arch: str, head: str) -> tuple[int, ...]:
     """The paper's test epochs of one configuration (its seeds that generalised)."""

@@ -24,7 +24,7 @@ import numpy as np
 from harmono.analysis.toy_metrics import mean_std, median_range
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS
-from harmono.experiments.harmonic.toy_paper import PAPER_EV_TOP2, PAPER_GROKKING, p_text, paper_comparison
+from harmono.experiments.harmonic.toy_paper import PAPER_EV_TOP2, PAPER_GROKKING, paper_comparison
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
     MODEL_NAMES,
@@ -261,10 +261,9 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
             cells = ["pending"] * 4
             if record is not None:
                 seeds = record["seeds"]
-                test = paper_comparison(*key[:3], seeds)
                 cells = [_grokking_cell(seeds), _mean_std([s["final_train_acc"] for s in seeds]),
                          _mean_std([s["final_test_acc"] for s in seeds]),
-                         f"{p_text(test.epochs_p)}; {p_text(test.reached_p)}"]  # fmt: skip
+                         paper_comparison(*key[:3], seeds).p_cell]  # fmt: skip
             rows.append([key[0], model_label(*key[1:]), setting, *cells, paper])
     headers = ["task", "model", "setting", "epoch train > 0.9 → test > 0.9", "final train accuracy",
                "final test accuracy", "p vs the paper: test epochs; seeds", "paper's grokking"]  # fmt: skip

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from harmono.data.toy import TASKS
-from harmono.experiments.harmonic.toy_paper import p_text, paper_comparison, paper_test_epochs
+from harmono.experiments.harmonic.toy_paper import paper_comparison, paper_test_epochs
 from harmono.experiments.harmonic.toy_suite import (
     MODEL_NAMES,
     SAMPLINGS,
@@ -78,9 +78,8 @@ def _key(record: dict) -> tuple[str, str, str, str]:
 
 def _tested_cells(task: str, arch: str, head: str, seeds: Sequence[dict]) -> list[str]:
     """The median test epoch of the seeds that got there, and ``p`` ("test epochs; seeds")."""
-    test = paper_comparison(task, arch, head, seeds)
     reached = [s["test_epoch"] for s in seeds if s["test_epoch"] is not None]
-    return [_epoch_cell(reached, len(seeds)), f"{p_text(test.epochs_p)}; {p_text(test.reached_p)}"]
+    return [_epoch_cell(reached, len(seeds)), paper_comparison(task, arch, head, seeds).p_cell]
 
 
 def _tested_row(key: tuple[str, str, str, str], setting: str, which: str, seeds: list[dict]) -> list[str]:
