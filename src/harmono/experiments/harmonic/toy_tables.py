@@ -243,8 +243,9 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     Rows: per cell with a control, the main record (harmono's settings;
     "pending" if it has not run), then each control. A task used whole
     shows its leak-free runs only (its paper-sampling runs are the same).
-    Columns: grokking (median epoch train > 0.9 -> test > 0.9), final
-    train and test accuracy (mean ± std over seeds), the p-values of
+    Columns: top-2 EV (%, median [min-max]), grokking (median epoch
+    train > 0.9 -> test > 0.9), final train and test accuracy (mean ± std
+    over seeds), the p-values of
     :func:`~harmono.experiments.harmonic.toy_paper.paper_comparison` (the
     test epochs; the seeds that got there), the paper's grokking.
     """
@@ -258,15 +259,17 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     for key in sorted(controls, key=lambda k: (TASKS.index(k[0]), model_label(*k[1:]))):
         paper = PAPER_GROKKING[key[0]][SUITE_ORDER.index(key[1:3])]
         for setting, record in [(MAIN_SETTING, main.get(key)), *sorted(controls[key], key=lambda c: c[0])]:
-            cells = ["pending"] * 4
+            cells = ["pending"] * 5
             if record is not None:
                 seeds = record["seeds"]
-                cells = [_grokking_cell(seeds), _mean_std([s["final_train_acc"] for s in seeds]),
+                cells = [_percent_range([s["ev_top2"] for s in seeds]), _grokking_cell(seeds),
+                         _mean_std([s["final_train_acc"] for s in seeds]),
                          _mean_std([s["final_test_acc"] for s in seeds]),
                          paper_comparison(*key[:3], seeds).p_cell]  # fmt: skip
             rows.append([key[0], model_label(*key[1:]), setting, *cells, paper])
-    headers = ["task", "model", "setting", "epoch train > 0.9 → test > 0.9", "final train accuracy",
-               "final test accuracy", "p vs the paper: test epochs; seeds", "paper's grokking"]  # fmt: skip
+    headers = ["task", "model", "setting", "top-2 EV %", "epoch train > 0.9 → test > 0.9",
+               "final train accuracy", "final test accuracy", "p vs the paper: test epochs; seeds",
+               "paper's grokking"]  # fmt: skip
     return (markdown_table(headers, rows) if rows else "No control has run yet.") + "\n"
 
 

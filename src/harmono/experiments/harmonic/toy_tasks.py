@@ -10,6 +10,9 @@ lr 2e-3, batch 32 shuffled, weight decay 0.01 (MLP) or 0.005
 the embedding regulariser ``0.01 * mean_j sqrt(mean_i E_ij^2)`` (named
 ``"rms"``; it favours few active dimensions, which raises the EV of both
 heads) on the input embedding. ``"l2"`` is the plain ``0.01 * mean E^2``.
+The official code's MLPs (tied embeddings) take that penalty of a detached
+tensor, so in effect they train without it (``"none"``); harmono applies
+it to both architectures, as the paper's text says.
 After every epoch the accuracy on the whole train and test sets is
 measured with dropout off (the official code, which never puts its
 transformers in eval mode, measured it with dropout on:
