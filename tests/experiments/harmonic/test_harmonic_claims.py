@@ -10,8 +10,14 @@ from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 from harmono.report.marked_sections import markers
 
 
-def _suite_record(task, head, paper, ev, grokking, fraction=None, seeds=PAPER_SEEDS, accuracy=1.0):
-    overrides = {"paper_sampling": paper, **({"train_fraction": fraction} if fraction else {})}
+def _suite_record(
+    task, head, paper, ev, grokking, fraction=None, seeds=PAPER_SEEDS, accuracy=1.0, **train_overrides
+):
+    overrides = {
+        "paper_sampling": paper,
+        **({"train_fraction": fraction} if fraction else {}),
+        **train_overrides,
+    }
     model, train = paper_configs(task, "mlp", head, **overrides)
     return {
         "task": task,
@@ -42,7 +48,7 @@ def _row(rows, start):
 
 def test_claims_are_pending_without_results(tmp_path):
     headers, rows = claim_rows(tmp_path)
-    assert headers[-1] == "holds" and len(rows) == 8
+    assert headers[-1] == "holds" and len(rows) == 10
     assert all(row[-1] == "pending" for row in rows)
 
 
@@ -60,6 +66,23 @@ def test_compression_and_grokking_claims_follow_the_rule(tmp_path):
     # harmonic gap 2 both times; standard gap -10 (leak-free: no grokking at all) and 930 (paper)
     assert grokking[2] == "leak-free: 2 vs -10; paper: 2 vs 930" and grokking[-1] == "mixed"
     assert _row(rows, "harmonic representations are more compressed: lattice")[-1] == "pending"
+
+
+def test_the_control_without_the_regulariser_is_judged_on_its_own_records(tmp_path):
+    records = [
+        _suite_record("modadd", "harmonic", True, 1.0, (300, 302), embedding_reg="none"),
+        _suite_record("modadd", "standard", True, 0.4, (70, 1400), embedding_reg="none"),
+        _suite_record("modadd", "standard", True, 0.5, (70, 80)),  # the main cell, alone: its rows wait
+    ]
+    _write(tmp_path / "toy" / "controls" / "mlp-no-embedding-reg", records)
+    _, rows = claim_rows(tmp_path)
+    compressed = _row(rows, "harmonic representations are more compressed: modadd, MLP, the control")
+    assert compressed[2] == "paper: 100 [100-100] vs 40 [40-40]" and compressed[-1] == "yes"
+    assert "--embedding-reg none" in compressed[3]
+    grokking = _row(rows, "harmonic models grok less: modadd, MLP, the control")
+    assert grokking[2] == "paper: 2 vs 1330" and grokking[-1] == "yes"
+    main_rows = [r for r in rows if r[0].startswith("harmonic models grok less: modadd, MLP, median")]
+    assert main_rows[0][2] == "leak-free: pending; paper: pending" and main_rows[0][-1] == "pending"
 
 
 def test_data_efficiency_and_gpt_claims(tmp_path, capsys):
