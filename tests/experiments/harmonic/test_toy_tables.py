@@ -242,7 +242,7 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     ]  # two settings changed that no control lists, none, or another value  # fmt: skip
     controls = [genealogy, decay, no_reg, main, control, twin, longer, longer_noisy, paper_text, no_decay]
     text = suite_controls_markdown([*controls, *not_controls])
-    harmono = "harmono (the official code's protocol, dropout off at evaluation)"
+    harmono = "harmono's default (the regulariser on, dropout off at evaluation)"
     assert text.splitlines()[2:] == [
         f"| genealogy | standard transformer, paper sampling | {harmono} | pending | pending | pending "
         "| pending | pending | 71→498 (18/20) |",
@@ -270,3 +270,16 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     ]
     assert results_markdown([main, control, decay]) == results_markdown([main])  # controls are no main cells
     assert suite_controls_markdown([main, *not_controls]) == "No control has run yet.\n"
+
+
+def test_a_control_of_a_task_used_whole_shows_once_whichever_twin_ran():
+    main = _record("permutation", "mlp", "standard", [0.3] * 20, [(100, 1200)] * 20)
+    paper_twin = _record("permutation", "mlp", "standard", [0.4] * 20, [(100, 1700)] * 20,
+                         paper_sampling=True, embedding_reg="none")  # fmt: skip
+    leak_free_twin = dict(paper_twin, train={**paper_twin["train"], "paper_sampling": False})
+    rows = suite_controls_markdown([main, paper_twin]).splitlines()[2:]
+    assert [row.split(" | ")[1:4] for row in rows] == [
+        ["standard MLP", "harmono's default (the regulariser on, dropout off at evaluation)", "30 [30-30]"],
+        ["standard MLP", "no embedding regulariser", "40 [40-40]"],
+    ]
+    assert suite_controls_markdown([main, paper_twin, leak_free_twin]).splitlines()[2:] == rows
