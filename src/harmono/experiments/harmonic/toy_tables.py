@@ -210,7 +210,8 @@ def results_markdown(records: Sequence[dict]) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _suite_key(record: dict) -> tuple[str, str, str, str]:
+def suite_key(record: dict) -> tuple[str, str, str, str]:
+    """A record's cell: task, architecture, head, sampling."""
     return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
 
 
@@ -249,10 +250,10 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     :func:`~harmono.experiments.harmonic.toy_paper.paper_comparison` (the
     test epochs; the seeds that got there), the paper's grokking.
     """
-    main = {_suite_key(r): r for r in records if is_official(r)}
+    main = {suite_key(r): r for r in records if is_official(r)}
     controls: dict[tuple[str, str, str, str], dict[str, dict]] = {}
     for record in records:
-        key, setting = _suite_key(record), _control_setting(record)
+        key, setting = suite_key(record), _control_setting(record)
         if setting is None:
             continue
         if is_sampling_twin(record):  # the models of its leak-free twin: shown as that one

@@ -22,7 +22,6 @@ from harmono.experiments.harmonic.toy_suite import (
     SAMPLINGS,
     SUITE_ORDER,
     model_label,
-    record_sampling,
 )
 from harmono.experiments.harmonic.toy_tables import (
     is_official,
@@ -30,6 +29,7 @@ from harmono.experiments.harmonic.toy_tables import (
     on_paper_seeds,
     protocol_label,
     setting_label,
+    suite_key,
 )
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 
@@ -50,7 +50,7 @@ def vs_paper_markdown(records: Sequence[dict]) -> str:
     per sampling, harmono's, then ``p`` as "test epochs; seeds", both
     two-sided. "pending" where a cell has not run.
     """
-    cells = {_key(r): r["seeds"] for r in records if is_official(r)}
+    cells = {suite_key(r): r["seeds"] for r in records if is_official(r)}
     rows = []
     for task in TASKS:
         for arch, head in SUITE_ORDER:
@@ -72,10 +72,6 @@ def vs_paper_markdown(records: Sequence[dict]) -> str:
     return markdown_table(headers, rows) + "\n" + _more_seeds_markdown(records)
 
 
-def _key(record: dict) -> tuple[str, str, str, str]:
-    return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
-
-
 def _tested_cells(task: str, arch: str, head: str, seeds: Sequence[dict]) -> list[str]:
     """The median test epoch of the seeds that got there, and ``p`` ("test epochs; seeds")."""
     reached = [s["test_epoch"] for s in seeds if s["test_epoch"] is not None]
@@ -88,14 +84,14 @@ def _tested_row(key: tuple[str, str, str, str], setting: str, which: str, seeds:
 
 def _more_seeds_markdown(records: Sequence[dict]) -> str:
     """Records of the protocol or a control of it on none of the paper's seeds, alone and pooled; or ""."""
-    twenty = {(_key(r), setting_label(r)): r["seeds"] for r in records if on_paper_seeds(r)}
+    twenty = {(suite_key(r), setting_label(r)): r["seeds"] for r in records if on_paper_seeds(r)}
     rows = []
     for record in records:
         setting, seeds = protocol_label(record), record["seeds"]
         numbers = [s["seed"] for s in seeds]
         if setting is None or set(numbers) & set(PAPER_SEEDS):  # a subset of the paper's seeds is no more
             continue
-        key = _key(record)
+        key = suite_key(record)
         rows.append(_tested_row(key, setting, f"{len(seeds)} others ({min(numbers)}-{max(numbers)})", seeds))
         base = twenty.get((key, setting))
         if base is not None:
