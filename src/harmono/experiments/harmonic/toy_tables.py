@@ -232,12 +232,6 @@ def setting_label(record: dict) -> str | None:
     return protocol_label(record) if on_paper_seeds(record) else None
 
 
-def _control_setting(record: dict) -> str | None:
-    """The ``SUITE_CONTROLS`` label of a record that is a suite cell but for such settings; else None."""
-    label = setting_label(record)
-    return None if label == MAIN_SETTING else label
-
-
 def suite_controls_markdown(records: Sequence[dict]) -> str:
     """Each suite cell rerun with the settings of one of ``SUITE_CONTROLS`` changed, beneath the cell itself.
 
@@ -253,8 +247,8 @@ def suite_controls_markdown(records: Sequence[dict]) -> str:
     main = {suite_key(r): r for r in records if is_official(r)}
     controls: dict[tuple[str, str, str, str], dict[str, dict]] = {}
     for record in records:
-        key, setting = suite_key(record), _control_setting(record)
-        if setting is None:
+        key, setting = suite_key(record), setting_label(record)
+        if setting in (None, MAIN_SETTING):  # not a control of a suite cell
             continue
         if is_sampling_twin(record):  # the models of its leak-free twin: shown as that one
             key = (*key[:3], "leak-free")
