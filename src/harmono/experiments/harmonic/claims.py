@@ -17,7 +17,7 @@ import numpy as np
 from harmono.analysis.toy_metrics import median_range
 from harmono.core.io import read_json
 from harmono.experiments.harmonic import gpt_summary, toy_tables
-from harmono.experiments.harmonic.toy_suite import model_label, record_sampling
+from harmono.experiments.harmonic.toy_suite import model_label
 
 SUITE_COMMAND = "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy`"
 EFFICIENCY_COMMAND = (
@@ -59,23 +59,31 @@ PARALLELOGRAM_FILE = Path("gpt-analysis") / "parallelograms.json"
 def _suite(records: Sequence[dict], task: str, head: str, sampling: str, setting: str) -> dict | None:
     """The 20-seed MLP record of a task, head and sampling trained with ``setting`` (a setting label)."""
     for record in records:
-        model = record["model"]
-        key = (record["task"], model["arch"], model["head"], record_sampling(record))
-        if key == (task, "mlp", head, sampling) and toy_tables.setting_label(record) == setting:
-            return record
+        if toy_tables.suite_key(record) == (task, "mlp", head, sampling):
+            if toy_tables.setting_label(record) == setting:
+                return record
     return None
 
 
+def _protocol(no_reg: bool) -> tuple[str, str, tuple[str, ...]]:
+    """The setting label the claim's records carry, the command that makes them, and their samplings.
+
+    The regulariser control runs the paper's sampling only.
+    """
+    if no_reg:
+        return NO_REG_SETTING, NO_REG_COMMAND, ("paper",)
+    return toy_tables.MAIN_SETTING, SUITE_COMMAND, ("leak-free", "paper")
+
+
 def _compare_suites(
-    records: Sequence[dict], task: str, judge, setting: str = toy_tables.MAIN_SETTING
+    records: Sequence[dict], task: str, judge, setting: str, samplings: Sequence[str]
 ) -> tuple[list[str], list[bool]]:
     """Per sampling: ``judge([harmonic, standard record]) -> (cell, holds)``; "pending" if one is missing.
 
-    ``setting`` picks the records (:func:`toy_tables.setting_label`); the
-    regulariser control runs the paper's sampling only.
+    ``setting`` picks the records (:func:`toy_tables.setting_label`).
     """
     cells, verdicts = [], []
-    for sampling in ("leak-free", "paper") if setting == toy_tables.MAIN_SETTING else ("paper",):
+    for sampling in samplings:
         pair = [_suite(records, task, head, sampling, setting) for head in ("harmonic", "standard")]
         if None in pair:
             cells.append(f"{sampling}: pending")
@@ -96,15 +104,15 @@ def _ev_row(records: Sequence[dict], task: str, no_reg: bool = False) -> list[st
         cell = " vs ".join(f"{m:.3g} [{lo:.0f}-{hi:.0f}]" for m, lo, hi in medians)
         return cell, medians[0][0] > medians[1][0]
 
-    setting = NO_REG_SETTING if no_reg else toy_tables.MAIN_SETTING
-    cells, verdicts = _compare_suites(records, task, judge, setting)
+    setting, command, samplings = _protocol(no_reg)
+    cells, verdicts = _compare_suites(records, task, judge, setting, samplings)
     return [
         f"harmonic representations are more compressed: {task}, MLP{_control_words(no_reg)}, top-2 EV % "
         "(median [min-max], 20 seeds), harmonic vs standard",
         " vs ".join(PAPER_EV[task]),
         "; ".join(cells),
-        NO_REG_COMMAND if no_reg else SUITE_COMMAND,
-        _verdict(verdicts, 1 if no_reg else 2),
+        command,
+        _verdict(verdicts, len(samplings)),
     ]
 
 
@@ -169,15 +177,15 @@ def _grokking_row(records: Sequence[dict], task: str, no_reg: bool = False) -> l
         cell = " vs ".join("-" if g is None else f"{g:.0f}" for g in gaps)
         return cell, None not in gaps and gaps[0] < gaps[1]
 
-    setting = NO_REG_SETTING if no_reg else toy_tables.MAIN_SETTING
-    cells, verdicts = _compare_suites(records, task, judge, setting)
+    setting, command, samplings = _protocol(no_reg)
+    cells, verdicts = _compare_suites(records, task, judge, setting, samplings)
     return [
         f"harmonic models grok less: {task}, MLP{_control_words(no_reg)}, median epochs from train > 0.9 "
         "to test > 0.9 (seeds that got there), harmonic vs standard",
         " vs ".join(f"{g}" for g in PAPER_GROKKING_GAP[task]),
         "; ".join(cells),
-        NO_REG_COMMAND if no_reg else SUITE_COMMAND,
-        _verdict(verdicts, 1 if no_reg else 2),
+        command,
+        _verdict(verdicts, len(samplings)),
     ]
 
 
