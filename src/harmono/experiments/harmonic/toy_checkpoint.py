@@ -27,7 +27,7 @@ from harmono.analysis.toy_metrics import mean_std
 from harmono.core.io import read_json, read_safetensors
 from harmono.data.toy import ToySplit, ToyTask, toy_task
 from harmono.experiments.harmonic.toy_batches import EvaluationSet
-from harmono.experiments.harmonic.toy_suite import model_label, record_sampling
+from harmono.experiments.harmonic.toy_suite import record_label
 from harmono.experiments.harmonic.toy_tables import markdown_table, setting_label
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration, ToyTrainConfig
 from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, configuration_rows, stack_layout
@@ -178,10 +178,10 @@ def _mean_std_count(values: list[float], bar: float) -> str:
 
 def _configuration_cells(report: dict, configuration: dict) -> list[str]:
     """Task, model, setting (suite cell, which suite control, or neither) and epoch of one configuration."""
-    model, record = configuration["model"], {**configuration, "task": report["task"]}
+    record = {**configuration, "task": report["task"]}
     return [
         report["task"],
-        model_label(model["arch"], model["head"], record_sampling(record), model["exponent"]),
+        record_label(record),
         setting_label(record) or "other settings",
         str(report["epoch"]),
     ]
