@@ -61,7 +61,7 @@ def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
 def _train_overrides(args: argparse.Namespace) -> dict:
     names = (
         "epochs", "batch_size", "lr", "weight_decay", "embedding_reg", "reg_strength", "paper_sampling",
-        "eval_dropout",
+        "eval_dropout", "official_draws",
         "train_fraction",  # only `toy run` has this option
     )  # fmt: skip
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
@@ -159,6 +159,11 @@ def _dropout_gap(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.official_draws and not args.paper_sampling:
+        raise ValueError(
+            "--official-draws replays the official code's draws, which are with replacement: "
+            "add --paper-sampling"
+        )
     overrides = {"exponent": args.exponent} if args.exponent is not None else None
     record = run_config(
         args.task, args.arch, args.head, args.out, _seeds(args), not args.no_progress, overrides,
@@ -179,6 +184,11 @@ def _run(args: argparse.Namespace) -> int:
 def _refuse_paper_sampling_flag(args: argparse.Namespace) -> None:
     if args.paper_sampling:
         raise ValueError("use --samplings paper (or --samplings leak-free paper) here, not --paper-sampling")
+    if args.official_draws and "leak-free" in args.samplings:
+        raise ValueError(
+            "--official-draws replays the official code's draws, which are with replacement: "
+            f"run it with --samplings paper, got --samplings {' '.join(args.samplings)}"
+        )
 
 
 def _suite(args: argparse.Namespace) -> int:
@@ -258,6 +268,11 @@ def _add_common(parser: argparse.ArgumentParser, seeds: int) -> None:
     group.add_argument(
         "--paper-sampling", action="store_true", default=None,
         help="draw examples with replacement as the official code (test examples leak into training)",
+    )  # fmt: skip
+    group.add_argument(
+        "--official-draws", action="store_true", default=None,
+        help="train each seed on the split the official code draws for it (numpy's legacy generator), "
+        "for the paper's seeds the paper's own splits (a control; with paper sampling)",
     )  # fmt: skip
     group.add_argument(
         "--eval-dropout", action="store_true", default=None,

@@ -175,8 +175,13 @@ def toy_task(name: str) -> ToyTask:
     return _BUILDERS[checks.require_choice("task", name, TASKS)]()
 
 
-def _rows(inputs: np.ndarray, labels: np.ndarray) -> set[tuple[int, ...]]:
-    return {(*row, label) for row, label in zip(inputs.tolist(), labels.tolist(), strict=True)}
+def leakage(
+    train_inputs: np.ndarray, train_labels: np.ndarray, test_inputs: np.ndarray, test_labels: np.ndarray
+) -> float:
+    """Share of test examples (inputs ``(N, T)`` with their label ``(N,)``) that also occur in training."""
+    seen = {(*row, label) for row, label in zip(train_inputs.tolist(), train_labels.tolist(), strict=True)}
+    pairs = zip(test_inputs.tolist(), test_labels.tolist(), strict=True)
+    return sum((*row, label) in seen for row, label in pairs) / len(test_labels)
 
 
 def split_task(
@@ -229,15 +234,12 @@ def split_task(
             "expected at least one training and one test example"
         )
     train, test = chosen[:n_train], chosen[n_train:]
-    train_rows = _rows(task.inputs[train], task.labels[train])
-    test_inputs, test_labels = task.inputs[test].tolist(), task.labels[test].tolist()
-    leaked = sum((*row, label) in train_rows for row, label in zip(test_inputs, test_labels, strict=True))
     return ToySplit(
         task.inputs[train],
         task.labels[train],
         task.inputs[test],
         task.labels[test],
-        leaked / len(test),
+        leakage(task.inputs[train], task.labels[train], task.inputs[test], task.labels[test]),
         train.astype(np.int64),
         test.astype(np.int64),
     )

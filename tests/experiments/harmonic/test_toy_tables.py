@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from harmono.cli import main
+from harmono.experiments.harmonic.toy_protocols import is_official
 from harmono.experiments.harmonic.toy_suite import paper_configs
 from harmono.experiments.harmonic.toy_tables import (
     EXPONENT_SWEEP,
@@ -15,7 +16,6 @@ from harmono.experiments.harmonic.toy_tables import (
     efficiency_curves,
     efficiency_markdown,
     exponent_markdown,
-    is_official,
     read_results,
     results_markdown,
     suite_controls_markdown,

@@ -11,6 +11,7 @@ from harmono.data.toy import toy_task
 from harmono.experiments.harmonic.toy_suite import (
     CURVES_FILE,
     RESULTS_FILE,
+    is_sampling_twin,
     load_run,
     paper_configs,
     run_config,
@@ -69,6 +70,10 @@ def test_train_config_and_task_mismatch_errors():
         ToyTrainConfig(embedding_reg="l1")
     with pytest.raises(ValueError, match=r"train_fraction must be in \(0, 1\), got 0.0"):
         ToyTrainConfig(train_fraction=0.0)
+    with pytest.raises(
+        ValueError, match="official_draws .* needs paper_sampling=True, got paper_sampling=False"
+    ):
+        ToyTrainConfig(official_draws=True)
     model, train = paper_configs("modadd", "mlp", "harmonic")
     with pytest.raises(ValueError, match=r"vocab_size 31 and seq_len 2, task 'lattice' has 25 and 3"):
         train_toy_seeds(toy_task("lattice"), model, train, (0,), progress=False)
@@ -272,3 +277,37 @@ def test_suite_and_efficiency_take_the_sampling_from_samplings_only(tmp_path, ca
         assert main(argv) == 2
         assert "use --samplings paper" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_official_draws_are_refused_without_paper_sampling(tmp_path, capsys):
+    for command in (["suite", "--tasks", "genealogy"], ["efficiency", "--task", "genealogy"]):
+        argv = ["toy", *command, "--out", str(tmp_path), "--official-draws", "--epochs", "1", "--no-progress"]
+        assert main(argv) == 2
+        assert "run it with --samplings paper, got --samplings leak-free" in capsys.readouterr().err
+    argv = [
+        "toy",
+        "run",
+        "--task",
+        "modadd",
+        "--out",
+        str(tmp_path / "run"),
+        "--official-draws",
+        "--epochs",
+        "1",
+    ]
+    assert main(argv) == 2
+    assert "add --paper-sampling" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_official_draws_of_a_task_used_whole_train_on_their_own_split(tmp_path):
+    # the permutation group's official split is not harmono's leak-free one, so it is no sampling twin
+    leak_free, official = (
+        run_suite(tmp_path / name, ["permutation"], ["mlp"], (0,), False, heads=["harmonic"],
+                  samplings=[sampling], epochs=1, **extra)[0]
+        for name, sampling, extra in (("a", "leak-free", {}), ("b", "paper", {"official_draws": True}))
+    )  # fmt: skip
+    assert official["train"]["official_draws"] and official["train"]["paper_sampling"]
+    assert not is_sampling_twin(official)
+    assert official["seeds"][0]["leakage"] == 0.0
+    assert official["seeds"] != leak_free["seeds"]

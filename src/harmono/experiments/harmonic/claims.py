@@ -16,7 +16,7 @@ import numpy as np
 
 from harmono.analysis.toy_metrics import median_range
 from harmono.core.io import read_json
-from harmono.experiments.harmonic import gpt_summary, toy_tables
+from harmono.experiments.harmonic import gpt_summary, toy_protocols, toy_tables
 from harmono.experiments.harmonic.toy_suite import model_label
 
 SUITE_COMMAND = "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy`"
@@ -34,7 +34,7 @@ NO_REG_COMMAND = (
     "--results results/toy/controls/mlp-no-embedding-reg`"
 )
 NO_REG_SETTING = next(
-    label for change, label in toy_tables.SUITE_CONTROLS if change == {"embedding_reg": "none"}
+    label for change, label in toy_protocols.SUITE_CONTROLS if change == {"embedding_reg": "none"}
 )
 """The label of the control without the regulariser (as the official MLPs train in effect)."""
 GPT_COMMAND = "the exponent sweep in [gpt.md](docs/gpt.md#the-exponent-measured)"
@@ -59,8 +59,8 @@ PARALLELOGRAM_FILE = Path("gpt-analysis") / "parallelograms.json"
 def _suite(records: Sequence[dict], task: str, head: str, sampling: str, setting: str) -> dict | None:
     """The 20-seed MLP record of a task, head and sampling trained with ``setting`` (a setting label)."""
     for record in records:
-        if toy_tables.suite_key(record) == (task, "mlp", head, sampling):
-            if toy_tables.setting_label(record) == setting:
+        if toy_protocols.suite_key(record) == (task, "mlp", head, sampling):
+            if toy_protocols.setting_label(record) == setting:
                 return record
     return None
 
@@ -72,7 +72,7 @@ def _protocol(no_reg: bool) -> tuple[str, str, tuple[str, ...]]:
     """
     if no_reg:
         return NO_REG_SETTING, NO_REG_COMMAND, ("paper",)
-    return toy_tables.MAIN_SETTING, SUITE_COMMAND, ("leak-free", "paper")
+    return toy_protocols.MAIN_SETTING, SUITE_COMMAND, ("leak-free", "paper")
 
 
 def _compare_suites(
@@ -80,7 +80,7 @@ def _compare_suites(
 ) -> tuple[list[str], list[bool]]:
     """Per sampling: ``judge([harmonic, standard record]) -> (cell, holds)``; "pending" if one is missing.
 
-    ``setting`` picks the records (:func:`toy_tables.setting_label`).
+    ``setting`` picks the records (:func:`toy_protocols.setting_label`).
     """
     cells, verdicts = [], []
     for sampling in samplings:

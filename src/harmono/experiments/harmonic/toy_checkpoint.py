@@ -27,10 +27,16 @@ from harmono.analysis.toy_metrics import mean_std
 from harmono.core.io import read_json, read_safetensors
 from harmono.data.toy import ToySplit, ToyTask, toy_task
 from harmono.experiments.harmonic.toy_batches import EvaluationSet
+from harmono.experiments.harmonic.toy_protocols import setting_label
 from harmono.experiments.harmonic.toy_suite import record_label
-from harmono.experiments.harmonic.toy_tables import markdown_table, setting_label
+from harmono.experiments.harmonic.toy_tables import markdown_table
 from harmono.experiments.harmonic.toy_tasks import ToyConfiguration, ToyTrainConfig
-from harmono.experiments.harmonic.toy_training import STACK_LAYOUT, configuration_rows, stack_layout
+from harmono.experiments.harmonic.toy_training import (
+    STACK_LAYOUT,
+    configuration_rows,
+    stack_layout,
+    stack_task,
+)
 from harmono.models.toy import ToyModelConfig
 from harmono.models.toy_stack import DROPOUT_SITES, BatchedToyModel
 
@@ -45,7 +51,7 @@ class StackCheckpoint:
     """The models of a toy stack at a checkpoint, with their task and data."""
 
     task: ToyTask
-    """The task the stack trains on."""
+    """The examples the stack trains on (:func:`~harmono.experiments.harmonic.toy_training.stack_task`)."""
     configurations: tuple[ToyConfiguration, ...]
     """The stack's configurations, in their order."""
     epoch: int
@@ -97,7 +103,9 @@ def load_stack_checkpoint(path: str | Path) -> StackCheckpoint:
     with torch.no_grad():
         model.flat.copy_(flat)
     rows_of = tuple(configuration_rows(configurations, rows))
-    return StackCheckpoint(task, configurations, epoch, model, tuple(members), rows_of, tuple(splits))
+    return StackCheckpoint(
+        stack_task(task, configurations), configurations, epoch, model, tuple(members), rows_of, tuple(splits)
+    )
 
 
 def dropout_gap(path: str | Path, draws: int = 20) -> dict:

@@ -231,15 +231,20 @@ def run_stack(
 
 
 def _sampling_free(task: str, configuration: ToyConfiguration) -> ToyConfiguration:
-    """``configuration`` as it trains: for a task used whole, the sampling is moot (leak-free)."""
-    if task not in WHOLE_TASKS or not configuration.train.paper_sampling:
+    """``configuration`` as it trains: for a task used whole, the sampling is moot (leak-free).
+
+    Not so for the official draws, whose split of a whole task is the official code's own.
+    """
+    train = configuration.train
+    if task not in WHOLE_TASKS or not train.paper_sampling or train.official_draws:
         return configuration
     return replace(configuration, train=replace(configuration.train, paper_sampling=False))
 
 
 def is_sampling_twin(record: dict) -> bool:
     """Whether a record is the paper-sampling run of a task used whole (the models of its leak-free twin)."""
-    return record["task"] in WHOLE_TASKS and record["train"]["paper_sampling"]
+    train = train_settings(record["train"])
+    return record["task"] in WHOLE_TASKS and train["paper_sampling"] and not train["official_draws"]
 
 
 def training_seconds(records: Sequence[dict]) -> float:

@@ -25,6 +25,13 @@ from harmono.analysis.toy_metrics import mean_std, median_range
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS
 from harmono.experiments.harmonic.toy_paper import PAPER_EV_TOP2, PAPER_GROKKING, paper_comparison
+from harmono.experiments.harmonic.toy_protocols import (
+    MAIN_SETTING,
+    is_official,
+    official_training,
+    setting_label,
+    suite_key,
+)
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
     MODEL_NAMES,
@@ -102,21 +109,6 @@ CONTROLS_SECTION = "toy-efficiency-controls"
 """Name of the marked section of the data-efficiency controls."""
 SUITE_CONTROLS_SECTION = "toy-suite-controls"
 """Name of the marked section of the suite cells rerun with the settings of one control changed."""
-SUITE_CONTROLS = (
-    ({"eval_dropout": True}, "dropout on at evaluation (the official code)"),
-    ({"weight_decay": 0.01}, "weight decay 0.01 (the paper's text)"),
-    ({"embedding_reg": "none"}, "no embedding regulariser"),
-    ({"epochs": 10_000}, "10,000 epochs (the paper's text for transformers)"),
-    ({"eval_dropout": True, "epochs": 10_000}, "dropout on at evaluation and 10,000 epochs"),
-    (
-        {"weight_decay": 0.01, "eval_dropout": True, "epochs": 10_000},
-        "the paper's text (weight decay 0.01, 10,000 epochs), dropout on at evaluation",
-    ),
-    ({"weight_decay": 0.0}, "no weight decay"),
-)
-"""The settings a suite control changes: (training fields -> their values, the row's label)."""
-MAIN_SETTING = "harmono's default (the regulariser on, dropout off at evaluation)"
-"""The label of a controlled cell's own row."""
 ACCURACY_BAR = 0.9
 """Test accuracy from which a model counts as having generalised."""
 BUDGETS = (500, 1000, 2000)
@@ -143,31 +135,6 @@ def read_results(results_dir: str | Path) -> list[dict]:
             raise ValueError(f"{path}: not a toy result record ({error!r})") from error
         records.append(record)
     return records
-
-
-def _protocol(record: dict, **overrides: object) -> bool:
-    """Whether a record trained by the official protocol, its sampling and seeds aside.
-
-    ``overrides`` (training fields) are applied to the protocol first.
-    """
-    _, train = paper_configs(record["task"], record["model"]["arch"], record["model"]["head"], **overrides)
-    wanted = {**asdict(train), "paper_sampling": record["train"]["paper_sampling"]}
-    return train_settings(record["train"]) == wanted
-
-
-def on_paper_seeds(record: dict) -> bool:
-    """Whether a record trained the paper's 20 seeds."""
-    return [s["seed"] for s in record["seeds"]] == list(PAPER_SEEDS)
-
-
-def _official_training(record: dict, **overrides: object) -> bool:
-    """Whether a record trained on the 20 official seeds by the official protocol (``overrides`` applied)."""
-    return _protocol(record, **overrides) and on_paper_seeds(record)
-
-
-def is_official(record: dict) -> bool:
-    """Whether a record is one cell of the paper's tables: official protocol, 20 seeds, exponent 2."""
-    return _official_training(record) and record["model"]["exponent"] == DEFAULT_EXPONENT
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -208,28 +175,6 @@ def results_markdown(records: Sequence[dict]) -> str:
                       "not all), the paper's in parentheses.")  # fmt: skip
         blocks.append(markdown_table(*_full_rows(chosen, "grokking")))
     return "\n\n".join(blocks) + "\n"
-
-
-def suite_key(record: dict) -> tuple[str, str, str, str]:
-    """A record's cell: task, architecture, head, sampling."""
-    return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
-
-
-def protocol_label(record: dict) -> str | None:
-    """What a record trained with, whatever its seeds: ``MAIN_SETTING``, a ``SUITE_CONTROLS`` label, or None.
-
-    None for another exponent or settings that no control lists.
-    """
-    if record["model"]["exponent"] != DEFAULT_EXPONENT:
-        return None
-    if _protocol(record):
-        return MAIN_SETTING
-    return next((label for overrides, label in SUITE_CONTROLS if _protocol(record, **overrides)), None)
-
-
-def setting_label(record: dict) -> str | None:
-    """``MAIN_SETTING`` for a suite cell, its ``SUITE_CONTROLS`` label for a control of one, else None."""
-    return protocol_label(record) if on_paper_seeds(record) else None
 
 
 def suite_controls_markdown(records: Sequence[dict]) -> str:
@@ -286,7 +231,7 @@ def exponent_markdown(records: Sequence[dict]) -> str:
     found = {
         (r["task"], record_sampling(r), r["model"]["exponent"]): r
         for r in records
-        if r["model"]["arch"] == "mlp" and r["model"]["head"] == "harmonic" and _official_training(r)
+        if r["model"]["arch"] == "mlp" and r["model"]["head"] == "harmonic" and official_training(r)
     }
     rows = []
     for task, exponents in EXPONENT_SWEEP.items():
@@ -335,7 +280,7 @@ def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[
         _, train = paper_configs(r["task"], arch, r["model"]["head"])
         wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
                   "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
-        if r["model"]["arch"] != arch or train_settings(r["train"]) != wanted or _official_training(r):
+        if r["model"]["arch"] != arch or train_settings(r["train"]) != wanted or official_training(r):
             continue
         model = r["model"]
         curve = _Curve(r["task"], arch, model["head"], record_sampling(r), model["exponent"], len(r["seeds"]))

@@ -16,7 +16,9 @@ it to both architectures, as the paper's text says.
 After every epoch the accuracy on the whole train and test sets is
 measured with dropout off (the official code, which never puts its
 transformers in eval mode, measured it with dropout on:
-``ToyTrainConfig.eval_dropout`` does that, as a control).
+``ToyTrainConfig.eval_dropout`` does that, as a control). harmono draws
+each seed's split with its own generator; ``ToyTrainConfig.official_draws``
+replays the official code's draws instead, as a control.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ EMBEDDING_REGULARISERS = ("rms", "l2", "none")
 PAPER_SEEDS = tuple(int(s) for s in np.linspace(0, 1000, 20))
 """The official 20 seeds: 0, 52, 105, ..., 1000."""
 GROKKING_THRESHOLD, GROKKING_WINDOW = 0.9, 20
-RECORDED_WHEN_SET = {"eval_dropout": False}
+RECORDED_WHEN_SET = {"eval_dropout": False, "official_draws": False}
 """Training fields added after results were committed, with the default a record leaves out."""
 
 
@@ -77,6 +79,9 @@ class ToyTrainConfig:
     """Draw examples with replacement as the official code does (test examples leak into training)."""
     eval_dropout: bool = False
     """Measure the accuracies with the training dropout on, as the official code does (transformers)."""
+    official_draws: bool = False
+    """Train and test each seed on the split the official code draws for it (with ``paper_sampling``):
+    for the paper's seeds, the paper's own splits (:mod:`harmono.data.official_toy_draws`)."""
 
     def __post_init__(self) -> None:
         checks.require_at_least(self, ("epochs", "batch_size", "data_size"), 1)
@@ -86,6 +91,11 @@ class ToyTrainConfig:
         checks.require_non_negative_number("reg_strength", self.reg_strength)
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"train_fraction must be in (0, 1), got {self.train_fraction}")
+        if self.official_draws and not self.paper_sampling:
+            raise ValueError(
+                "official_draws replays the official code's draws, which are with replacement: "
+                "it needs paper_sampling=True, got paper_sampling=False"
+            )
 
     def record(self) -> dict:
         """The JSON form: every field, except those of ``RECORDED_WHEN_SET`` left at their default.

@@ -4,9 +4,10 @@
 architecture (heads, exponents, samplings, train fractions, learning rates),
 every seed of each, in one :class:`~harmono.models.toy_stack.BatchedToyModel`.
 Seed ``s`` of a configuration gets its own split (``split_task(...,
-seed=s)``), initialisation, shuffling and dropout masks, each from its own
-generator, and its own AdamW state (:class:`StackedAdamW`); a model whose
-epoch has fewer batches than another's sits out the extra steps. So the
+seed=s)``, or the official code's draw with ``official_draws``),
+initialisation, shuffling and dropout masks, each from its own generator,
+and its own AdamW state (:class:`StackedAdamW`); a model whose epoch has
+fewer batches than another's sits out the extra steps. So the
 stack trains exactly the models that each configuration, or each seed,
 would train alone (the tests check both). :func:`train_toy_seeds` is the
 one-configuration case.
@@ -34,6 +35,7 @@ from tqdm.auto import tqdm
 
 from harmono.analysis.toy_metrics import explained_variance_ratios, grokking_epoch
 from harmono.core.io import read_safetensors, write_atomically
+from harmono.data.official_toy_draws import official_task, official_toy_split
 from harmono.data.toy import ToySplit, ToyTask, split_task
 from harmono.experiments.harmonic.stacked_adamw import StackedAdamW
 from harmono.experiments.harmonic.toy_batches import EvaluationSet, StackBatches
@@ -79,6 +81,15 @@ def _check_stack(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> N
                 )
 
 
+def stack_task(task: ToyTask, configurations: Sequence[ToyConfiguration]) -> ToyTask:
+    """The examples a stack's splits index: ``task``, or :func:`official_task` when a member draws from it.
+
+    The official task holds ``task``'s examples first, in their order, so
+    harmono's splits index it as they index ``task``.
+    """
+    return official_task(task.name) if any(c.train.official_draws for c in configurations) else task
+
+
 def stack_layout(
     task: ToyTask, configurations: Sequence[ToyConfiguration]
 ) -> tuple[list[tuple[ToyConfiguration, int]], list[ToySplit], list[int]]:
@@ -87,17 +98,22 @@ def stack_layout(
     A member is ``(configuration, seed)``, configurations in order and each
     seed in order; the stack sorts them by steps per epoch, longest first
     (stably). ``rows[r]`` is the member (in that first order) on row ``r``.
+    A split's ids index :func:`stack_task`'s examples.
     """
     members = [(c, seed) for c in configurations for seed in c.seeds]
-    splits = [
-        split_task(task, c.train.train_fraction, seed, data_size=c.train.data_size,
-                   paper_sampling=c.train.paper_sampling)
-        for c, seed in members
-    ]  # fmt: skip
+    splits = [_split(task, c.train, seed) for c, seed in members]
     batch_size = configurations[0].train.batch_size
     steps = [-(-len(split.train_ids) // batch_size) for split in splits]
     rows = sorted(range(len(members)), key=lambda k: -steps[k])
     return [members[k] for k in rows], [splits[k] for k in rows], rows
+
+
+def _split(task: ToyTask, train: ToyTrainConfig, seed: int) -> ToySplit:
+    if train.official_draws:
+        return official_toy_split(task.name, seed, train.train_fraction, train.data_size)
+    return split_task(
+        task, train.train_fraction, seed, data_size=train.data_size, paper_sampling=train.paper_sampling
+    )
 
 
 def configuration_rows(configurations: Sequence[ToyConfiguration], rows: Sequence[int]) -> list[list[int]]:
@@ -203,7 +219,9 @@ def train_toy_configs(
     members, splits, rows = stack_layout(task, configurations)
     trains = [c.train for c, _ in members]
     epochs = trains[0].epochs
-    inputs, labels = torch.tensor(task.inputs, device=device), torch.tensor(task.labels, device=device)
+    examples = stack_task(task, configurations)
+    inputs = torch.tensor(examples.inputs, device=device)
+    labels = torch.tensor(examples.labels, device=device)
     seeds = [seed for _, seed in members]
     batches = StackBatches(splits, trains[0].batch_size, seeds, device)
     evaluation = EvaluationSet(splits, device, seeds if trains[0].eval_dropout else None)

@@ -17,20 +17,20 @@ import numpy as np
 
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_paper import paper_comparison, paper_test_epochs
+from harmono.experiments.harmonic.toy_protocols import (
+    is_official,
+    on_paper_seeds,
+    protocol_label,
+    setting_label,
+    suite_key,
+)
 from harmono.experiments.harmonic.toy_suite import (
     MODEL_NAMES,
     SAMPLINGS,
     SUITE_ORDER,
     model_label,
 )
-from harmono.experiments.harmonic.toy_tables import (
-    is_official,
-    markdown_table,
-    on_paper_seeds,
-    protocol_label,
-    setting_label,
-    suite_key,
-)
+from harmono.experiments.harmonic.toy_tables import markdown_table
 from harmono.experiments.harmonic.toy_tasks import PAPER_SEEDS
 
 VS_PAPER_SECTION = "toy-vs-paper"
