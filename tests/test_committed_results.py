@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from harmono.experiments.harmonic import claims as harmonic_claims
-from harmono.experiments.harmonic import gpt_summary, toy_tables, toy_vs_paper
+from harmono.experiments.harmonic import gpt_summary, toy_leakage, toy_tables, toy_vs_paper
 from harmono.report.marked_sections import markers
 from harmono.report.text_table import format_table
 
@@ -34,6 +34,8 @@ def test_toy_tables_in_readme_and_guide_match_results_toy():
     assert _section(guide, toy_tables.SUITE_CONTROLS_SECTION) == evaluation, stale
     tests = toy_vs_paper.vs_paper_markdown(records).strip()
     assert _section(guide, toy_vs_paper.VS_PAPER_SECTION) == tests, stale
+    leakage = toy_leakage.leakage_markdown(records).strip()
+    assert _section(guide, toy_leakage.LEAKAGE_SECTION) == leakage, stale
 
 
 def test_dropout_gap_tables_in_guide_match_results_toy_dropout_gap():

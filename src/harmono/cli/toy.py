@@ -9,6 +9,7 @@ from pathlib import Path
 from harmono.core.device import resolve_device
 from harmono.data.toy import TASKS
 from harmono.experiments.harmonic.toy_efficiency import EFFICIENCY_FRACTIONS, run_efficiency
+from harmono.experiments.harmonic.toy_leakage import LEAKAGE_SECTION, leakage_markdown
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
     MODEL_NAMES,
@@ -98,6 +99,7 @@ def _tables(args: argparse.Namespace) -> int:
         CONTROLS_SECTION: efficiency_controls_markdown(records),
         SUITE_CONTROLS_SECTION: suite_controls_markdown(records),
         VS_PAPER_SECTION: vs_paper_markdown(records),
+        LEAKAGE_SECTION: leakage_markdown(records),
     }
     if args.dropout_gap is not None:
         from harmono.experiments.harmonic.toy_checkpoint import (
@@ -352,8 +354,8 @@ def add_toy_commands(sub: argparse._SubParsersAction) -> None:
     tables.add_argument(
         "--write", nargs="+", type=Path,
         help="files whose toy-tables, toy-exponents, toy-efficiency, toy-efficiency-controls, "
-        "toy-suite-controls, toy-vs-paper (and toy-dropout-gap, toy-dropout-sites) markers to fill "
-        "(default: print)",
+        "toy-suite-controls, toy-vs-paper, toy-leakage (and toy-dropout-gap, toy-dropout-sites) markers "
+        "to fill (default: print)",
     )  # fmt: skip
     tables.add_argument("--figure", type=Path, help="also draw the data-efficiency curves into this PNG")
     tables.add_argument(
