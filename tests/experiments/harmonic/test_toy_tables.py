@@ -78,10 +78,10 @@ def test_markdown_puts_each_result_in_its_sampling_and_model_cell_beside_the_pap
         "pending (60.5 [38-80])", "pending (64 [30-96])",
     ]  # fmt: skip
     leak_free_grokking = _cells(text, "**Grokking, leak-free", "modadd")
-    assert leak_free_grokking[1] == "15→30 (19/20) (307→308)"
+    assert leak_free_grokking[1] == "15→30 (19/20) (308→309)"  # the paper's 307→308, counted from 1
     paper_ev = _cells(text, "Top-2 PCA explained variance (%) of the embeddings, the paper's", "modadd")
     assert paper_ev[0] == "100 [100-100] (45.5 [35-63])" and paper_ev[1].startswith("pending")
-    assert _cells(text, "**Grokking, the paper's", "modadd")[0] == "6→7 (68→1032)"
+    assert _cells(text, "**Grokking, the paper's", "modadd")[0] == "6→7 (69→1033)"
     assert all(c.startswith("pending") for c in _cells(text, "leak-free", "lattice"))  # 10 epochs: not shown
     assert not is_official(records[2]) and is_official(records[0])
 
@@ -245,15 +245,15 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     harmono = "harmono's default (the regulariser on, dropout off at evaluation)"
     assert text.splitlines()[2:] == [
         f"| genealogy | standard transformer, paper sampling | {harmono} | pending | pending | pending "
-        "| pending | pending | 71→498 (18/20) |",
+        "| pending | pending | 72→499 (18/20) |",
         "| genealogy | standard transformer, paper sampling | dropout on at evaluation (the official code) "
-        "| 30 [30-30] | 50→60 | 1.00 ± 0.00 | 1.00 ± 0.00 | <0.001; 0.49 | 71→498 (18/20) |",
+        "| 30 [30-30] | 50→60 | 1.00 ± 0.00 | 1.00 ± 0.00 | <0.001; 0.49 | 72→499 (18/20) |",
         f"| permutation | harmonic MLP | {harmono} | pending | pending | pending | pending | pending "
-        "| 913→1049 (18/20) |",
+        "| 914→1050 (18/20) |",
         "| permutation | harmonic MLP | 10,000 epochs (the paper's text for transformers) | 30 [30-30] "
-        "| 900→950 | 1.00 ± 0.00 | 1.00 ± 0.00 | 0.54; 0.49 | 913→1049 (18/20) |",
+        "| 900→950 | 1.00 ± 0.00 | 1.00 ± 0.00 | 0.54; 0.49 | 914→1050 (18/20) |",
         "| permutation | harmonic MLP | dropout on at evaluation and 10,000 epochs | 30 [30-30] | 900→8000 "
-        "| 1.00 ± 0.00 | 1.00 ± 0.00 | <0.001; 0.49 | 913→1049 (18/20) |",
+        "| 1.00 ± 0.00 | 1.00 ± 0.00 | <0.001; 0.49 | 914→1050 (18/20) |",
         f"| permutation | harmonic transformer | {harmono} | 30 [30-30] | 650→4000 (10/20) | 1.00 ± 0.00 "
         "| 0.90 ± 0.00 | -; <0.001 | - (0/20) |",
         "| permutation | harmonic transformer | dropout on at evaluation (the official code) | 30 [30-30] "

@@ -132,7 +132,7 @@ def test_suite_tables_show_median_range_and_the_paper():
     assert headers == ["task", "standard MLP (paper)", "harmonic MLP (paper)"]
     assert rows == [["modadd", "45 [40-50] (45.5 [35-63])", "90 [50-100] (100 [51-100])"]]
     _, rows = suite_rows(records, "grokking")
-    assert rows == [["modadd", "20→900 (68→1032)", "200→230 (2/3) (307→308)"]]
+    assert rows == [["modadd", "20→900 (69→1033)", "200→230 (2/3) (308→309)"]]  # the paper's, counted from 1
 
 
 def test_toy_run_command_end_to_end(tmp_path, capsys):

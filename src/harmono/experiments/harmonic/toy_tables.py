@@ -172,7 +172,8 @@ def results_markdown(records: Sequence[dict]) -> str:
         blocks.append(markdown_table(*_full_rows(chosen, "ev")))
         blocks.append(f"**Grokking, {SAMPLING_TITLES[sampling]}**: median first epoch of 20 in a row with "
                       "train accuracy > 0.9 → the same for test (seeds whose test accuracy got there, when "
-                      "not all), the paper's in parentheses.")  # fmt: skip
+                      "not all), the paper's in parentheses, its epochs counted from 1 as harmono's (the "
+                      "official code counts from 0).")  # fmt: skip
         blocks.append(markdown_table(*_full_rows(chosen, "grokking")))
     return "\n\n".join(blocks) + "\n"
 
