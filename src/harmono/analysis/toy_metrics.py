@@ -167,7 +167,8 @@ def grokking_epoch(
     epochs with ``accuracy > threshold`` (strictly) starts. A run still
     shorter than ``window`` at the end of the curve does not count. Applied
     to the train and the test curve of a run, it gives the two epochs of the
-    grokking plot (paper §3.1, the repository's ``find_consecutive_elements``).
+    grokking plot (paper §3.1). The repository's ``find_consecutive_elements``
+    returns the 0-based index instead, one less.
 
     Parameters
     ----------

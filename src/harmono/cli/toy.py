@@ -43,6 +43,8 @@ from harmono.models.toy import ARCHITECTURES, HEADS
 from harmono.report.marked_sections import markers, update_marked_section
 from harmono.report.text_table import format_table
 
+OFFICIAL_DRAWS_NEED = "--official-draws replays the official code's draws, which are with replacement"
+
 
 def _seeds(args: argparse.Namespace) -> tuple[int, ...]:
     """``--seed-list`` as given, or the first ``--seeds`` of the paper's seeds."""
@@ -162,10 +164,7 @@ def _dropout_gap(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.official_draws and not args.paper_sampling:
-        raise ValueError(
-            "--official-draws replays the official code's draws, which are with replacement: "
-            "add --paper-sampling"
-        )
+        raise ValueError(f"{OFFICIAL_DRAWS_NEED}: add --paper-sampling")
     overrides = {"exponent": args.exponent} if args.exponent is not None else None
     record = run_config(
         args.task, args.arch, args.head, args.out, _seeds(args), not args.no_progress, overrides,
@@ -187,10 +186,8 @@ def _refuse_paper_sampling_flag(args: argparse.Namespace) -> None:
     if args.paper_sampling:
         raise ValueError("use --samplings paper (or --samplings leak-free paper) here, not --paper-sampling")
     if args.official_draws and "leak-free" in args.samplings:
-        raise ValueError(
-            "--official-draws replays the official code's draws, which are with replacement: "
-            f"run it with --samplings paper, got --samplings {' '.join(args.samplings)}"
-        )
+        given = " ".join(args.samplings)
+        raise ValueError(f"{OFFICIAL_DRAWS_NEED}: run it with --samplings paper, got --samplings {given}")
 
 
 def _suite(args: argparse.Namespace) -> int:
