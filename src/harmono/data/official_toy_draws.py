@@ -30,6 +30,7 @@ How the official code draws each task:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -139,9 +140,7 @@ def official_toy_split(
     :func:`~harmono.data.toy.split_task`'s.
     """
     split = official_split(task, seed, train_fraction, data_size)
-    examples = official_task(task)
-    pairs = zip(examples.inputs.tolist(), examples.labels.tolist(), strict=True)
-    row_of = {(*row, label): k for k, (row, label) in enumerate(pairs)}
+    row_of = _rows_of_examples(task)
 
     def rows(inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         drawn = zip(inputs.tolist(), labels.tolist(), strict=True)
@@ -151,18 +150,30 @@ def official_toy_split(
     return ToySplit(*split, split.leakage, train_ids, rows(split.test_inputs, split.test_labels))
 
 
+@functools.cache
 def official_task(task: str) -> ToyTask:
     """The examples official splits index: harmono's ``task``, for ``genealogy`` with the official extra fact.
 
     The official genealogy list is harmono's with one fact appended, node
     126's "sibling" (:data:`OFFICIAL_GENEALOGY_EXTRA`); every other task's
-    official examples are examples of harmono's task.
+    official examples are examples of harmono's task. Built once, arrays
+    read-only (as :func:`~harmono.data.toy.toy_task`'s).
     """
     harmono = toy_task(task)
     if task != "genealogy":
         return harmono
     inputs, labels = official_facts(task)
+    for array in (inputs, labels):
+        array.setflags(write=False)
     return replace(harmono, inputs=inputs, labels=labels)
+
+
+@functools.cache
+def _rows_of_examples(task: str) -> dict[tuple[int, ...], int]:
+    """``(*inputs, label) -> row`` of :func:`official_task`'s examples (built once per task)."""
+    examples = official_task(task)
+    pairs = zip(examples.inputs.tolist(), examples.labels.tolist(), strict=True)
+    return {(*row, label): k for k, (row, label) in enumerate(pairs)}
 
 
 def _lattice(rng: np.random.RandomState, data_size: int) -> tuple[np.ndarray, np.ndarray]:
