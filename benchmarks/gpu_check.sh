@@ -3,11 +3,13 @@
 # and the toy MLP suite (both samplings, 20 seeds) on cuda. Writes JSON (and logs) into $OUT
 # (default benchmarks/results/gpu), the suite's results into $OUT/toy.
 #
-#   bash benchmarks/gpu_check.sh              # from the repository root, .venv made by `make test`
+#   bash benchmarks/gpu_check.sh                   # from the repository root, .venv made by `make test`
+#   PYTHON=python3 bash benchmarks/gpu_check.sh    # a Python that has torch and the dependencies, no .venv
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results/gpu}"
 PY="${PYTHON:-.venv/bin/python}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"  # harmono from this checkout, installed or not
 mkdir -p "$OUT"
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU'; print(torch.cuda.get_device_name())" \
     | tee "$OUT/device.txt" || exit 1
