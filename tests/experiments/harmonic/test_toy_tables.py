@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from harmono.cli import main
-from harmono.experiments.harmonic.toy_protocols import is_official
+from harmono.experiments.harmonic.toy_protocols import (
+    MAIN_SETTING,
+    SUITE_CONTROLS,
+    is_official,
+    protocol_label,
+)
 from harmono.experiments.harmonic.toy_suite import paper_configs
 from harmono.experiments.harmonic.toy_tables import (
     EXPONENT_SWEEP,
@@ -270,6 +275,21 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
     ]
     assert results_markdown([main, control, decay]) == results_markdown([main])  # controls are no main cells
     assert suite_controls_markdown([main, *not_controls]) == "No control has run yet.\n"
+
+
+@pytest.mark.parametrize("arch", ["mlp", "transformer"])
+def test_each_control_label_names_the_settings_it_changes(arch):
+    _, protocol = paper_configs("modadd", arch, "harmonic", paper_sampling=True)
+    for overrides, label in SUITE_CONTROLS:
+        record = _record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20, True, **overrides)
+        if any(getattr(protocol, name) == value for name, value in overrides.items()):
+            assert arch == "mlp" and overrides["weight_decay"] == 0.01  # the MLP's own: another row's
+            continue
+        assert protocol_label(record) == label, overrides
+    assert protocol_label(_record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20)) == MAIN_SETTING
+    unlisted = {"official_draws": True, "lr": 1e-3}
+    other = _record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20, paper_sampling=True, **unlisted)
+    assert protocol_label(other) is None
 
 
 def test_a_control_of_a_task_used_whole_shows_once_whichever_twin_ran():

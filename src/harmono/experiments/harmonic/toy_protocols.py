@@ -29,6 +29,10 @@ SUITE_CONTROLS = (
         {"official_draws": True, "embedding_reg": "none"},
         "the paper's own splits, no embedding regulariser (the official MLPs in effect)",
     ),
+    (
+        {"official_draws": True, "eval_dropout": True},
+        "the paper's own splits, dropout on at evaluation (the official transformers)",
+    ),
 )
 """The settings a suite control changes: (training fields -> their values, the row's label)."""
 MAIN_SETTING = "harmono's default (the regulariser on, dropout off at evaluation)"
