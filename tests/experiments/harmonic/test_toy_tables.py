@@ -279,17 +279,17 @@ def test_suite_controls_sit_beneath_the_cell_they_test():
 
 @pytest.mark.parametrize("arch", ["mlp", "transformer"])
 def test_each_control_label_names_the_settings_it_changes(arch):
+    def record(**settings):
+        return _record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20, **settings)
+
     _, protocol = paper_configs("modadd", arch, "harmonic", paper_sampling=True)
     for overrides, label in SUITE_CONTROLS:
-        record = _record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20, True, **overrides)
         if any(getattr(protocol, name) == value for name, value in overrides.items()):
             assert arch == "mlp" and overrides["weight_decay"] == 0.01  # the MLP's own: another row's
             continue
-        assert protocol_label(record) == label, overrides
-    assert protocol_label(_record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20)) == MAIN_SETTING
-    unlisted = {"official_draws": True, "lr": 1e-3}
-    other = _record("modadd", arch, "harmonic", [0.3] * 20, [(5, 5)] * 20, paper_sampling=True, **unlisted)
-    assert protocol_label(other) is None
+        assert protocol_label(record(paper_sampling=True, **overrides)) == label, overrides
+    assert protocol_label(record()) == MAIN_SETTING
+    assert protocol_label(record(paper_sampling=True, official_draws=True, lr=1e-3)) is None  # unlisted
 
 
 def test_a_control_of_a_task_used_whole_shows_once_whichever_twin_ran():
