@@ -19,19 +19,22 @@ from harmono.core.io import read_json
 from harmono.experiments.harmonic import gpt_summary, toy_protocols, toy_tables
 from harmono.experiments.harmonic.toy_suite import model_label
 
-SUITE_COMMAND = "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy`"
+SUITE_COMMAND = (
+    "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy --out runs/toy`"
+)
 EFFICIENCY_COMMAND = (
-    "`harmono toy efficiency --task {task} --samplings leak-free paper --results results/toy`"
+    "`harmono toy efficiency --task {task} --samplings leak-free paper --results results/toy "
+    "--out runs/toy-eff`"
 )
 CONTROL_FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7)
 """Train fractions of the 20-seed data-efficiency control (around the modadd boundary)."""
 CONTROL_COMMAND = (
     "`harmono toy efficiency --task {task} --fractions {fractions} --seeds 20 --samplings leak-free paper "
-    "--results results/toy/controls/{task}-efficiency-20-seeds`"
+    "--results results/toy/controls/{task}-efficiency-20-seeds --out runs/{task}-efficiency-20-seeds`"
 )
 NO_REG_COMMAND = (
     "`harmono toy suite --archs mlp --samplings paper --embedding-reg none "
-    "--results results/toy/controls/mlp-no-embedding-reg`"
+    "--results results/toy/controls/mlp-no-embedding-reg --out runs/toy-mlp-noreg`"
 )
 NO_REG_SETTING = next(
     label for change, label in toy_protocols.SUITE_CONTROLS if change == {"embedding_reg": "none"}
