@@ -8,6 +8,7 @@ from harmono.experiments.harmonic.toy_paper import (
     PAPER_TEST_EPOCHS,
     p_text,
     paper_comparison,
+    paper_median_epoch,
     paper_test_epochs,
 )
 from harmono.experiments.harmonic.toy_suite import SUITE_ORDER
@@ -36,6 +37,15 @@ def test_the_tables_count_the_paper_s_epochs_from_one_as_harmono_does():
             assert list(epochs) == [e + 1 for e in PAPER_TEST_EPOCHS[task][SUITE_ORDER.index((arch, head))]]
             shifted = [int(n) + 1 for n in re.findall(r"\d+(?=→)|(?<=→)\d+|(?<=test )\d+", published)]
             assert [int(n) for n in re.findall(r"\d+(?=→)|(?<=→)\d+|(?<=test )\d+", cell)] == shifted
+            # the median of the per-seed epochs, rounded as the paper rounds, is the cell's test epoch
+            assert paper_median_epoch(epochs) == (shifted[-1] if shifted else None)
+
+
+def test_the_paper_s_medians_round_halves_up():
+    assert paper_median_epoch([9, 10]) == 10
+    assert paper_median_epoch([10, 11]) == 11  # numpy's "{:.0f}" would give 10 (half to even)
+    assert paper_median_epoch([3, 5, 100]) == 5
+    assert paper_median_epoch([]) is None
 
 
 def test_the_paper_against_itself_is_no_difference_and_a_slower_copy_is():

@@ -16,6 +16,7 @@ and Fisher's exact test of how many did.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -141,6 +142,16 @@ class PaperComparison(NamedTuple):
 def paper_test_epochs(task: str, arch: str, head: str) -> tuple[int, ...]:
     """The paper's test epochs of one configuration (its seeds that got there), counted as harmono counts."""
     return tuple(e + OFFICIAL_EPOCH_OFFSET for e in PAPER_TEST_EPOCHS[task][SUITE_ORDER.index((arch, head))])
+
+
+def paper_median_epoch(epochs: Sequence[int]) -> int | None:
+    """The median of the paper's epochs rounded as the paper rounds its medians: halves up.
+
+    Its 20-seed medians 9.5, 307.5 and 685.5 are printed 10, 308 and 686, so
+    the median of :func:`paper_test_epochs` is the published cell plus one in
+    every table. ``None`` when no seed got there.
+    """
+    return math.floor(float(np.median(epochs)) + 0.5) if len(epochs) else None
 
 
 def paper_comparison(task: str, arch: str, head: str, seeds: Sequence[dict]) -> PaperComparison:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from harmono.data.toy import TASKS
-from harmono.experiments.harmonic.toy_paper import paper_comparison, paper_test_epochs
+from harmono.experiments.harmonic.toy_paper import paper_comparison, paper_median_epoch, paper_test_epochs
 from harmono.experiments.harmonic.toy_protocols import (
     is_official,
     on_paper_seeds,
@@ -37,10 +37,14 @@ VS_PAPER_SECTION = "toy-vs-paper"
 """Name of the marked section of the table."""
 
 
-def _epoch_cell(epochs: Sequence[int], seeds: int) -> str:
+def _epoch_cell(median: float | None, reached: int, seeds: int) -> str:
     """The median test epoch of the seeds that got there, and how many of ``seeds`` did."""
-    median = f"{np.median(epochs):.0f}" if len(epochs) else "-"
-    return f"{median} ({len(epochs)}/{seeds})"
+    return f"{'-' if median is None else f'{median:.0f}'} ({reached}/{seeds})"
+
+
+def _paper_cell(task: str, arch: str, head: str) -> str:
+    epochs = paper_test_epochs(task, arch, head)
+    return _epoch_cell(paper_median_epoch(epochs), len(epochs), len(PAPER_SEEDS))
 
 
 def vs_paper_markdown(records: Sequence[dict]) -> str:
@@ -57,7 +61,7 @@ def vs_paper_markdown(records: Sequence[dict]) -> str:
             row = [
                 task,
                 MODEL_NAMES[arch, head],
-                _epoch_cell(paper_test_epochs(task, arch, head), len(PAPER_SEEDS)),
+                _paper_cell(task, arch, head),
             ]
             for sampling in SAMPLINGS:
                 seeds = cells.get((task, arch, head, sampling))
@@ -75,7 +79,8 @@ def vs_paper_markdown(records: Sequence[dict]) -> str:
 def _tested_cells(task: str, arch: str, head: str, seeds: Sequence[dict]) -> list[str]:
     """The median test epoch of the seeds that got there, and ``p`` ("test epochs; seeds")."""
     reached = [s["test_epoch"] for s in seeds if s["test_epoch"] is not None]
-    return [_epoch_cell(reached, len(seeds)), paper_comparison(task, arch, head, seeds).p_cell]
+    median = float(np.median(reached)) if reached else None
+    return [_epoch_cell(median, len(reached), len(seeds)), paper_comparison(task, arch, head, seeds).p_cell]
 
 
 def _tested_row(key: tuple[str, str, str, str], setting: str, which: str, seeds: list[dict]) -> list[str]:
