@@ -10,14 +10,12 @@ import contextlib
 import io
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
+from documents import DOCUMENTS
 from harmono.cli.main import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PARSER = build_parser()
 SUBCOMMANDS = set(PARSER._subparsers._group_actions[0].choices)
 PLACEHOLDERS = {"T": "lattice"}
@@ -96,13 +94,14 @@ def parse_error(command: str) -> str | None:
     return None
 
 
+def _quoted(text: str) -> list[tuple[str, bool]]:
+    return [(command, True) for command in block_commands(text)] + inline_commands(text)
+
+
 CASES = [
     pytest.param(command, complete, id=f"{path.name}:{command[:60]}")
     for path in DOCUMENTS
-    for command, complete in [
-        *((c, True) for c in block_commands(path.read_text())),
-        *inline_commands(path.read_text()),
-    ]
+    for command, complete in _quoted(path.read_text())
 ]
 
 

@@ -1,13 +1,10 @@
 """Every Python example in the README and in the guides under docs/ runs as written."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+from documents import DOCUMENTS, README, ROOT
 
 
 def python_blocks(path):
