@@ -167,9 +167,9 @@ def test_efficiency_table_and_figure_from_fraction_records(tmp_path):
     assert figure.stat().st_size > 0
 
 
-def _efficiency_record(task, head, fraction, accuracies, exponent=2.0):
+def _efficiency_record(task, head, fraction, accuracies, exponent=2.0, **train_overrides):
     record = _record(task, "mlp", head, [0.5] * len(accuracies), [(1, 1)] * len(accuracies),
-                     train_fraction=fraction)  # fmt: skip
+                     train_fraction=fraction, **train_overrides)  # fmt: skip
     record["model"]["exponent"] = exponent
     record["seeds"] = _seeds(accuracies)
     return record
@@ -208,6 +208,29 @@ def test_efficiency_controls_sit_beside_the_curves_they_test_and_stay_out_of_the
     (nested / "modadd-mlp-harmonic-f0.4.json").write_text(json.dumps(many_seeds))
     (tmp_path / "results" / "modadd-mlp-harmonic-f0.4.json").write_text(json.dumps(main_curve[1]))
     assert len(read_results(tmp_path / "results")) == 2  # the control does not replace the main file
+
+
+def test_a_control_setting_makes_its_own_efficiency_row_and_suite_runs_make_none():
+    main_curve = _efficiency_record("modadd", "standard", 0.4, [0.3, 0.4, 0.5], paper_sampling=True)
+    no_reg = _efficiency_record(
+        "modadd", "standard", 0.4, [1.0] * 15 + [0.2] * 5, paper_sampling=True, embedding_reg="none"
+    )
+    unlisted = _efficiency_record("modadd", "standard", 0.4, [1.0] * 3, paper_sampling=True, lr=1e-3)
+    more_seeds = _efficiency_record("modadd", "standard", 0.8, [0.5] * 20, paper_sampling=True)
+    more_seeds["seeds"] = [{**s, "seed": 1001 + k} for k, s in enumerate(more_seeds["seeds"] * 2)]
+    records = [main_curve, no_reg, unlisted, more_seeds]
+    fractions, accuracy = efficiency_curves(records)["modadd"]["standard MLP, paper sampling"]
+    np.testing.assert_array_equal(fractions, [0.4])  # neither the control nor the extra seeds
+    np.testing.assert_allclose(accuracy[:, 0], [0.3, 0.4, 0.5])
+    assert efficiency_controls_markdown(records) == (
+        "| task | model | seeds | 0.4 |\n|---|---|---|---|\n"
+        "| modadd | standard MLP, paper sampling | 3 | 0.40 ± 0.10 (0/3) |\n"
+        "| modadd | standard MLP, paper sampling, no embedding regulariser | 20 | 0.80 ± 0.36 (15/20) |"
+        "\n\nmodadd, 20 seeds: how many had generalised (test accuracy > 0.9, 20 epochs in a row) by epoch "
+        "500 / 1,000 / 2,000 / the end\n\n"
+        "| task | model | seeds | 0.4 |\n|---|---|---|---|\n"
+        "| modadd | standard MLP, paper sampling, no embedding regulariser | 20 | 20 / 20 / 20 / 20 |\n"
+    )
 
 
 def test_suite_controls_sit_beneath_the_cell_they_test():

@@ -75,6 +75,21 @@ def suite_key(record: dict) -> tuple[str, str, str, str]:
     return record["task"], record["model"]["arch"], record["model"]["head"], record_sampling(record)
 
 
+def training_label(record: dict, *, own_fraction: bool = False) -> str | None:
+    """What a record's training was, its model and seeds aside: ``MAIN_SETTING``, a control's label, or None.
+
+    ``own_fraction`` takes the record's train fraction as given (a point of a
+    data-efficiency curve); otherwise the official fraction is part of the
+    protocol. None for settings that no control of ``SUITE_CONTROLS`` lists.
+    """
+    fixed = {"train_fraction": record["train"]["train_fraction"]} if own_fraction else {}
+    if _protocol(record, **fixed):
+        return MAIN_SETTING
+    return next(
+        (label for overrides, label in SUITE_CONTROLS if _protocol(record, **overrides, **fixed)), None
+    )
+
+
 def protocol_label(record: dict) -> str | None:
     """What a record trained with, whatever its seeds: ``MAIN_SETTING``, a ``SUITE_CONTROLS`` label, or None.
 
@@ -82,9 +97,7 @@ def protocol_label(record: dict) -> str | None:
     """
     if record["model"]["exponent"] != DEFAULT_EXPONENT:
         return None
-    if _protocol(record):
-        return MAIN_SETTING
-    return next((label for overrides, label in SUITE_CONTROLS if _protocol(record, **overrides)), None)
+    return training_label(record)
 
 
 def setting_label(record: dict) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +30,7 @@ from harmono.experiments.harmonic.toy_protocols import (
     official_training,
     setting_label,
     suite_key,
+    training_label,
 )
 from harmono.experiments.harmonic.toy_suite import (
     DEFAULT_EXPONENT,
@@ -39,14 +39,13 @@ from harmono.experiments.harmonic.toy_suite import (
     SUITE_ORDER,
     is_sampling_twin,
     model_label,
-    paper_configs,
     record_sampling,
 )
 from harmono.experiments.harmonic.toy_tasks import (
     GROKKING_THRESHOLD,
     GROKKING_WINDOW,
     PAPER_SEEDS,
-    train_settings,
+    ToyTrainConfig,
 )
 
 
@@ -250,41 +249,49 @@ def exponent_markdown(records: Sequence[dict]) -> str:
 
 
 class _Curve(NamedTuple):
-    """One data-efficiency curve: a model, sampling and exponent, with its seed count."""
+    """One data-efficiency curve: a model, sampling, exponent and training setting, with its seed count."""
 
     task: str
     arch: str
     head: str
     sampling: str
     exponent: float
+    setting: str
     seeds: int
 
     @property
     def label(self) -> str:
-        return model_label(self.arch, self.head, self.sampling, self.exponent)
+        label = model_label(self.arch, self.head, self.sampling, self.exponent)
+        return label if self.setting == MAIN_SETTING else f"{label}, {self.setting}"
 
     @property
     def is_control(self) -> bool:
-        """20 seeds, or a harmonic exponent other than the default."""
-        return self.seeds == len(PAPER_SEEDS) or self.exponent != DEFAULT_EXPONENT
+        """20 seeds, a harmonic exponent other than the default, or a control's training setting."""
+        many_seeds = self.seeds == len(PAPER_SEEDS)
+        return many_seeds or self.exponent != DEFAULT_EXPONENT or self.setting != MAIN_SETTING
 
 
 def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[float, list]]:
     """``{curve: {train fraction: the record's per-seed results}}`` of the data-efficiency records.
 
     A data-efficiency record trained with an explicit train fraction on the
-    official protocol otherwise. The 20-seed suite's own records (fraction
-    0.8, every exponent) are left out.
+    official protocol or a control's (``toy_protocols.training_label``). The
+    suite's records, which train the official fraction with 20 seeds or more
+    (its cells, its exponents, its controls and their extra seeds), are left
+    out.
     """
     points: dict[_Curve, dict[float, list]] = {}
     for r in records:
-        _, train = paper_configs(r["task"], arch, r["model"]["head"])
-        wanted = {**asdict(train), "paper_sampling": r["train"]["paper_sampling"],
-                  "train_fraction": r["train"]["train_fraction"]}  # fmt: skip
-        if r["model"]["arch"] != arch or train_settings(r["train"]) != wanted or official_training(r):
+        official_fraction = r["train"]["train_fraction"] == ToyTrainConfig.train_fraction
+        if r["model"]["arch"] != arch or (official_fraction and len(r["seeds"]) >= len(PAPER_SEEDS)):
+            continue
+        setting = training_label(r, own_fraction=True)
+        if setting is None:
             continue
         model = r["model"]
-        curve = _Curve(r["task"], arch, model["head"], record_sampling(r), model["exponent"], len(r["seeds"]))
+        curve = _Curve(
+            r["task"], arch, model["head"], record_sampling(r), model["exponent"], setting, len(r["seeds"])
+        )
         points.setdefault(curve, {})[r["train"]["train_fraction"]] = r["seeds"]
     return points
 
@@ -294,16 +301,19 @@ def efficiency_curves(
 ) -> dict[str, dict[str, tuple]]:
     """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
 
-    The curves of :func:`_efficiency_points` with fewer than 20 seeds (3 by
-    default), or with 20 (``many_seeds``, the seed-count control), at the
-    default exponent unless ``other_exponents`` (the exponent controls);
-    fractions with no record are left out of a curve.
+    The curves of :func:`_efficiency_points` trained by the official
+    protocol, with fewer than 20 seeds (3 by default) or with 20
+    (``many_seeds``, the seed-count control), at the default exponent unless
+    ``other_exponents`` (the exponent controls); fractions with no record
+    are left out of a curve.
     """
     points = _efficiency_points(records, arch)
     curves: dict[str, dict[str, tuple]] = {}
     for task in TASKS:
         for curve, by_fraction in points.items():
-            if curve.task != task or (curve.exponent != DEFAULT_EXPONENT and not other_exponents):
+            if curve.task != task or curve.setting != MAIN_SETTING:
+                continue
+            if curve.exponent != DEFAULT_EXPONENT and not other_exponents:
                 continue
             if (curve.seeds == len(PAPER_SEEDS)) != many_seeds:
                 continue
