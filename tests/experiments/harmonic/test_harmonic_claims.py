@@ -48,7 +48,7 @@ def _row(rows, start):
 
 def test_claims_are_pending_without_results(tmp_path):
     headers, rows = claim_rows(tmp_path)
-    assert headers[-1] == "holds" and len(rows) == 10
+    assert headers[-1] == "holds" and len(rows) == 11
     assert all(row[-1] == "pending" for row in rows)
 
 
@@ -150,9 +150,27 @@ def test_the_20_seed_control_is_judged_on_its_own_records_from_a_subfolder(tmp_p
     _, rows = claim_rows(tmp_path)
     three_seeds = _row(rows, "harmonic models need less data: modadd, MLP, smallest")
     assert three_seeds[2] == "leak-free: 0.4 vs 0.4; paper: pending" and three_seeds[-1] == "no"
-    twenty = _row(rows, "harmonic models need less data: modadd, MLP, the control")
+    twenty = _row(rows, "harmonic models need less data: modadd, MLP, the control of the row above")
     assert twenty[2] == "leak-free: 0.5 vs 0.7; paper: pending" and twenty[-1] == "yes so far"
     assert "--seeds 20" in twenty[3]
+
+
+def test_the_efficiency_control_without_the_regulariser_is_judged_on_its_own_records(tmp_path):
+    records = []
+    for head, with_reg, without in (("harmonic", 0.5, 0.5), ("standard", 0.5, 0.7)):
+        for fraction in (0.3, 0.4, 0.5, 0.6, 0.7):
+            for first, overrides in ((with_reg, {}), (without, {"embedding_reg": "none"})):
+                accuracy = 1.0 if fraction >= first else 0.3
+                records.append(
+                    _suite_record("modadd", head, True, 1.0, (1, 1), fraction, accuracy=accuracy, **overrides)
+                )
+    _write(tmp_path / "toy" / "controls", records)
+    _, rows = claim_rows(tmp_path)
+    control = _row(rows, "harmonic models need less data: modadd, MLP, the control of the row above")
+    assert control[2] == "leak-free: pending; paper: 0.5 vs 0.5" and control[-1] == "no"
+    no_reg = _row(rows, "harmonic models need less data: modadd, MLP, the control without")
+    assert no_reg[2] == "paper: 0.5 vs 0.7" and no_reg[-1] == "yes"
+    assert "--embedding-reg none" in no_reg[3] and "--samplings paper " in no_reg[3]
 
 
 def test_parallelogram_claim_counts_tasks_where_the_harmonic_median_is_lower(tmp_path):

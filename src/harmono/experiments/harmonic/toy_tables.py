@@ -297,21 +297,26 @@ def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[
 
 
 def efficiency_curves(
-    records: Sequence[dict], arch: str = "mlp", many_seeds: bool = False, other_exponents: bool = False
+    records: Sequence[dict],
+    arch: str = "mlp",
+    many_seeds: bool = False,
+    other_exponents: bool = False,
+    setting: str = MAIN_SETTING,
 ) -> dict[str, dict[str, tuple]]:
-    """``{task: {curve name: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
+    """``{task: {model label: (fractions (F,), accuracy (S, F))}}`` of the data-efficiency records.
 
-    The curves of :func:`_efficiency_points` trained by the official
-    protocol, with fewer than 20 seeds (3 by default) or with 20
-    (``many_seeds``, the seed-count control), at the default exponent unless
-    ``other_exponents`` (the exponent controls); fractions with no record
-    are left out of a curve.
+    The curves of :func:`_efficiency_points` trained with ``setting`` (the
+    official protocol by default, or a control's label of
+    ``toy_protocols.SUITE_CONTROLS``), with fewer than 20 seeds (3 by
+    default) or with 20 (``many_seeds``, the seed-count control), at the
+    default exponent unless ``other_exponents`` (the exponent controls);
+    fractions with no record are left out of a curve.
     """
     points = _efficiency_points(records, arch)
     curves: dict[str, dict[str, tuple]] = {}
     for task in TASKS:
         for curve, by_fraction in points.items():
-            if curve.task != task or curve.setting != MAIN_SETTING:
+            if curve.task != task or curve.setting != setting:
                 continue
             if curve.exponent != DEFAULT_EXPONENT and not other_exponents:
                 continue
@@ -319,7 +324,8 @@ def efficiency_curves(
                 continue
             fractions = sorted(by_fraction)
             accuracy = np.array([[s["final_test_acc"] for s in by_fraction[f]] for f in fractions]).T
-            curves.setdefault(task, {})[curve.label] = (np.array(fractions), accuracy)
+            label = model_label(curve.arch, curve.head, curve.sampling, curve.exponent)
+            curves.setdefault(task, {})[label] = (np.array(fractions), accuracy)
     return curves
 
 
