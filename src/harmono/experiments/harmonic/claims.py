@@ -17,7 +17,7 @@ import numpy as np
 from harmono.analysis.toy_metrics import median_range
 from harmono.core.io import read_json
 from harmono.experiments.harmonic import gpt_summary, toy_protocols, toy_tables
-from harmono.experiments.harmonic.toy_suite import model_label
+from harmono.experiments.harmonic.toy_suite import SAMPLINGS, model_label
 
 SUITE_COMMAND = (
     "`harmono toy suite --archs mlp --samplings leak-free paper --results results/toy --out runs/toy`"
@@ -80,7 +80,7 @@ def _protocol(no_reg: bool) -> tuple[str, str, tuple[str, ...]]:
     """
     if no_reg:
         return NO_REG_SETTING, NO_REG_COMMAND, ("paper",)
-    return toy_protocols.MAIN_SETTING, SUITE_COMMAND, ("leak-free", "paper")
+    return toy_protocols.MAIN_SETTING, SUITE_COMMAND, SAMPLINGS
 
 
 def _compare_suites(
@@ -132,7 +132,7 @@ def _first_fraction(fractions: np.ndarray, accuracy: np.ndarray) -> float | None
 
 
 def _compare_first_fractions(
-    curves: dict[str, tuple], points: int, samplings: Sequence[str] = ("leak-free", "paper")
+    curves: dict[str, tuple], points: int, samplings: Sequence[str] = SAMPLINGS
 ) -> tuple[list[str], list[bool]]:
     """Per sampling, the smallest fraction at which each head passes the bar, once a curve has ``points``."""
     cells, verdicts = [], []
