@@ -72,15 +72,18 @@ def test_the_control_without_the_regulariser_is_judged_on_its_own_records(tmp_pa
     records = [
         _suite_record("modadd", "harmonic", True, 1.0, (300, 302), embedding_reg="none"),
         _suite_record("modadd", "standard", True, 0.4, (70, 1400), embedding_reg="none"),
+        _suite_record("modadd", "harmonic", False, 0.9, (1200, 1200), embedding_reg="none"),
+        _suite_record("modadd", "standard", False, 0.6, (75, 135), embedding_reg="none"),
         _suite_record("modadd", "standard", True, 0.5, (70, 80)),  # the main cell, alone: its rows wait
     ]
     _write(tmp_path / "toy" / "controls" / "mlp-no-embedding-reg", records)
     _, rows = claim_rows(tmp_path)
     compressed = _row(rows, "harmonic representations are more compressed: modadd, MLP, the control")
-    assert compressed[2] == "paper: 100 [100-100] vs 40 [40-40]" and compressed[-1] == "yes"
-    assert "--embedding-reg none" in compressed[3]
+    assert compressed[2] == "leak-free: 90 [90-90] vs 60 [60-60]; paper: 100 [100-100] vs 40 [40-40]"
+    assert compressed[-1] == "yes"
+    assert "--embedding-reg none" in compressed[3] and "--samplings leak-free paper " in compressed[3]
     grokking = _row(rows, "harmonic models grok less: modadd, MLP, the control")
-    assert grokking[2] == "paper: 2 vs 1330" and grokking[-1] == "yes"
+    assert grokking[2] == "leak-free: 0 vs 60; paper: 2 vs 1330" and grokking[-1] == "yes"
     main_rows = [r for r in rows if r[0].startswith("harmonic models grok less: modadd, MLP, median")]
     assert main_rows[0][2] == "leak-free: pending; paper: pending" and main_rows[0][-1] == "pending"
 
@@ -169,8 +172,8 @@ def test_the_efficiency_control_without_the_regulariser_is_judged_on_its_own_rec
     control = _row(rows, "harmonic models need less data: modadd, MLP, the control of the row above")
     assert control[2] == "leak-free: pending; paper: 0.5 vs 0.5" and control[-1] == "no"
     no_reg = _row(rows, "harmonic models need less data: modadd, MLP, the control without")
-    assert no_reg[2] == "paper: 0.5 vs 0.7" and no_reg[-1] == "yes"
-    assert "--embedding-reg none" in no_reg[3] and "--samplings paper " in no_reg[3]
+    assert no_reg[2] == "leak-free: pending; paper: 0.5 vs 0.7" and no_reg[-1] == "yes so far"
+    assert "--embedding-reg none" in no_reg[3] and "--samplings leak-free paper " in no_reg[3]
 
 
 def test_parallelogram_claim_counts_tasks_where_the_harmonic_median_is_lower(tmp_path):

@@ -33,12 +33,13 @@ CONTROL_COMMAND = (
     "--results results/toy/controls/{task}-efficiency-20-seeds --out runs/{task}-efficiency-20-seeds`"
 )
 NO_REG_COMMAND = (
-    "`harmono toy suite --archs mlp --samplings paper --embedding-reg none "
+    "`harmono toy suite --archs mlp --samplings leak-free paper --embedding-reg none "
     "--results results/toy/controls/mlp-no-embedding-reg --out runs/toy-mlp-noreg`"
 )
 NO_REG_CONTROL_COMMAND = (
-    "`harmono toy efficiency --task {task} --fractions {fractions} --seeds 20 --samplings paper "
-    "--embedding-reg none --results results/toy/controls/{task}-efficiency-20-seeds-no-embedding-reg "
+    "`harmono toy efficiency --task {task} --fractions {fractions} --seeds 20 "
+    "--samplings leak-free paper --embedding-reg none "
+    "--results results/toy/controls/{task}-efficiency-20-seeds-no-embedding-reg "
     "--out runs/{task}-efficiency-20-seeds-noreg`"
 )
 NO_REG_SETTING = next(
@@ -73,25 +74,20 @@ def _suite(records: Sequence[dict], task: str, head: str, sampling: str, setting
     return None
 
 
-def _protocol(no_reg: bool) -> tuple[str, str, tuple[str, ...]]:
-    """The setting label the claim's records carry, the command that makes them, and their samplings.
-
-    The regulariser control runs the paper's sampling only.
-    """
+def _protocol(no_reg: bool) -> tuple[str, str]:
+    """The setting label the claim's records carry, and the command that makes them (both samplings)."""
     if no_reg:
-        return NO_REG_SETTING, NO_REG_COMMAND, ("paper",)
-    return toy_protocols.MAIN_SETTING, SUITE_COMMAND, SAMPLINGS
+        return NO_REG_SETTING, NO_REG_COMMAND
+    return toy_protocols.MAIN_SETTING, SUITE_COMMAND
 
 
-def _compare_suites(
-    records: Sequence[dict], task: str, judge, setting: str, samplings: Sequence[str]
-) -> tuple[list[str], list[bool]]:
+def _compare_suites(records: Sequence[dict], task: str, judge, setting: str) -> tuple[list[str], list[bool]]:
     """Per sampling: ``judge([harmonic, standard record]) -> (cell, holds)``; "pending" if one is missing.
 
     ``setting`` picks the records (:func:`toy_protocols.setting_label`).
     """
     cells, verdicts = [], []
-    for sampling in samplings:
+    for sampling in SAMPLINGS:
         pair = [_suite(records, task, head, sampling, setting) for head in ("harmonic", "standard")]
         if None in pair:
             cells.append(f"{sampling}: pending")
@@ -112,15 +108,15 @@ def _ev_row(records: Sequence[dict], task: str, no_reg: bool = False) -> list[st
         cell = " vs ".join(f"{m:.3g} [{lo:.0f}-{hi:.0f}]" for m, lo, hi in medians)
         return cell, medians[0][0] > medians[1][0]
 
-    setting, command, samplings = _protocol(no_reg)
-    cells, verdicts = _compare_suites(records, task, judge, setting, samplings)
+    setting, command = _protocol(no_reg)
+    cells, verdicts = _compare_suites(records, task, judge, setting)
     return [
         f"harmonic representations are more compressed: {task}, MLP{_control_words(no_reg)}, top-2 EV % "
         "(median [min-max], 20 seeds), harmonic vs standard",
         " vs ".join(PAPER_EV[task]),
         "; ".join(cells),
         command,
-        _verdict(verdicts, len(samplings)),
+        _verdict(verdicts, len(SAMPLINGS)),
     ]
 
 
@@ -131,12 +127,10 @@ def _first_fraction(fractions: np.ndarray, accuracy: np.ndarray) -> float | None
     return min(reached) if reached else None
 
 
-def _compare_first_fractions(
-    curves: dict[str, tuple], points: int, samplings: Sequence[str] = SAMPLINGS
-) -> tuple[list[str], list[bool]]:
+def _compare_first_fractions(curves: dict[str, tuple], points: int) -> tuple[list[str], list[bool]]:
     """Per sampling, the smallest fraction at which each head passes the bar, once a curve has ``points``."""
     cells, verdicts = [], []
-    for sampling in samplings:
+    for sampling in SAMPLINGS:
         pair = [curves.get(model_label("mlp", head, sampling)) for head in ("harmonic", "standard")]
         if None in pair or any(len(p[0]) < points for p in pair):
             cells.append(f"{sampling}: pending")
@@ -156,19 +150,16 @@ def _efficiency_row(records: Sequence[dict], task: str) -> list[str]:
         " vs ".join(f"{f:g}" for f in PAPER_EFFICIENCY[task]),
         "; ".join(cells),
         EFFICIENCY_COMMAND.format(task=task),
-        _verdict(verdicts, 2),
+        _verdict(verdicts, len(SAMPLINGS)),
     ]
 
 
 def _efficiency_control_row(records: Sequence[dict], task: str, no_reg: bool = False) -> list[str]:
-    """The 20-seed control of the efficiency claim, by the official protocol or without the regulariser.
-
-    The control without the regulariser runs the paper's sampling only.
-    """
-    setting, _, samplings = _protocol(no_reg)
+    """The 20-seed control of the efficiency claim, by the official protocol or without the regulariser."""
+    setting, _ = _protocol(no_reg)
     command = NO_REG_CONTROL_COMMAND if no_reg else CONTROL_COMMAND
     curves = toy_tables.efficiency_curves(records, many_seeds=True, setting=setting).get(task, {})
-    cells, verdicts = _compare_first_fractions(curves, len(CONTROL_FRACTIONS), samplings)
+    cells, verdicts = _compare_first_fractions(curves, len(CONTROL_FRACTIONS))
     fractions = f"{CONTROL_FRACTIONS[0]:g}-{CONTROL_FRACTIONS[-1]:g}"
     which = _control_words(no_reg) or ", the control of the row above"
     return [
@@ -177,7 +168,7 @@ def _efficiency_control_row(records: Sequence[dict], task: str, no_reg: bool = F
         " vs ".join(f"{f:g}" for f in PAPER_EFFICIENCY[task]),
         "; ".join(cells),
         command.format(task=task, fractions=" ".join(f"{f:g}" for f in CONTROL_FRACTIONS)),
-        _verdict(verdicts, len(samplings)),
+        _verdict(verdicts, len(SAMPLINGS)),
     ]
 
 
@@ -193,15 +184,15 @@ def _grokking_row(records: Sequence[dict], task: str, no_reg: bool = False) -> l
         cell = " vs ".join("-" if g is None else f"{g:.0f}" for g in gaps)
         return cell, None not in gaps and gaps[0] < gaps[1]
 
-    setting, command, samplings = _protocol(no_reg)
-    cells, verdicts = _compare_suites(records, task, judge, setting, samplings)
+    setting, command = _protocol(no_reg)
+    cells, verdicts = _compare_suites(records, task, judge, setting)
     return [
         f"harmonic models grok less: {task}, MLP{_control_words(no_reg)}, median epochs from train > 0.9 "
         "to test > 0.9 (seeds that got there), harmonic vs standard",
         " vs ".join(f"{g}" for g in PAPER_GROKKING_GAP[task]),
         "; ".join(cells),
         command,
-        _verdict(verdicts, len(samplings)),
+        _verdict(verdicts, len(SAMPLINGS)),
     ]
 
 
