@@ -12,6 +12,7 @@ from harmono.experiments.harmonic.toy_protocols import (
     SUITE_CONTROLS,
     is_official,
     protocol_label,
+    training_label,
 )
 from harmono.experiments.harmonic.toy_suite import paper_configs
 from harmono.experiments.harmonic.toy_tables import (
@@ -326,3 +327,24 @@ def test_a_control_of_a_task_used_whole_shows_once_whichever_twin_ran():
         ["standard MLP", "no embedding regulariser", "40 [40-40]"],
     ]
     assert suite_controls_markdown([main, paper_twin, leak_free_twin]).splitlines()[2:] == rows
+
+
+def test_a_suite_cell_is_the_official_fraction_point_of_its_20_seed_curve_only():
+    twenty = _efficiency_record("permutation", "standard", 0.6, [0.2] * 20, embedding_reg="none")
+    three = _efficiency_record("permutation", "harmonic", 0.6, [0.5] * 3, embedding_reg="none")
+    suite = [
+        _efficiency_record("permutation", head, 0.8, [1.0] * 10 + [0.8] * 10, embedding_reg="none")
+        for head in ("standard", "harmonic")
+    ]
+    other_setting = _efficiency_record("permutation", "standard", 0.8, [0.0] * 20)  # regulariser on
+    text = efficiency_controls_markdown([twenty, three, *suite, other_setting])
+    assert text.split("\n\n")[0] == (
+        "| task | model | seeds | 0.6 | 0.8 |\n|---|---|---|---|---|\n"
+        "| permutation | harmonic MLP, no embedding regulariser | 3 | 0.50 ± 0.00 (0/3) | - |\n"
+        "| permutation | standard MLP, no embedding regulariser | 20 | 0.20 ± 0.00 (0/20) "
+        "| 0.90 ± 0.10 (10/20) |"
+    )
+    setting = training_label(twenty, own_fraction=True)
+    curves = efficiency_curves([twenty, *suite], many_seeds=True, setting=setting)["permutation"]
+    assert list(curves) == ["standard MLP"]
+    np.testing.assert_array_equal(curves["standard MLP"][0], [0.6, 0.8])

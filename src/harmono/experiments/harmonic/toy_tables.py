@@ -28,6 +28,7 @@ from harmono.experiments.harmonic.toy_protocols import (
     MAIN_SETTING,
     is_official,
     official_training,
+    on_paper_seeds,
     setting_label,
     suite_key,
     training_label,
@@ -277,22 +278,29 @@ def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[
     A data-efficiency record trained with an explicit train fraction on the
     official protocol or a control's (``toy_protocols.training_label``). The
     suite's records, which train the official fraction with 20 seeds or more
-    (its cells, its exponents, its controls and their extra seeds), are left
-    out.
+    (its cells, its exponents, its controls and their extra seeds), make no
+    curve of their own; a suite record on the paper's 20 seeds is the point
+    at the official fraction of the 20-seed curve with its model and
+    setting (the same training), where such a curve has run.
     """
     points: dict[_Curve, dict[float, list]] = {}
+    suite_points: dict[_Curve, list] = {}
     for r in records:
-        official_fraction = r["train"]["train_fraction"] == ToyTrainConfig.train_fraction
-        if r["model"]["arch"] != arch or (official_fraction and len(r["seeds"]) >= len(PAPER_SEEDS)):
-            continue
         setting = training_label(r, own_fraction=True)
-        if setting is None:
+        if r["model"]["arch"] != arch or setting is None:
             continue
         model = r["model"]
         curve = _Curve(
             r["task"], arch, model["head"], record_sampling(r), model["exponent"], setting, len(r["seeds"])
         )
-        points.setdefault(curve, {})[r["train"]["train_fraction"]] = r["seeds"]
+        fraction = r["train"]["train_fraction"]
+        if fraction != ToyTrainConfig.train_fraction or len(r["seeds"]) < len(PAPER_SEEDS):
+            points.setdefault(curve, {})[fraction] = r["seeds"]
+        elif on_paper_seeds(r):
+            suite_points.setdefault(curve, r["seeds"])
+    for curve, seeds in suite_points.items():
+        if curve in points:
+            points[curve].setdefault(ToyTrainConfig.train_fraction, seeds)
     return points
 
 
