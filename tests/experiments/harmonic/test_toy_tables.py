@@ -348,3 +348,18 @@ def test_a_suite_cell_is_the_official_fraction_point_of_its_20_seed_curve_only()
     curves = efficiency_curves([twenty, *suite], many_seeds=True, setting=setting)["permutation"]
     assert list(curves) == ["standard MLP"]
     np.testing.assert_array_equal(curves["standard MLP"][0], [0.6, 0.8])
+
+
+def test_a_training_stored_twice_counts_once_from_the_top_folder(tmp_path):
+    cell = _efficiency_record("permutation", "standard", 0.8, [1.0] * 20)
+    again = json.loads(json.dumps(cell))
+    again["seeds"][0]["final_test_acc"] = 0.0  # the rerun's float noise, exaggerated
+    other_seeds = json.loads(json.dumps(cell))
+    other_seeds["seeds"] = [{**s, "seed": 1001 + k} for k, s in enumerate(cell["seeds"])]
+    efficiency = tmp_path / "a-controls" / "efficiency"
+    efficiency.mkdir(parents=True)
+    (efficiency / "permutation-mlp-standard-f0.8.json").write_text(json.dumps(again))
+    (tmp_path / "a-controls" / "more-seeds.json").write_text(json.dumps(other_seeds))
+    (tmp_path / "permutation-mlp-standard.json").write_text(json.dumps(cell))
+    records = read_results(tmp_path)
+    assert len(records) == 2 and records[0] == cell and records[1] == other_seeds

@@ -121,20 +121,25 @@ def read_results(results_dir: str | Path) -> list[dict]:
     """Every ``*.json`` record in ``results_dir`` and its subfolders (``toy suite --results``), by path.
 
     Controls that rerun a configuration with other seeds live in subfolders,
-    so that their files do not replace the main ones of the same name.
+    so that their files do not replace the main ones of the same name. A
+    training stored twice (a 20-seed data-efficiency run at the official
+    train fraction is the suite's cell again) counts once: the file nearest
+    the top of ``results_dir`` is kept.
     """
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"expected a folder of toy results (*.json), got {results_dir}")
-    records = []
-    for path in sorted(results_dir.rglob("*.json")):
+    by_training: dict[str, dict] = {}
+    for path in sorted(results_dir.rglob("*.json"), key=lambda p: (len(p.parts), p)):
         try:
             record = json.loads(path.read_text())
-            record["task"], record["model"]["head"], record["train"]["paper_sampling"], record["seeds"]
+            seeds = [seed["seed"] for seed in record["seeds"]]
+            training = {"task": record["task"], "model": record["model"], "train": record["train"]}
+            record["model"]["head"], record["train"]["paper_sampling"]
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a toy result record ({error!r})") from error
-        records.append(record)
-    return records
+        by_training.setdefault(json.dumps({**training, "seeds": seeds}, sort_keys=True), record)
+    return list(by_training.values())
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
