@@ -291,8 +291,10 @@ def _efficiency_points(records: Sequence[dict], arch: str) -> dict[_Curve, dict[
     points: dict[_Curve, dict[float, list]] = {}
     suite_points: dict[_Curve, list] = {}
     for r in records:
+        if r["model"]["arch"] != arch:
+            continue
         setting = training_label(r, own_fraction=True)
-        if r["model"]["arch"] != arch or setting is None:
+        if setting is None:
             continue
         model = r["model"]
         curve = _Curve(
