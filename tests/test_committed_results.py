@@ -81,3 +81,14 @@ def test_lm_table_in_readme_and_guide_matches_results_lm():
         assert _section(ROOT / doc, SECTION) == expected, (
             f"{doc} is stale: run `harmono lm table results/lm --write docs/language-models.md README.md`"
         )
+
+
+def test_mnist_table_in_guide_matches_results_mnist():
+    from harmono.experiments.harmonic.mnist_summary import SECTION, summary_markdown
+
+    records = sorted((ROOT / "results" / "mnist").glob("*.json"))
+    assert records, "results/mnist/ holds no record; the guide quotes MNIST and Fashion-MNIST"
+    assert _section(ROOT / "docs" / "harmonic-loss.md", SECTION) == summary_markdown(records).strip(), (
+        "docs/harmonic-loss.md is stale: run "
+        "`harmono mnist --summary results/mnist/*.json --write docs/harmonic-loss.md`"
+    )

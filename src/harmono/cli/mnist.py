@@ -15,6 +15,8 @@ from harmono.experiments.harmonic.mnist_linear import (
     MnistLinearResult,
     run_mnist_linear,
 )
+from harmono.experiments.harmonic.mnist_summary import SECTION, save_record, summary_markdown
+from harmono.report.marked_sections import update_marked_section
 from harmono.report.text_table import format_table
 
 
@@ -38,7 +40,21 @@ def mnist_table(result: MnistLinearResult) -> str:
     return format_table(["head", "test accuracy (%)", "per seed (%)", "train loss"], rows)
 
 
+def _summary(args: argparse.Namespace) -> int:
+    if args.results:
+        raise ValueError("--results saves a new run's record: use it with --out, not with --summary")
+    table = summary_markdown(args.summary)
+    print(table)
+    for path in args.write or []:
+        print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")
+    return 0
+
+
 def _mnist(args: argparse.Namespace) -> int:
+    if args.summary:
+        return _summary(args)
+    if args.write:
+        raise ValueError("--write fills a table from saved records: use it with --summary, not with --out")
     config = config_from_arguments(MnistLinearConfig, args)
     result = run_mnist_linear(config, args.out, progress=not args.no_progress)
     print(
@@ -48,6 +64,8 @@ def _mnist(args: argparse.Namespace) -> int:
     print(mnist_table(result))
     out = Path(args.out)
     print(f"\nresults: {out / RESULTS_FILE}\ncenters: {out / CENTERS_FILE}\nfigure: {out / FIGURE_FILE}")
+    if args.results:
+        print(f"record: {save_record(out, args.results)}")
     return 0
 
 
@@ -57,7 +75,16 @@ def add_mnist_command(sub: argparse._SubParsersAction) -> None:
         "mnist",
         help="linear class prototypes: one 784 -> 10 layer, harmonic head vs cross-entropy, over seeds",
     )
-    mnist.add_argument("--out", required=True, help="output directory (results.json, centers, figure)")
+    mode = mnist.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--out", help="output directory (results.json, centers, figure)")
+    mode.add_argument(
+        "--summary", nargs="+", metavar="RECORD",
+        help="instead of training: the table of saved records or run directories (e.g. results/mnist/*.json)",
+    )  # fmt: skip
+    mnist.add_argument(
+        "--results", help="also save the run's record as RESULTS/<dataset>.json (e.g. results/mnist)"
+    )
+    mnist.add_argument("--write", nargs="+", help="with --summary: files whose mnist-linear markers to fill")
     add_config_arguments(mnist.add_argument_group("experiment"), MnistLinearConfig)
     mnist.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     mnist.set_defaults(func=_mnist)

@@ -245,11 +245,15 @@ def test_mnist_command_end_to_end(tmp_path, capsys):
         "--seeds",
         "2",
         "--no-progress",
+        "--results",
+        str(tmp_path / "records"),
     ]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
 
     record = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert record["provenance"]["torch"] == torch.__version__
+    assert json.loads((tmp_path / "records" / "mnist.json").read_text()) == record  # the committed copy
     assert record["config"]["dataset"] == "mnist" and record["config"]["epochs"] == 1
     assert record["config"]["exponent"] == 56.0 and record["seeds"] == [0, 1]
     assert record["dataset"]["train_size"] == 4000 and record["dataset"]["test_size"] == 1000

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from harmono.analysis.toy_metrics import mean_std
 from harmono.core import checks
 from harmono.core.io import write_atomically, write_json_atomically
+from harmono.core.provenance import provenance
 from harmono.harmonic import HarmonicLinear
 from harmono.harmonic.functional import DEFAULT_EPS
 
@@ -358,7 +359,7 @@ def run_mnist_linear(
     """Load ``config.dataset``, train both heads over the seeds, and write the results.
 
     Writes into ``out_dir``: ``results.json`` (config, dataset sizes, per-seed
-    test accuracy and training loss, mean ± sample std per head),
+    test accuracy and training loss, mean ± sample std per head, provenance),
     ``centers.safetensors`` (``"<head>.weight"`` ``(S, 10, 784)`` and
     ``"cross_entropy.bias"`` ``(S, 10)``) and ``prototypes.png`` (seed 0's
     weights drawn as images, raw and thresholded at ``config.threshold``).
@@ -395,6 +396,7 @@ def run_mnist_linear(
         "seeds": list(range(config.seeds)),
         "seconds": result.seconds,
         "heads": heads,
+        "provenance": provenance(),
     }
     write_json_atomically(out_dir / RESULTS_FILE, record, indent=1)
     tensors = {f"{head}.weight": outcome.weight.contiguous() for head, outcome in result.heads.items()}
