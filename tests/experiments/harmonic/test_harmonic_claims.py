@@ -48,7 +48,7 @@ def _row(rows, start):
 
 def test_claims_are_pending_without_results(tmp_path):
     headers, rows = claim_rows(tmp_path)
-    assert headers[-1] == "holds" and len(rows) == 11
+    assert headers[-1] == "holds" and len(rows) == 12
     assert all(row[-1] == "pending" for row in rows)
 
 
@@ -174,6 +174,23 @@ def test_the_efficiency_control_without_the_regulariser_is_judged_on_its_own_rec
     no_reg = _row(rows, "harmonic models need less data: modadd, MLP, the control without")
     assert no_reg[2] == "leak-free: pending; paper: 0.5 vs 0.7" and no_reg[-1] == "yes so far"
     assert "--embedding-reg none" in no_reg[3] and "--samplings leak-free paper " in no_reg[3]
+
+
+def test_the_3_seed_curves_without_the_regulariser_are_judged_apart_from_the_official_ones(tmp_path):
+    records = []
+    for head, with_reg, without in (("harmonic", 0.1, 0.1), ("standard", 0.3, 0.4)):
+        for fraction in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            for first, overrides in ((with_reg, {}), (without, {"embedding_reg": "none"})):
+                accuracy = 1.0 if fraction >= first else 0.2
+                records.append(_suite_record("lattice", head, False, 1.0, (1, 1), fraction, PAPER_SEEDS[:3],
+                                             accuracy, **overrides))  # fmt: skip
+    _write(tmp_path / "toy", records)
+    _, rows = claim_rows(tmp_path)
+    official = _row(rows, "harmonic models need less data: lattice, MLP, smallest")
+    assert official[2] == "leak-free: 0.1 vs 0.3; paper: pending" and official[-1] == "yes so far"
+    no_reg = _row(rows, "harmonic models need less data: lattice, MLP, the control without")
+    assert no_reg[2] == "leak-free: 0.1 vs 0.4; paper: pending" and no_reg[-1] == "yes so far"
+    assert "--embedding-reg none" in no_reg[3] and "lattice-efficiency-no-embedding-reg" in no_reg[3]
 
 
 def test_parallelogram_claim_counts_tasks_where_the_harmonic_median_is_lower(tmp_path):
