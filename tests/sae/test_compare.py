@@ -62,3 +62,53 @@ def test_a_run_without_evaluation_is_reported(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(FileNotFoundError, match="harmono sae eval"):
         compare_rows([tmp_path / "run"], pool_seeds=True)
+
+
+def test_saved_records_give_the_table_of_their_runs_without_the_machines_paths(tmp_path):
+    from harmono.sae.compare import save_records
+
+    runs = [fake_run(tmp_path / "runs" / f"mono-s{seed}", "topk", 0.1, seed, 0.8 + seed / 100, 0.5)
+            for seed in range(3)]  # fmt: skip
+    for run in runs:  # run.json names the feature store's folder; a record must not
+        setup = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**setup, "features": str(tmp_path / "store")}))
+    records = save_records(runs, tmp_path / "results")
+    assert records == [tmp_path / "results" / f"mono-s{seed}.json" for seed in range(3)]
+    saved = json.loads(records[0].read_text())
+    assert set(saved) == {"name", "sae", "train", "summary", "provenance"}
+    assert saved["provenance"]["taken_at_export"] is True and str(tmp_path) not in records[0].read_text()
+    from_runs, from_records = compare_rows(runs, pool_seeds=True), compare_rows(records, pool_seeds=True)
+    assert [row[1:] for row in from_records] == [row[1:] for row in from_runs]
+    assert from_records[0][0] == f"{records[0]} (+2)"
+    assert save_records(records, tmp_path / "again") == []  # records are not saved again
+
+
+def test_a_record_without_a_metric_names_the_file(tmp_path):
+    from harmono.sae.compare import save_records
+
+    record = save_records([fake_run(tmp_path / "run", "topk", 0.1, 0, 0.8, 0.5)], tmp_path / "results")[0]
+    saved = json.loads(record.read_text())
+    del saved["summary"]["purity_binary"]
+    record.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=rf"{record}: expected a summary with every metric"):
+        compare_rows([record])
+    record.write_text("{")
+    with pytest.raises(ValueError, match=str(record)):
+        compare_rows([record])
+
+
+def test_compare_writes_its_table_into_a_marked_section(tmp_path, capsys):
+    from harmono.cli import main
+    from harmono.report.marked_sections import markers
+    from harmono.sae.compare import SECTION
+
+    runs = [str(fake_run(tmp_path / f"s{seed}", "topk", 0.1, seed, 0.8, 0.5)) for seed in range(2)]
+    doc = tmp_path / "guide.md"
+    doc.write_text("\n".join(markers(SECTION)) + "\n")
+    results = tmp_path / "results"
+    argv = ["sae", "compare", *runs, "--pool-seeds", "--results", str(results), "--write", str(doc)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"record: {results / 's0.json'}" in out and f"{doc}: updated" in out
+    table = doc.read_text().split("\n", 1)[1].rsplit("\n", 2)[0]
+    assert table.startswith("| run") and "| topk " in table and "| 2 " in table

@@ -13,9 +13,10 @@ from pathlib import Path
 from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.cli.token_source import add_token_source, token_stream
 from harmono.core.io import PRETRAINED_CONFIG, read_json, write_json_atomically
+from harmono.report.marked_sections import update_marked_section
 from harmono.report.text_table import format_table
 from harmono.sae import ARCHITECTURES, SAE, ForeignSAE
-from harmono.sae.compare import METRICS, compare_rows
+from harmono.sae.compare import METRICS, SECTION, compare_rows, save_records
 from harmono.sae.config import SAEConfig
 from harmono.sae.evaluate import EVALUATION_FILE, TOP_ACTIVATIONS_FILE, evaluate_sae
 from harmono.sae.train import TrainConfig
@@ -147,9 +148,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    rows = compare_rows([Path(run) for run in args.runs], pool_seeds=args.pool_seeds)
+    runs = [Path(run) for run in args.runs]
+    rows = compare_rows(runs, pool_seeds=args.pool_seeds)
     headers = ["run", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]
     print(format_table(headers, rows, markdown=args.markdown))
+    for record in save_records(runs, args.results) if args.results else []:
+        print(f"record: {record}")
+    for path in args.write or []:
+        table = format_table(headers, rows, markdown=True)
+        print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")
     return 0
 
 
@@ -235,11 +242,16 @@ def add_sae_commands(sub: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(func=_export)
     compare = commands.add_parser("compare", help="a table of the evaluations of several runs")
-    compare.add_argument("runs", nargs="+", help="run directories, each evaluated with `harmono sae eval`")
+    compare.add_argument(
+        "runs", nargs="+",
+        help="run directories, each evaluated with `harmono sae eval`, or records saved by --results",
+    )  # fmt: skip
     compare.add_argument(
         "--pool-seeds",
         action="store_true",
         help="one row per setting: mean ± std over the runs that differ only in their seed",
     )
     compare.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    compare.add_argument("--results", help="also save each run directory's record (JSON) into this folder")
+    compare.add_argument("--write", nargs="+", help="files whose sae-compare markers to fill with the table")
     compare.set_defaults(func=_compare)

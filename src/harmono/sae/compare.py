@@ -1,6 +1,10 @@
 """Evaluated SAE runs side by side: one table row per run, or per setting pooled over seeds.
 
-Used by ``harmono sae compare`` and by the report's SAE tables.
+Used by ``harmono sae compare`` and by the report's SAE tables. A run is a
+run directory (``evaluation.json``, and ``run.json`` for harmono's own
+SAEs) or the JSON record :func:`run_record` makes of one (``harmono sae
+compare --results results/sae`` writes them, and the tables are made again
+from those files alone).
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from harmono.core.io import read_json
+from harmono.core.io import read_json, write_json_atomically
+from harmono.core.provenance import provenance
 from harmono.sae.evaluate import EVALUATION_FILE
 from harmono.training.runs import RUN_FILE
 
@@ -28,13 +33,11 @@ NOT_A_SETTING = ("seed", "device", "checkpoint_every", "log_every", "tensorboard
 """Training fields that do not change what is trained: runs differing only in them pool over seeds."""
 
 
-def _load_run(run: Path) -> tuple[dict, dict]:
-    """``(evaluation summary, run record)``; the record of a foreign SAE holds only what it is (``sae``)."""
-    path = run / EVALUATION_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
-    evaluation = read_json(path, "an SAE evaluation", ("summary",), ("sae",))
-    summary = evaluation["summary"]
+SECTION = "sae-compare"
+"""The marked section ``harmono sae compare --write`` fills (:mod:`harmono.report.marked_sections`)."""
+
+
+def _check_summary(summary: dict, path: Path) -> None:
     try:
         for _, get, _ in METRICS:
             get(summary)
@@ -42,6 +45,20 @@ def _load_run(run: Path) -> tuple[dict, dict]:
         raise ValueError(
             f"{path}: expected a summary with every metric of the table, got none for {err}"
         ) from err
+
+
+def _load_run(run: Path) -> tuple[dict, dict]:
+    """``(evaluation summary, run record)``; the record of a foreign SAE holds only what it is (``sae``)."""
+    if run.is_file():  # a saved record
+        record = read_json(run, "an SAE run record", ("summary",), ("summary", "sae", "train"))
+        _check_summary(record["summary"], run)
+        return record["summary"], {key: record[key] for key in ("sae", "train") if key in record}
+    path = run / EVALUATION_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
+    evaluation = read_json(path, "an SAE evaluation", ("summary",), ("sae",))
+    summary = evaluation["summary"]
+    _check_summary(summary, path)
     if (run / RUN_FILE).is_file():
         return summary, read_json(run / RUN_FILE, "an SAE run record", objects=("sae", "train"))
     described = evaluation.get("sae", {})
@@ -96,3 +113,28 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
         mono_coef = f"{setup.get('train', {}).get('mono_coef', 0):g}"
         rows.append((label, architecture, mono_coef, str(len(members)), *cells))
     return rows
+
+
+def run_record(run: str | Path) -> dict:
+    """``{"name", "sae", "train", "summary", "provenance"}`` of an evaluated run directory.
+
+    Only what the SAE is and how it trained is kept, not where its features
+    lay (``run.json`` names their folder). The provenance is taken now and marked ``taken_at_export`` (a run
+    directory does not keep the commit it was trained at).
+    """
+    run = Path(run)
+    summary, setup = _load_run(run)
+    exported = {**provenance(), "taken_at_export": True}
+    described = {key: setup[key] for key in ("sae", "train") if key in setup}  # not the machine's paths
+    return {"name": run.name, **described, "summary": summary, "provenance": exported}
+
+
+def save_records(runs: list[Path], results_dir: str | Path) -> list[Path]:
+    """Write each run directory's :func:`run_record` to ``results_dir/<name>.json`` (records are skipped)."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        write_json_atomically(results_dir / f"{Path(run).name}.json", run_record(run), indent=1)
+        for run in runs
+        if not Path(run).is_file()
+    ]
