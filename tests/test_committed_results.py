@@ -92,3 +92,16 @@ def test_mnist_table_in_guide_matches_results_mnist():
         "docs/harmonic-loss.md is stale: run "
         "`harmono mnist --summary results/mnist/*.json --write docs/harmonic-loss.md`"
     )
+
+
+def test_sae_table_in_guide_matches_results_sae(monkeypatch):
+    from harmono.sae.compare import METRICS, SECTION, compare_rows
+
+    monkeypatch.chdir(ROOT)  # the table names each record by the path it was given, relative to the root
+    records = sorted(Path("results", "sae").glob("*.json"))
+    assert records, "results/sae/ holds no record; docs/sae.md quotes the Fashion-MNIST SAEs"
+    headers = ["run", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]
+    expected = format_table(headers, compare_rows(records, pool_seeds=True), markdown=True).strip()
+    assert _section(ROOT / "docs" / "sae.md", SECTION) == expected, (
+        "docs/sae.md is stale: run `harmono sae compare results/sae/*.json --pool-seeds --write docs/sae.md`"
+    )
