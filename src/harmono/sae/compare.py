@@ -80,7 +80,8 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     ----------
     runs : list of Path
         Run directories, each evaluated (holding ``evaluation.json``; ``run.json`` is optional: the
-        evaluation of another library's SAE names its format and architecture).
+        evaluation of another library's SAE names its format and architecture), or records that
+        :func:`save_records` wrote.
     pool_seeds : bool
         Runs whose settings differ only in the seed (and other fields in
         ``NOT_A_SETTING``) share one row: each metric as ``mean ± std``
@@ -119,8 +120,9 @@ def run_record(run: str | Path) -> dict:
     """``{"name", "sae", "train", "summary", "provenance"}`` of an evaluated run directory.
 
     Only what the SAE is and how it trained is kept, not where its features
-    lay (``run.json`` names their folder). The provenance is taken now and marked ``taken_at_export`` (a run
-    directory does not keep the commit it was trained at).
+    lay (``run.json`` names their folder). The provenance is taken now and
+    marked ``taken_at_export``: a run directory does not keep the commit it
+    was trained at.
     """
     run = Path(run)
     summary, setup = _load_run(run)
