@@ -55,7 +55,8 @@ def test_sweep_layers_typed_options_over_the_config_file_over_defaults(folder, t
     config.write_text(json.dumps({"model": {"expansion": 2}, "train": {"lr": 0.01, "epochs": 2}}))
     out = tmp_path / "sweep"
     argv = ["finetune", "sweep", "--out", str(out), "--config", str(config), "--mono-lambda", "0", "0.2",
-            "--seeds", "2", *options(folder, **{"--epochs": "1"})]  # fmt: skip
+            "--seeds", "2", "--results", str(tmp_path / "records"),
+            *options(folder, **{"--epochs": "1"})]  # fmt: skip
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "val MonoScore" in table and "0.2" in table
@@ -65,6 +66,8 @@ def test_sweep_layers_typed_options_over_the_config_file_over_defaults(folder, t
     assert record["train"]["epochs"] == 1  # typed, over the file
     assert record["train"]["weight_decay"] == FinetuneConfig().weight_decay  # default
     assert len(record["runs"]) == 4 and {r["seed"] for r in record["runs"]} == {0, 1}
+    assert record["provenance"]["torch"] == torch.__version__
+    assert json.loads((tmp_path / "records" / "sweep.json").read_text()) == record  # the committed copy
 
 
 def test_recipes_are_valid_configs_and_bad_configs_are_reported(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``harmono finetune`` and ``harmono finetune sweep``: thin wrappers over ``finetune`` and ``run_sweep``.
+"""``harmono finetune``, ``finetune sweep`` and ``finetune table``: thin wrappers over the finetuning code.
 
 Every field of ``ClassifierConfig`` (except ``num_classes``, read from the
 dataset) and of ``FinetuneConfig`` is an option. ``--config`` takes a JSON
@@ -16,6 +16,7 @@ from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
 from harmono.recipes import read_recipe as read_config_file
+from harmono.report.marked_sections import update_marked_section
 from harmono.report.text_table import format_table
 from harmono.training.runs import process_group_from_environment
 
@@ -93,7 +94,7 @@ def sweep_table(rows: list[dict], markdown: bool = False) -> str:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from harmono.experiments.mono.finetune_sweep import SWEEP_FILE, run_sweep
+    from harmono.experiments.mono.finetune_sweep import SWEEP_FILE, run_sweep, save_sweep_record
 
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
@@ -104,6 +105,18 @@ def _sweep(args: argparse.Namespace) -> int:
         )
     print(sweep_table(rows))
     print(f"\nsweep: {Path(args.out) / SWEEP_FILE}")
+    if args.results:
+        print(f"record: {save_sweep_record(args.out, args.results)}")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from harmono.experiments.mono.finetune_sweep import SECTION, read_sweep_record, summarize_sweep
+
+    table = sweep_table(summarize_sweep(read_sweep_record(args.record)["runs"]), markdown=True)
+    print(table)
+    for path in args.write or []:
+        print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")
     return 0
 
 
@@ -138,5 +151,12 @@ def add_finetune_command(sub: argparse._SubParsersAction) -> None:
         help="MonoLoss weights (default: the paper's 0 0.03 0.05 0.07 0.1)",
     )  # fmt: skip
     sweep.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 per weight (default: 3)")
+    sweep.add_argument(
+        "--results", help="also copy the sweep's record into this folder (e.g. results/finetune)"
+    )
     _add_common(sweep, exclude=SWEEP_EXCLUDED)
     sweep.set_defaults(func=_sweep)
+    table = commands.add_parser("table", help="the Markdown table of a saved sweep record")
+    table.add_argument("record", help="a sweep.json or its copy saved by `sweep --results`")
+    table.add_argument("--write", nargs="+", help="files whose finetune-sweep markers to fill with the table")
+    table.set_defaults(func=_table)

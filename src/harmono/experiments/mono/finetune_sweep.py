@@ -3,7 +3,10 @@
 Runs go to ``out/lambda-<λ>/seed-<s>/``; a finished run with the same
 settings is read back instead of trained again, an unfinished one resumes,
 and one with other settings is refused. ``sweep.json`` holds every run's
-results and the summary rows (mean and sample standard deviation over seeds).
+results, the summary rows (mean and sample standard deviation over seeds)
+and the provenance; ``harmono finetune sweep --results results/finetune``
+copies it to ``results/finetune/<sweep name>.json``, and ``harmono finetune
+table`` makes the guide's table again from that file alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from harmono.core.io import read_json, write_json_atomically
+from harmono.core.provenance import provenance
 from harmono.experiments.mono.finetune import finetune
 from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.experiments.mono.finetune_eval import read_results
@@ -22,6 +26,10 @@ from harmono.models.classifier import ClassifierConfig
 from harmono.training.runs import RUN_FILE
 
 SWEEP_FILE = "sweep.json"
+SECTION = "finetune-sweep"
+"""Name of the marked section ``harmono finetune table --write`` fills."""
+RUN_FIELDS = ("mono_lambda", "seed", "val_accuracy", "val_monoscore", "val_dead_units", "seconds")
+"""What the summary reads of each run of a sweep record."""
 PAPER_LAMBDAS = (0.0, 0.03, 0.05, 0.07, 0.1)
 """The MonoLoss paper's finetuning weights."""
 
@@ -101,6 +109,31 @@ def run_sweep(
                 results = read_results(directory)
             runs.append({"mono_lambda": float(mono_lambda), "seed": int(seed), **results})
     rows = summarize_sweep(runs)
-    record = {"model": asdict(model_config), "train": asdict(config), "runs": runs, "rows": rows}
+    record = {"model": asdict(model_config), "train": asdict(config), "runs": runs, "rows": rows,
+              "provenance": provenance()}  # fmt: skip
     write_json_atomically(Path(out) / SWEEP_FILE, record, indent=1)
     return rows
+
+
+def read_sweep_record(path: str | Path) -> dict:
+    """A sweep's record (``sweep.json`` or a saved copy), checked to give its table.
+
+    Raises ``ValueError`` naming the file and the run that lacks a field the summary reads.
+    """
+    record = read_json(path, "a finetune sweep record", ("model", "train", "runs"), ("model", "train"))
+    runs = record["runs"]
+    if not isinstance(runs, list) or not runs:
+        raise ValueError(f"{path}: expected runs to list at least one run, got {runs!r}")
+    for index, run in enumerate(runs):
+        missing = [field for field in RUN_FIELDS if not isinstance(run, dict) or field not in run]
+        if missing:
+            raise ValueError(f"{path}: expected run {index} to hold {list(RUN_FIELDS)}, it lacks {missing}")
+    return record
+
+
+def save_sweep_record(out: str | Path, results_dir: str | Path) -> Path:
+    """Copy the sweep's record to ``results_dir/<name of out>.json``."""
+    record = read_sweep_record(Path(out) / SWEEP_FILE)
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    return write_json_atomically(results_dir / f"{Path(out).name}.json", record, indent=1)
