@@ -84,11 +84,12 @@ def test_lm_table_in_readme_and_guide_matches_results_lm():
 
 
 def test_mnist_table_in_guide_matches_results_mnist():
-    from harmono.experiments.harmonic.mnist_summary import SECTION, summary_markdown
+    from harmono.experiments.harmonic.mnist_summary import SECTION, summary_rows
 
     records = sorted((ROOT / "results" / "mnist").glob("*.json"))
     assert records, "results/mnist/ holds no record; the guide quotes MNIST and Fashion-MNIST"
-    assert _section(ROOT / "docs" / "harmonic-loss.md", SECTION) == summary_markdown(records).strip(), (
+    expected = format_table(*summary_rows(records), markdown=True).strip()
+    assert _section(ROOT / "docs" / "harmonic-loss.md", SECTION) == expected, (
         "docs/harmonic-loss.md is stale: run "
         "`harmono mnist --summary results/mnist/*.json --write docs/harmonic-loss.md`"
     )

@@ -15,7 +15,7 @@ from harmono.experiments.harmonic.mnist_linear import (
     MnistLinearResult,
     run_mnist_linear,
 )
-from harmono.experiments.harmonic.mnist_summary import SECTION, save_record, summary_markdown
+from harmono.experiments.harmonic.mnist_summary import SECTION, save_record, summary_rows
 from harmono.report.marked_sections import update_marked_section
 from harmono.report.text_table import format_table
 
@@ -43,7 +43,7 @@ def mnist_table(result: MnistLinearResult) -> str:
 def _summary(args: argparse.Namespace) -> int:
     if args.results:
         raise ValueError("--results saves a new run's record: use it with --out, not with --summary")
-    table = summary_markdown(args.summary)
+    table = format_table(*summary_rows(args.summary), markdown=True)
     print(table)
     for path in args.write or []:
         print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")

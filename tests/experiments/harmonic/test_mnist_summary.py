@@ -8,8 +8,13 @@ import pytest
 
 from harmono.cli.mnist import add_mnist_command
 from harmono.experiments.harmonic.mnist_linear import RESULTS_FILE
-from harmono.experiments.harmonic.mnist_summary import SECTION, save_record, summary_markdown
+from harmono.experiments.harmonic.mnist_summary import SECTION, save_record, summary_rows
 from harmono.report.marked_sections import markers
+from harmono.report.text_table import format_table
+
+
+def summary_markdown(sources):
+    return format_table(*summary_rows(sources), markdown=True)
 
 
 def _run_dir(folder, dataset="fashion-mnist", accuracies=None, seconds=175.2):

@@ -4,7 +4,8 @@ A record is a run's ``results.json`` (see
 :func:`~harmono.experiments.harmonic.mnist_linear.run_mnist_linear`) with
 its provenance; ``harmono mnist --results results/mnist`` saves one per
 dataset, and ``harmono mnist --summary results/mnist/*.json --write
-docs/harmonic-loss.md`` makes the guide's table again from those files alone.
+docs/harmonic-loss.md`` makes the guide's table again from those files alone
+(:func:`summary_rows`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from harmono.analysis.toy_metrics import mean_std
 from harmono.core.io import read_json, write_json_atomically
 from harmono.core.provenance import provenance
 from harmono.experiments.harmonic.mnist_linear import RESULTS_FILE
-from harmono.report.text_table import format_table
 
 SECTION = "mnist-linear"
 """Name of the marked section the table goes into (:mod:`harmono.report.marked_sections`)."""
@@ -83,8 +83,8 @@ def _accuracy_cell(accuracies: Sequence[float]) -> str:
     return f"{100 * mean:.2f}%" if len(accuracies) == 1 else f"{100 * mean:.2f} ± {100 * std:.2f}%"
 
 
-def summary_markdown(sources: Sequence[str | Path]) -> str:
-    """The Markdown table of the records: per dataset both heads' test accuracy (mean ± sample std).
+def summary_rows(sources: Sequence[str | Path]) -> tuple[list[str], list[list[str]]]:
+    """``(headers, rows)`` of the records: per dataset both heads' test accuracy (mean ± sample std).
 
     Raises ``ValueError`` when two records are of the same dataset.
     """
@@ -109,4 +109,4 @@ def summary_markdown(sources: Sequence[str | Path]) -> str:
         ])  # fmt: skip
     headers = ["dataset", "train / test", "seeds", "epochs", "cross-entropy", "harmonic",
                "published (cross-entropy vs harmonic)", "s"]  # fmt: skip
-    return format_table(headers, rows, markdown=True)
+    return headers, rows
