@@ -106,3 +106,15 @@ def test_sae_table_in_guide_matches_results_sae(monkeypatch):
     assert _section(ROOT / "docs" / "sae.md", SECTION) == expected, (
         "docs/sae.md is stale: run `harmono sae compare results/sae/*.json --pool-seeds --write docs/sae.md`"
     )
+
+
+def test_finetune_table_in_guide_matches_results_finetune():
+    from harmono.cli.finetune import sweep_table
+    from harmono.experiments.mono.finetune_sweep import SECTION, read_sweep_record, summarize_sweep
+
+    record = read_sweep_record(ROOT / "results" / "finetune" / "finetune-fashion.json")
+    expected = sweep_table(summarize_sweep(record["runs"]), markdown=True).strip()
+    assert _section(ROOT / "docs" / "finetune.md", SECTION) == expected, (
+        "docs/finetune.md is stale: run "
+        "`harmono finetune table results/finetune/finetune-fashion.json --write docs/finetune.md`"
+    )
