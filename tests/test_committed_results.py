@@ -95,11 +95,10 @@ def test_mnist_table_in_guide_matches_results_mnist():
     )
 
 
-def test_sae_table_in_guide_matches_results_sae(monkeypatch):
+def test_sae_table_in_guide_matches_results_sae():
     from harmono.sae.compare import METRICS, SECTION, compare_rows
 
-    monkeypatch.chdir(ROOT)  # the table names each record by the path it was given, relative to the root
-    records = sorted(Path("results", "sae").glob("*.json"))
+    records = sorted((ROOT / "results" / "sae").glob("*.json"))
     assert records, "results/sae/ holds no record; docs/sae.md quotes the Fashion-MNIST SAEs"
     headers = ["run", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]
     expected = format_table(headers, compare_rows(records, pool_seeds=True), markdown=True).strip()

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from harmono.sae.compare import compare_rows
+from harmono.report.text_table import format_table
+from harmono.sae.compare import METRICS, compare_rows
 
 
 def fake_run(directory, architecture, mono_coef, seed, r2, mono, device="cpu"):
@@ -78,8 +79,7 @@ def test_saved_records_give_the_table_of_their_runs_without_the_machines_paths(t
     assert set(saved) == {"name", "sae", "train", "summary", "provenance"}
     assert saved["provenance"]["taken_at_export"] is True and str(tmp_path) not in records[0].read_text()
     from_runs, from_records = compare_rows(runs, pool_seeds=True), compare_rows(records, pool_seeds=True)
-    assert [row[1:] for row in from_records] == [row[1:] for row in from_runs]
-    assert from_records[0][0] == f"{records[0]} (+2)"
+    assert from_records == from_runs and from_records[0][0] == "mono-s0 (+2)"  # named, not by path
     assert save_records(records, tmp_path / "again") == []  # records are not saved again
 
 
@@ -110,5 +110,19 @@ def test_compare_writes_its_table_into_a_marked_section(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"record: {results / 's0.json'}" in out and f"{doc}: updated" in out
-    table = doc.read_text().split("\n", 1)[1].rsplit("\n", 2)[0]
-    assert table.startswith("| run") and "| topk " in table and "| 2 " in table
+    headers = ["run", "arch", "mono_coef", "n", *(title for title, _, _ in METRICS)]
+    expected = format_table(headers, compare_rows(sorted(results.glob("*.json")), pool_seeds=True), True)
+    assert doc.read_text().split("\n", 1)[1].rsplit("\n", 2)[0] == expected  # the records' table
+    assert main(["sae", "compare", str(results / "s0.json"), "--write", str(doc)]) == 0
+    assert "already up to date" not in capsys.readouterr().out  # one record: another table
+
+
+def test_a_missing_path_and_runs_sharing_a_name_are_refused(tmp_path):
+    from harmono.sae.compare import save_records
+
+    with pytest.raises(FileNotFoundError, match="neither"):
+        compare_rows([tmp_path / "typo.json"])
+    runs = [fake_run(tmp_path / arch / "seed0", arch, 0.1, 0, 0.8, 0.5) for arch in ("topk", "relu")]
+    with pytest.raises(ValueError, match=r"share the names \['seed0'\]"):
+        save_records(runs, tmp_path / "results")
+    assert not (tmp_path / "results").exists()  # nothing written

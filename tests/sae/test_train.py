@@ -248,8 +248,11 @@ def test_cli_train_eval_compare(synthetic, tmp_path, capsys):
     assert main(["sae", "compare", str(tmp_path / "plain"), str(tmp_path / "mono")]) == 0
     table = capsys.readouterr().out
     assert "batchtopk" in table and "0.1" in table and "MonoScore" in table
-    assert main(["sae", "compare", str(tmp_path / "nothing")]) == 2
+    (tmp_path / "unevaluated").mkdir()
+    assert main(["sae", "compare", str(tmp_path / "unevaluated")]) == 2
     assert "harmono sae eval" in capsys.readouterr().err
+    assert main(["sae", "compare", str(tmp_path / "nothing")]) == 2
+    assert "found neither" in capsys.readouterr().err
     assert (
         main(["sae", "train", "--arch", "topk", "--out", str(tmp_path / "bad"), *common, "--k", "100"]) == 2
     )

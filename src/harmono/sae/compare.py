@@ -47,12 +47,24 @@ def _check_summary(summary: dict, path: Path) -> None:
         ) from err
 
 
+def _run_name(run: Path) -> str:
+    """A run's name in tables and records: its folder's name, or the name a saved record holds."""
+    if run.is_file():
+        return str(read_json(run, "an SAE run record").get("name", run.stem))
+    return run.name
+
+
 def _load_run(run: Path) -> tuple[dict, dict]:
     """``(evaluation summary, run record)``; the record of a foreign SAE holds only what it is (``sae``)."""
     if run.is_file():  # a saved record
         record = read_json(run, "an SAE run record", ("summary",), ("summary", "sae", "train"))
         _check_summary(record["summary"], run)
         return record["summary"], {key: record[key] for key in ("sae", "train") if key in record}
+    if not run.is_dir():
+        raise FileNotFoundError(
+            f"{run}: expected an evaluated run directory or a record saved by `harmono sae compare "
+            "--results`, found neither"
+        )
     path = run / EVALUATION_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `harmono sae eval {run} --features PATH` first")
@@ -91,12 +103,13 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     Returns
     -------
     list of tuple of str
-        ``(run, architecture, mono_coef, n, *metrics)`` per row, the metrics in the order of ``METRICS``.
+        ``(run, architecture, mono_coef, n, *metrics)`` per row, the metrics in the order of ``METRICS``;
+        ``run`` is the run's name (its folder's, or the saved record's), ``+k`` where ``k`` more pool in.
 
     Raises
     ------
     FileNotFoundError
-        When a run has not been evaluated.
+        When a run has not been evaluated, or is neither a folder nor a record.
     """
     groups: dict[str, list[tuple[Path, dict, dict]]] = {}
     for run in runs:
@@ -108,7 +121,8 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     rows = []
     for members in groups.values():
         run, _, setup = members[0]
-        label = str(run) if len(members) == 1 else f"{run} (+{len(members) - 1})"
+        name = _run_name(run)
+        label = name if len(members) == 1 else f"{name} (+{len(members) - 1})"
         cells = [_cell([get(summary) for _, summary, _ in members], spec) for _, get, spec in METRICS]
         architecture = setup.get("sae", {}).get("architecture", "?")
         mono_coef = f"{setup.get('train', {}).get('mono_coef', 0):g}"
@@ -132,11 +146,21 @@ def run_record(run: str | Path) -> dict:
 
 
 def save_records(runs: list[Path], results_dir: str | Path) -> list[Path]:
-    """Write each run directory's :func:`run_record` to ``results_dir/<name>.json`` (records are skipped)."""
+    """Write each run directory's :func:`run_record` to ``results_dir/<name>.json`` (records are skipped).
+
+    Raises ``ValueError``, before writing anything, when two run directories share a name.
+    """
+    directories = [Path(run) for run in runs if not Path(run).is_file()]
+    names = [run.name for run in directories]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            f"runs share the names {repeated}, and each record is named after its run: "
+            "save them in separate calls with their own --results folders"
+        )
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     return [
-        write_json_atomically(results_dir / f"{Path(run).name}.json", run_record(run), indent=1)
-        for run in runs
-        if not Path(run).is_file()
+        write_json_atomically(results_dir / f"{run.name}.json", run_record(run), indent=1)
+        for run in directories
     ]
