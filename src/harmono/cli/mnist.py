@@ -79,7 +79,8 @@ def add_mnist_command(sub: argparse._SubParsersAction) -> None:
     mode.add_argument("--out", help="output directory (results.json, centers, figure)")
     mode.add_argument(
         "--summary", nargs="+", metavar="RECORD",
-        help="instead of training: the table of saved records or run directories (e.g. results/mnist/*.json)",
+        help="instead of training: the table of saved records or run directories "
+        "(e.g. results/mnist/*.json); the experiment options are not read",
     )  # fmt: skip
     mnist.add_argument(
         "--results", help="also save the run's record as RESULTS/<dataset>.json (e.g. results/mnist)"

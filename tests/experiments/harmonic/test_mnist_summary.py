@@ -79,6 +79,10 @@ def test_a_record_without_a_head_or_with_a_short_list_names_the_file_and_field(t
     (run / RESULTS_FILE).write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"one accuracy per seed \(3\), got \[0\.8\]"):
         summary_markdown([run])
+    for seeds in ([], 5):
+        (run / RESULTS_FILE).write_text(json.dumps({**record, "seeds": seeds}))
+        with pytest.raises(ValueError, match=rf"{run / RESULTS_FILE}: expected seeds to list at least one"):
+            summary_markdown([run])
 
 
 def test_a_truncated_record_and_a_second_record_of_one_dataset_are_refused(tmp_path):

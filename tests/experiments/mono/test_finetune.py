@@ -284,6 +284,8 @@ def test_sweep_reuses_finished_runs_and_summarises_over_seeds(images, tmp_path, 
         return finetune(model_config, config, out, train_set=train, val_set=val, progress=False)
 
     monkeypatch.setattr(sweep_module, "finetune", on_synthetic)
+    calls = iter(range(1, 10))
+    monkeypatch.setattr(sweep_module, "provenance", lambda: {"call": next(calls)})
     rows = run_sweep(tiny_model(), tiny_config(epochs=1), [0.0, 0.5], [0, 1], tmp_path, progress=False)
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert [(r["mono_lambda"], r["seed"]) for r in record["runs"]] == [(0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1)]
@@ -299,6 +301,9 @@ def test_sweep_reuses_finished_runs_and_summarises_over_seeds(images, tmp_path, 
     monkeypatch.setattr(sweep_module, "finetune", must_not_train)
     again = run_sweep(tiny_model(), tiny_config(epochs=1), [0.0, 0.5], [0, 1], tmp_path, progress=False)
     assert again == rows
+    # nothing trained again: the record keeps the provenance of the call that trained
+    assert record["provenance"] == {"call": 1}
+    assert json.loads((tmp_path / "sweep.json").read_text())["provenance"] == {"call": 1}
     with pytest.raises(ValueError, match="holds a finished run with another train"):
         run_sweep(tiny_model(), tiny_config(epochs=1, lr=1e-2), [0.0], [0], tmp_path, progress=False)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harmono.cli import main
-from harmono.experiments.mono.finetune_sweep import SECTION
+from harmono.experiments.mono.finetune_sweep import SECTION, save_sweep_record
 from harmono.report.marked_sections import markers
 
 
@@ -57,3 +57,21 @@ def test_a_damaged_record_is_refused_with_its_name(tmp_path, capsys, content):
     record.write_text(content)
     assert main(["finetune", "table", str(record)]) == 2
     assert str(record) in capsys.readouterr().err
+
+
+def test_a_saved_copy_keeps_no_local_path_and_a_damaged_sweep_is_named(tmp_path):
+    sweep = tmp_path / "my-sweep"
+    sweep.mkdir()
+    record = json.loads(_record(sweep / "sweep.json").read_text())
+    record["train"] = {"dataset": "folder:/data/images/train", "reference_store": "/srv/stores/ref",
+                       "val_dataset": "fashion-mnist", "epochs": 3}  # fmt: skip
+    (sweep / "sweep.json").write_text(json.dumps(record))
+    saved = save_sweep_record(sweep, tmp_path / "results")
+    assert saved == tmp_path / "results" / "my-sweep.json"
+    train = json.loads(saved.read_text())["train"]
+    assert train == {"dataset": "folder:<local>/train", "reference_store": "<local>/ref",
+                     "val_dataset": "fashion-mnist", "epochs": 3}  # fmt: skip
+    assert json.loads(saved.read_text())["runs"] == record["runs"]
+    (sweep / "sweep.json").write_text("{")
+    with pytest.raises(ValueError, match=str(sweep / "sweep.json")):
+        save_sweep_record(sweep, tmp_path / "results")

@@ -53,6 +53,8 @@ def mnist_record(source: str | Path) -> dict:
         missing = [key for key in keys if key not in record[section]]
         if missing:
             raise ValueError(f"{path}: expected {section} to hold {list(keys)}, it lacks {missing}")
+    if not isinstance(record["seeds"], list) or not record["seeds"]:
+        raise ValueError(f"{path}: expected seeds to list at least one seed, got {record['seeds']!r}")
     for head in HEADS:
         entry = record["heads"].get(head)
         accuracies = entry.get("test_accuracy") if isinstance(entry, dict) else None

@@ -98,7 +98,7 @@ def run_sweep(
     """
     if not lambdas or not seeds:
         raise ValueError(f"expected at least one weight and one seed, got {list(lambdas)} and {list(seeds)}")
-    runs = []
+    runs, trained = [], 0
     for mono_lambda in lambdas:
         for seed in seeds:
             run_config = replace(config, mono_lambda=float(mono_lambda), seed=int(seed))
@@ -106,13 +106,36 @@ def run_sweep(
             results = _finished(directory, model_config, run_config)
             if results is None:
                 finetune(model_config, run_config, directory, progress=progress)
-                results = read_results(directory)
+                results, trained = read_results(directory), trained + 1
             runs.append({"mono_lambda": float(mono_lambda), "seed": int(seed), **results})
     rows = summarize_sweep(runs)
     record = {"model": asdict(model_config), "train": asdict(config), "runs": runs, "rows": rows,
-              "provenance": provenance()}  # fmt: skip
+              "provenance": provenance() if trained else _earlier_provenance(Path(out))}  # fmt: skip
     write_json_atomically(Path(out) / SWEEP_FILE, record, indent=1)
     return rows
+
+
+def _earlier_provenance(out: Path) -> dict:
+    """The provenance a sweep that trained nothing keeps: the earlier ``sweep.json``'s, or today's, marked."""
+    earlier = out / SWEEP_FILE
+    if earlier.is_file():
+        saved = read_json(earlier, "a finetune sweep record")
+        if isinstance(saved.get("provenance"), dict):
+            return saved["provenance"]
+    return {**provenance(), "taken_at_export": True}
+
+
+def _without_local_paths(config: dict) -> dict:
+    """``config`` with each absolute path (after a ``folder:`` prefix) cut to ``<local>/`` and its name."""
+    kept = {}
+    for key, value in config.items():
+        if isinstance(value, str):
+            prefix = "folder:" if value.startswith("folder:") else ""
+            path = Path(value[len(prefix) :])
+            if path.is_absolute():
+                value = f"{prefix}<local>/{path.name}"
+        kept[key] = value
+    return kept
 
 
 def read_sweep_record(path: str | Path) -> dict:
@@ -132,8 +155,14 @@ def read_sweep_record(path: str | Path) -> dict:
 
 
 def save_sweep_record(out: str | Path, results_dir: str | Path) -> Path:
-    """Copy the sweep's record to ``results_dir/<name of out>.json``."""
+    """Copy the sweep's record to ``results_dir/<name of out>.json``, without the machine's paths.
+
+    An absolute path in the model or training settings (a local dataset
+    folder, a reference store) keeps only its last part, after ``<local>/``.
+    """
     record = read_sweep_record(Path(out) / SWEEP_FILE)
+    record = {**record, "model": _without_local_paths(record["model"]),
+              "train": _without_local_paths(record["train"])}  # fmt: skip
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     return write_json_atomically(results_dir / f"{Path(out).name}.json", record, indent=1)
