@@ -36,6 +36,8 @@ def test_the_table_is_the_mean_and_sample_std_per_weight(tmp_path, capsys):
         assert row[4:] == ["1.0", "101"]  # dead units 0, 1, 2 and seconds 100-102, averaged
     assert [row[0] for row in rows] == ["0", "0.1"]
     assert f"{doc}: updated" in capsys.readouterr().out
+    assert main(["finetune", "table", str(record), "--write", str(doc)]) == 0
+    assert f"{doc}: already up to date" in capsys.readouterr().out
 
 
 def test_a_record_whose_run_lacks_a_field_names_the_file_and_the_run(tmp_path, capsys):
