@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 
 from harmono.experiments.harmonic.claims import SECTION, claim_rows
-from harmono.report.marked_sections import update_marked_section
+from harmono.report.marked_sections import update_marked_sections
 from harmono.report.text_table import format_table
 
 
 def _claims(args: argparse.Namespace) -> int:
-    headers, rows = claim_rows(args.results)
-    print(format_table(headers, rows, markdown=True))
-    for path in args.write or []:
-        text = format_table(headers, rows, markdown=True)
-        print(f"{path}: {'updated' if update_marked_section(path, text, SECTION) else 'already up to date'}")
+    text = format_table(*claim_rows(args.results), markdown=True)
+    print(text)
+    for line in update_marked_sections(args.write or [], text, SECTION):
+        print(line)
     return 0
 
 

@@ -16,7 +16,7 @@ from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.models.classifier import ClassifierConfig
 from harmono.recipes import read_recipe as read_config_file
-from harmono.report.marked_sections import update_marked_section
+from harmono.report.marked_sections import update_marked_sections
 from harmono.report.text_table import format_table
 from harmono.training.runs import process_group_from_environment
 
@@ -115,8 +115,8 @@ def _table(args: argparse.Namespace) -> int:
 
     table = sweep_table(summarize_sweep(read_sweep_record(args.record)["runs"]), markdown=True)
     print(table)
-    for path in args.write or []:
-        print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")
+    for line in update_marked_sections(args.write or [], table, SECTION):
+        print(line)
     return 0
 
 

@@ -105,16 +105,16 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     from harmono.experiments.harmonic.gpt_summary import SECTION, save_records, summary_rows, table_rows
-    from harmono.report.marked_sections import update_marked_section
+    from harmono.report.marked_sections import update_marked_sections
     from harmono.report.text_table import format_table
 
     for path in save_records(args.runs, args.results) if args.results else []:
         print(f"wrote {path}")
     rows = summary_rows(args.runs)
     print(format_table(*table_rows(rows), markdown=args.markdown))
-    for path in args.write or []:
-        text = format_table(*table_rows(rows), markdown=True)
-        print(f"{path}: {'updated' if update_marked_section(path, text, SECTION) else 'already up to date'}")
+    table = format_table(*table_rows(rows), markdown=True)
+    for line in update_marked_sections(args.write or [], table, SECTION):
+        print(line)
     return 0
 
 

@@ -16,7 +16,7 @@ from harmono.experiments.harmonic.mnist_linear import (
     run_mnist_linear,
 )
 from harmono.experiments.harmonic.mnist_summary import SECTION, save_record, summary_rows
-from harmono.report.marked_sections import update_marked_section
+from harmono.report.marked_sections import update_marked_sections
 from harmono.report.text_table import format_table
 
 
@@ -45,8 +45,8 @@ def _summary(args: argparse.Namespace) -> int:
         raise ValueError("--results saves a new run's record: use it with --out, not with --summary")
     table = format_table(*summary_rows(args.summary), markdown=True)
     print(table)
-    for path in args.write or []:
-        print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")
+    for line in update_marked_sections(args.write or [], table, SECTION):
+        print(line)
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from harmono.cli.options import add_config_arguments, config_from_arguments
 from harmono.cli.token_source import add_token_source, token_stream
 from harmono.core.io import PRETRAINED_CONFIG, read_json, write_json_atomically
-from harmono.report.marked_sections import update_marked_section
+from harmono.report.marked_sections import update_marked_sections
 from harmono.report.text_table import format_table
 from harmono.sae import ARCHITECTURES, SAE, ForeignSAE
 from harmono.sae.compare import METRICS, SECTION, compare_rows, save_records
@@ -154,9 +154,8 @@ def _compare(args: argparse.Namespace) -> int:
     print(format_table(headers, rows, markdown=args.markdown))
     for record in save_records(runs, args.results) if args.results else []:
         print(f"record: {record}")
-    for path in args.write or []:
-        table = format_table(headers, rows, markdown=True)
-        print(f"{path}: {'updated' if update_marked_section(path, table, SECTION) else 'already up to date'}")
+    for line in update_marked_sections(args.write or [], format_table(headers, rows, markdown=True), SECTION):
+        print(line)
     return 0
 
 

@@ -33,3 +33,12 @@ def provenance() -> dict:
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
     }
+
+
+def exported_provenance() -> dict:
+    """:func:`provenance` taken now, for a record exported from a run that did not keep its own.
+
+    Marked ``taken_at_export``: the commit is the exporting checkout's, not
+    necessarily the one the run trained at.
+    """
+    return {**provenance(), "taken_at_export": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -31,3 +32,14 @@ def update_marked_section(path: str | Path, text: str, name: str) -> bool:
         return False
     path.write_text(updated)
     return True
+
+
+def update_marked_sections(paths: Iterable[str | Path], text: str, name: str) -> list[str]:
+    """:func:`update_marked_section` for each of ``paths``: a line per file for the command to print.
+
+    Each line is ``"<path>: updated"`` or ``"<path>: already up to date"``.
+    """
+    return [
+        f"{path}: {'updated' if update_marked_section(path, text, name) else 'already up to date'}"
+        for path in paths
+    ]

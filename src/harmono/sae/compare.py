@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harmono.core.io import read_json, write_json_atomically
-from harmono.core.provenance import provenance
+from harmono.core.provenance import exported_provenance
 from harmono.sae.evaluate import EVALUATION_FILE
 from harmono.training.runs import RUN_FILE
 
@@ -47,19 +47,17 @@ def _check_summary(summary: dict, path: Path) -> None:
         ) from err
 
 
-def _run_name(run: Path) -> str:
-    """A run's name in tables and records: its folder's name, or the name a saved record holds."""
-    if run.is_file():
-        return str(read_json(run, "an SAE run record").get("name", run.stem))
-    return run.name
+def _load_run(run: Path) -> tuple[dict, dict, str]:
+    """``(evaluation summary, run record, name)`` of a run folder or a saved record.
 
-
-def _load_run(run: Path) -> tuple[dict, dict]:
-    """``(evaluation summary, run record)``; the record of a foreign SAE holds only what it is (``sae``)."""
+    The record of a foreign SAE holds only what it is (``sae``); the name is
+    the run folder's, or the one a saved record holds.
+    """
     if run.is_file():  # a saved record
         record = read_json(run, "an SAE run record", ("summary",), ("summary", "sae", "train"))
         _check_summary(record["summary"], run)
-        return record["summary"], {key: record[key] for key in ("sae", "train") if key in record}
+        setup = {key: record[key] for key in ("sae", "train") if key in record}
+        return record["summary"], setup, str(record.get("name", run.stem))
     if not run.is_dir():
         raise FileNotFoundError(
             f"{run}: expected an evaluated run directory or a record saved by `harmono sae compare "
@@ -72,11 +70,11 @@ def _load_run(run: Path) -> tuple[dict, dict]:
     summary = evaluation["summary"]
     _check_summary(summary, path)
     if (run / RUN_FILE).is_file():
-        return summary, read_json(run / RUN_FILE, "an SAE run record", objects=("sae", "train"))
+        return summary, read_json(run / RUN_FILE, "an SAE run record", objects=("sae", "train")), run.name
     described = evaluation.get("sae", {})
     if described.get("format", "harmono") != "harmono":  # another library's SAE: say whose
         described = {**described, "architecture": f"{described['format']}:{described.get('architecture')}"}
-    return summary, {"sae": described} if described else {}
+    return summary, {"sae": described} if described else {}, run.name
 
 
 def _cell(values: list[float], spec: str) -> str:
@@ -111,17 +109,16 @@ def compare_rows(runs: list[Path], pool_seeds: bool = False) -> list[tuple[str, 
     FileNotFoundError
         When a run has not been evaluated, or is neither a folder nor a record.
     """
-    groups: dict[str, list[tuple[Path, dict, dict]]] = {}
+    groups: dict[str, list[tuple[str, dict, dict]]] = {}
     for run in runs:
-        summary, setup = _load_run(run)
+        summary, setup, name = _load_run(run)
         train = {k: v for k, v in setup.get("train", {}).items() if k not in NOT_A_SETTING}
         same_setting = pool_seeds and "train" in setup  # a run without run.json pools with nothing
         key = json.dumps({**setup, "train": train}, sort_keys=True) if same_setting else str(run)
-        groups.setdefault(key, []).append((run, summary, setup))
+        groups.setdefault(key, []).append((name, summary, setup))
     rows = []
     for members in groups.values():
-        run, _, setup = members[0]
-        name = _run_name(run)
+        name, _, setup = members[0]
         label = name if len(members) == 1 else f"{name} (+{len(members) - 1})"
         cells = [_cell([get(summary) for _, summary, _ in members], spec) for _, get, spec in METRICS]
         architecture = setup.get("sae", {}).get("architecture", "?")
@@ -139,10 +136,9 @@ def run_record(run: str | Path) -> dict:
     was trained at.
     """
     run = Path(run)
-    summary, setup = _load_run(run)
-    exported = {**provenance(), "taken_at_export": True}
+    summary, setup, _ = _load_run(run)
     described = {key: setup[key] for key in ("sae", "train") if key in setup}  # not the machine's paths
-    return {"name": run.name, **described, "summary": summary, "provenance": exported}
+    return {"name": run.name, **described, "summary": summary, "provenance": exported_provenance()}
 
 
 def save_records(runs: list[Path], results_dir: str | Path) -> list[Path]:

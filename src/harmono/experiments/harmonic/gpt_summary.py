@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harmono.analysis.toy_metrics import mean_std
 from harmono.core.io import read_json, write_json_atomically
-from harmono.core.provenance import provenance
+from harmono.core.provenance import exported_provenance
 from harmono.experiments.harmonic.gpt_train import RESULTS_FILE
 from harmono.training.runs import RUN_FILE
 
@@ -135,6 +135,6 @@ def save_records(runs: Sequence[str | Path], results_dir: str | Path) -> list[Pa
             continue  # already a record
         record = run_record(run)
         if "provenance" not in record:  # a run from before run.json kept it: say when it was exported
-            record["provenance"] = {**provenance(), "taken_at_export": True}
+            record["provenance"] = exported_provenance()
         written.append(write_json_atomically(results_dir / f"{record['name']}.json", record, indent=1))
     return written

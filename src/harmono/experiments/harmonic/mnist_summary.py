@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harmono.analysis.toy_metrics import mean_std
 from harmono.core.io import read_json, write_json_atomically
-from harmono.core.provenance import provenance
+from harmono.core.provenance import exported_provenance
 from harmono.experiments.harmonic.mnist_linear import RESULTS_FILE
 
 SECTION = "mnist-linear"
@@ -74,7 +74,7 @@ def save_record(run_dir: str | Path, results_dir: str | Path) -> Path:
     """
     record = mnist_record(run_dir)
     if "provenance" not in record:
-        record["provenance"] = {**provenance(), "taken_at_export": True}
+        record["provenance"] = exported_provenance()
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     return write_json_atomically(results_dir / f"{record['config']['dataset']}.json", record, indent=1)

@@ -18,7 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from harmono.core.io import read_json, write_json_atomically
-from harmono.core.provenance import provenance
+from harmono.core.provenance import exported_provenance, provenance
 from harmono.experiments.mono.finetune import finetune
 from harmono.experiments.mono.finetune_config import FinetuneConfig
 from harmono.experiments.mono.finetune_eval import read_results
@@ -122,7 +122,7 @@ def _earlier_provenance(out: Path) -> dict:
         saved = read_json(earlier, "a finetune sweep record")
         if isinstance(saved.get("provenance"), dict):
             return saved["provenance"]
-    return {**provenance(), "taken_at_export": True}
+    return exported_provenance()
 
 
 def _without_local_paths(config: dict) -> dict:
