@@ -46,6 +46,18 @@ def _row(rows, start):
     return next(row for row in rows if row[0].startswith(start))
 
 
+def _with_and_without_regulariser(task, paper, firsts, fractions, seeds):
+    """Efficiency records of both heads, with and without the regulariser: accuracy 1.0 from a head's
+    first passing fraction in that setting (``firsts[head] = (with, without)``), 0.2 below it."""
+    return [
+        _suite_record(task, head, paper, 1.0, (1, 1), fraction, seeds, 1.0 if fraction >= first else 0.2,
+                      **overrides)
+        for head, pair in firsts.items()
+        for fraction in fractions
+        for first, overrides in zip(pair, ({}, {"embedding_reg": "none"}), strict=True)
+    ]  # fmt: skip
+
+
 def test_claims_are_pending_without_results(tmp_path):
     headers, rows = claim_rows(tmp_path)
     assert headers[-1] == "holds" and len(rows) == 12
@@ -159,14 +171,8 @@ def test_the_20_seed_control_is_judged_on_its_own_records_from_a_subfolder(tmp_p
 
 
 def test_the_efficiency_control_without_the_regulariser_is_judged_on_its_own_records(tmp_path):
-    records = []
-    for head, with_reg, without in (("harmonic", 0.5, 0.5), ("standard", 0.5, 0.7)):
-        for fraction in (0.3, 0.4, 0.5, 0.6, 0.7):
-            for first, overrides in ((with_reg, {}), (without, {"embedding_reg": "none"})):
-                accuracy = 1.0 if fraction >= first else 0.3
-                records.append(
-                    _suite_record("modadd", head, True, 1.0, (1, 1), fraction, accuracy=accuracy, **overrides)
-                )
+    firsts = {"harmonic": (0.5, 0.5), "standard": (0.5, 0.7)}
+    records = _with_and_without_regulariser("modadd", True, firsts, (0.3, 0.4, 0.5, 0.6, 0.7), PAPER_SEEDS)
     _write(tmp_path / "toy" / "controls", records)
     _, rows = claim_rows(tmp_path)
     control = _row(rows, "harmonic models need less data: modadd, MLP, the control of the row above")
@@ -177,13 +183,9 @@ def test_the_efficiency_control_without_the_regulariser_is_judged_on_its_own_rec
 
 
 def test_the_3_seed_curves_without_the_regulariser_are_judged_apart_from_the_official_ones(tmp_path):
-    records = []
-    for head, with_reg, without in (("harmonic", 0.1, 0.1), ("standard", 0.3, 0.4)):
-        for fraction in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
-            for first, overrides in ((with_reg, {}), (without, {"embedding_reg": "none"})):
-                accuracy = 1.0 if fraction >= first else 0.2
-                records.append(_suite_record("lattice", head, False, 1.0, (1, 1), fraction, PAPER_SEEDS[:3],
-                                             accuracy, **overrides))  # fmt: skip
+    firsts = {"harmonic": (0.1, 0.1), "standard": (0.3, 0.4)}
+    fractions = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    records = _with_and_without_regulariser("lattice", False, firsts, fractions, PAPER_SEEDS[:3])
     _write(tmp_path / "toy", records)
     _, rows = claim_rows(tmp_path)
     official = _row(rows, "harmonic models need less data: lattice, MLP, smallest")
